@@ -1,0 +1,36 @@
+//! ollama-tap: a transparent proxy in front of Ollama that meters every real request.
+//!
+//! The data path, one module per stage:
+//!
+//! ```text
+//! config ──► agent ──► app (router) ──► proxy ──► Ollama
+//!                                         │
+//!                                        tap (json_scan, ndjson, sniff)
+//!                                         │
+//!                                       store ──► snapshot ──► exposition (/metrics)
+//!                                                          └─► testfmt (--test)
+//! ```
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod agent;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod exposition;
+pub mod labels;
+pub mod probe;
+pub mod proxy;
+pub mod run;
+pub mod shutdown;
+pub mod snapshot;
+pub mod store;
+pub mod tap;
+pub mod testfmt;
+
+/// The agent's version, as `--version`, `/health` and the User-Agent say it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// User-Agent of the agent's own requests.
+pub const USER_AGENT: &str = concat!("ollama-tap/", env!("CARGO_PKG_VERSION"));
+/// Observations kept per model for the summary quantiles (the original plugin's bound).
+pub const WINDOW: usize = 1000;

@@ -1,0 +1,287 @@
+//! The transparent proxy: forwards every request to `ollama_url` and streams the answer back
+//! unchanged, with the tap on inference endpoints.
+//!
+//! Only `ollama_url` is ever contacted: the request's own authority (absolute-form targets) is
+//! refused, and the upstream URI is built from the configured base and the request's path.
+
+mod body;
+mod headers;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::uri::{PathAndQuery, Scheme};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+
+pub use body::{BoxError, IdleBody, IdleTimeout, UpstreamBody};
+pub use headers::strip_hop_by_hop;
+
+use crate::app::InstanceState;
+use crate::tap::route::Endpoint;
+use crate::tap::sniff::ModelSniffer;
+use crate::tap::{Meter, TapBody};
+
+/// How much of an inference request body is read, at most, to find its `model` before the
+/// request is sent on. The rest is streamed; the answer's own `model` is the fallback.
+pub const SNIFF_LIMIT: usize = 256 * 1024;
+/// Idle pooled connections kept to the backend (the original plugin's transport kept 100).
+const POOL_IDLE: usize = 100;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The backend: a pooled HTTP client and the parts of `ollama_url` every request needs.
+pub struct Upstream {
+    client: Client<Connector, UpstreamBody>,
+    scheme: Scheme,
+    authority: axum::http::uri::Authority,
+    host: HeaderValue,
+    /// Path prefix of `ollama_url` without its trailing `/` ("" for none).
+    prefix: String,
+    /// `ollama_url` as configured, for messages.
+    pub url: String,
+    /// Bounds connecting, waiting for non-inference answers, and each gap inside an answer.
+    pub timeout: Duration,
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    pub fn new(url: &Uri, timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(POOL_IDLE)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        let authority = url
+            .authority()
+            .expect("validated ollama_url has a host")
+            .clone();
+        let host =
+            HeaderValue::from_str(authority.as_str()).expect("an authority is a header value");
+        Upstream {
+            client,
+            scheme: url.scheme().cloned().unwrap_or(Scheme::HTTP),
+            authority,
+            host,
+            prefix: url.path().trim_end_matches('/').to_string(),
+            url: url.to_string().trim_end_matches('/').to_string(),
+            timeout,
+        }
+    }
+
+    /// The backend URI for a request's path and query.
+    fn uri_for(&self, path: Option<&PathAndQuery>) -> Uri {
+        let pq = path.map_or("/", PathAndQuery::as_str);
+        let pq = if self.prefix.is_empty() {
+            match path {
+                Some(p) => p.clone(),
+                None => PathAndQuery::from_static("/"),
+            }
+        } else {
+            // A prefix makes a new string; a validated prefix plus a valid path stays valid.
+            PathAndQuery::try_from(format!("{}{pq}", self.prefix))
+                .unwrap_or_else(|_| PathAndQuery::from_static("/"))
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .expect("scheme, authority and path are valid")
+    }
+
+    /// The agent's own GET (the backend check), with `timeout` for the whole answer.
+    pub async fn get(&self, path: &'static str) -> Result<(StatusCode, bytes::Bytes), String> {
+        let req = axum::http::Request::get(self.uri_for(Some(&PathAndQuery::from_static(path))))
+            .header(header::HOST, self.host.clone())
+            .header(header::USER_AGENT, crate::USER_AGENT)
+            .body(UpstreamBody::empty())
+            .map_err(|e| e.to_string())?;
+        let fetch = async {
+            let res = self.client.request(req).await.map_err(|e| describe(&e))?;
+            let status = res.status();
+            let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
+            Ok((status, body.to_bytes()))
+        };
+        match tokio::time::timeout(self.timeout, fetch).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+}
+
+/// The fallback handler: everything that is not the agent's own endpoint goes to Ollama.
+pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> Response {
+    let start = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    if parts.uri.authority().is_some() || parts.method == Method::CONNECT {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ollama-tap only forwards origin-form requests (a path, not a URL) to its configured Ollama",
+        );
+    }
+    let endpoint = Endpoint::classify(&parts.method, parts.uri.path());
+    let up = &state.upstream;
+
+    let (mut meter, body) = match endpoint {
+        None => (None, UpstreamBody::plain(body)),
+        Some(endpoint) => {
+            let mut meter = Meter::new(state.store.clone(), endpoint, start);
+            let body = match sniff(body).await {
+                Ok((head, rest, model)) => {
+                    meter.model = model;
+                    UpstreamBody::new(head, rest)
+                }
+                // The client's body broke off: nobody is left to answer; the meter records
+                // the request as aborted when it drops.
+                Err(_) => return error(StatusCode::BAD_REQUEST, "request body broke off"),
+            };
+            (Some(meter), body)
+        }
+    };
+
+    parts.uri = up.uri_for(parts.uri.path_and_query());
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(header::HOST, up.host.clone());
+    let sent = up
+        .client
+        .request(axum::http::Request::from_parts(parts, body));
+    // Inference answers may legitimately take minutes before their first byte (model load,
+    // long prompt, `stream: false`): only the connect timeout bounds them. Everything else
+    // answers quickly or is stuck.
+    let answer = if meter.is_some() {
+        sent.await
+    } else {
+        match tokio::time::timeout(up.timeout, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "ollama-tap: Ollama at {} did not answer within {:?}",
+                        up.url, up.timeout
+                    ),
+                )
+            }
+        }
+    };
+    let res = match answer {
+        Ok(res) => res,
+        Err(e) => {
+            if let Some(m) = meter.as_mut() {
+                m.finish(crate::tap::End::BackendFailed, false, None);
+            }
+            let status = if is_timeout(&e) {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            return error(
+                status,
+                &format!(
+                    "ollama-tap: cannot reach Ollama at {}: {}",
+                    up.url,
+                    describe(&e)
+                ),
+            );
+        }
+    };
+
+    let (mut parts, incoming) = res.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let idle = IdleBody::new(incoming, up.timeout);
+    let body = match meter {
+        Some(meter) => Body::new(TapBody::new(idle, meter, parts.status.is_success())),
+        None => Body::new(idle),
+    };
+    Response::from_parts(parts, body)
+}
+
+/// Reads the start of an inference body until its `model` is known (or [`SNIFF_LIMIT`]).
+async fn sniff(
+    mut body: Body,
+) -> Result<
+    (
+        VecDeque<http_body::Frame<bytes::Bytes>>,
+        Body,
+        Option<String>,
+    ),
+    axum::Error,
+> {
+    let mut sniffer = ModelSniffer::new();
+    let mut head = VecDeque::new();
+    let mut read = 0;
+    while !sniffer.finished() && read < SNIFF_LIMIT {
+        match body.frame().await {
+            None => break,
+            Some(frame) => {
+                let frame = frame?;
+                if let Some(data) = frame.data_ref() {
+                    sniffer.feed(data);
+                    read += data.len();
+                }
+                head.push_back(frame);
+            }
+        }
+    }
+    Ok((head, body, sniffer.into_model()))
+}
+
+/// An answer in Ollama's error shape: `{"error": "..."}`.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The innermost cause of a client error, which names what went wrong (refused, timed out...).
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    let cause = source.to_string();
+    if e.is_connect() {
+        format!("connect: {cause}")
+    } else {
+        cause
+    }
+}
+
+fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
+}

@@ -1,0 +1,197 @@
+//! Body layers of the proxy: the request body replayed after the model was sniffed from its
+//! start, and the idle timeout on the backend's answer.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+/// Error type of the proxied bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body sent upstream: frames already read (to find the model), then the rest of
+/// the client's body, streamed.
+pub struct UpstreamBody {
+    head: VecDeque<Frame<Bytes>>,
+    head_len: u64,
+    rest: axum::body::Body,
+}
+
+/// A body that fails with [`IdleTimeout`] when the inner body yields nothing for `timeout`.
+pub struct IdleBody<B> {
+    inner: B,
+    timeout: Duration,
+    /// Allocated on the first wait only: answers that arrive at once never arm a timer.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// The timer has been reset since the last frame.
+    armed: bool,
+}
+
+/// The backend sent nothing for the configured `timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("ollama-tap: the backend sent nothing for {0:?}")]
+pub struct IdleTimeout(pub Duration);
+
+// === impl UpstreamBody ===
+
+impl UpstreamBody {
+    pub fn new(head: VecDeque<Frame<Bytes>>, rest: axum::body::Body) -> Self {
+        let head_len = head
+            .iter()
+            .filter_map(|f| f.data_ref())
+            .map(|d| d.len() as u64)
+            .sum();
+        UpstreamBody {
+            head,
+            head_len,
+            rest,
+        }
+    }
+
+    /// The client's body as it is.
+    pub fn plain(rest: axum::body::Body) -> Self {
+        UpstreamBody {
+            head: VecDeque::new(),
+            head_len: 0,
+            rest,
+        }
+    }
+
+    /// No body (the agent's own requests).
+    pub fn empty() -> Self {
+        Self::plain(axum::body::Body::empty())
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(frame) = self.head.pop_front() {
+            if let Some(d) = frame.data_ref() {
+                self.head_len -= d.len() as u64;
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_empty() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Keep an exact length exact, so the backend gets Content-Length as the client sent it.
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + self.head_len);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + self.head_len);
+        }
+        hint
+    }
+}
+
+// === impl IdleBody ===
+
+impl<B> IdleBody<B> {
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        IdleBody {
+            inner,
+            timeout,
+            sleep: None,
+            armed: false,
+        }
+    }
+}
+
+impl<B> Body for IdleBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.armed = false;
+                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let deadline = Instant::now() + this.timeout;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.armed {
+                    sleep.as_mut().reset(deadline);
+                    this.armed = true;
+                }
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(IdleTimeout(this.timeout).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+use std::future::Future as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn replays_head_then_rest_with_exact_length() {
+        let head = VecDeque::from([Frame::data(Bytes::from_static(b"{\"model\":"))]);
+        let body = UpstreamBody::new(head, axum::body::Body::from("\"m\"}"));
+        assert_eq!(body.size_hint().exact(), Some(13));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"{\"model\":\"m\"}");
+    }
+
+    /// A body that never yields.
+    struct Never;
+    impl Body for Never {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_body_fails_after_timeout() {
+        let mut body = IdleBody::new(Never, Duration::from_secs(30));
+        let start = Instant::now();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<IdleTimeout>());
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+}

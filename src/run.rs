@@ -1,0 +1,100 @@
+//! The program's story: flags → config → logs → bind → serve (or `--test` one interval).
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::agent::Agent;
+use crate::cli::Cli;
+use crate::config::{self, ConfigError};
+use crate::testfmt;
+
+/// Exit status for a bad command line or configuration (BSD `EX_USAGE`).
+pub const EX_USAGE: i32 = 64;
+
+/// A flag error, kept apart so that it exits with [`EX_USAGE`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
+/// Runs the agent until a stop signal, or one interval with `--test`.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    cli.check_inputs().map_err(UsageError)?;
+    let loaded = config::load(&cli.configs, &cli.overrides())?;
+    init_logs(&cli, &loaded.config);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let config = loaded.config;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let agent = Agent::bind(&config).await?;
+        for (inst, addr) in agent.instances.iter().zip(agent.local_addrs()) {
+            tracing::info!(listen = %addr, backend = %inst.upstream.url, "proxying");
+        }
+        if cli.test {
+            test_once(agent).await
+        } else {
+            agent.serve(crate::shutdown::signal()).await;
+            Ok(())
+        }
+    })
+}
+
+/// `--test`: serve for one interval (the longest of the instances'), then print every
+/// instance's samples to stdout in Categraf's `--test` format. Nothing is pushed.
+async fn test_once(agent: Agent) -> anyhow::Result<()> {
+    let wait = agent
+        .instances
+        .iter()
+        .map(|i| i.config.interval)
+        .max()
+        .unwrap_or_default();
+    tracing::info!("--test: proxying for {wait:?}, then printing the samples; nothing is pushed");
+    let instances = agent.instances.clone();
+    for inst in &instances {
+        if !inst.config.passive {
+            crate::probe::check(inst).await;
+        }
+    }
+    agent.serve(tokio::time::sleep(wait)).await;
+    let now = chrono::Local::now();
+    let hms = now.format("%H:%M:%S").to_string();
+    let mut out = String::new();
+    for inst in &instances {
+        testfmt::render(&inst.snapshot(), now.timestamp(), &hms, &mut out);
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// Logs go to stderr (stdout is for `--test` samples). Level: `RUST_LOG`, else `--debug`,
+/// else `[log] level` from config.toml.
+fn init_logs(cli: &Cli, config: &config::Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::new(v),
+        _ if cli.debug => EnvFilter::new("debug"),
+        _ => EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// [`EX_USAGE`] for flag and configuration errors, 1 for everything else.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.is::<UsageError>() || e.is::<ConfigError>() {
+        EX_USAGE
+    } else {
+        1
+    }
+}

@@ -1,0 +1,145 @@
+//! Finds the top-level `"model"` of an inference request body, reading as little as it can:
+//! a pure function over bytes split anywhere, which stops at the model's closing quote.
+
+use super::json_scan::{JsonScan, Value, Visitor};
+
+/// Longest model name kept (longer ones are cut here, [`super::json_scan::CAP`] bounds it too).
+const MODEL_CAP: usize = 200;
+
+/// Incremental reader of a request body's `model`.
+#[derive(Default)]
+pub struct ModelSniffer {
+    scan: JsonScan,
+    found: Found,
+}
+
+#[derive(Default)]
+struct Found {
+    model: Option<String>,
+    /// The first top-level object ended (or was abandoned) without a string `model`.
+    gave_up: bool,
+}
+
+// === impl ModelSniffer ===
+
+impl ModelSniffer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads the next chunk of the body.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.scan.feed(chunk, &mut self.found);
+    }
+
+    /// Whether more bytes cannot change the answer.
+    pub fn finished(&self) -> bool {
+        self.found.satisfied()
+    }
+
+    /// The model, once found.
+    pub fn model(&self) -> Option<&str> {
+        self.found.model.as_deref()
+    }
+
+    pub fn into_model(self) -> Option<String> {
+        self.found.model
+    }
+}
+
+impl Visitor for Found {
+    fn key_id(&self, depth: u32, _parent: u8, key: &[u8]) -> u8 {
+        u8::from(depth == 1 && key == b"model")
+    }
+
+    fn value(&mut self, _parent: u8, _key: u8, value: Value<'_>) {
+        if let Value::Str(s) = value {
+            let s = &s[..s.len().min(MODEL_CAP)];
+            self.model = Some(String::from_utf8_lossy(s).into_owned());
+        } else {
+            self.gave_up = true;
+        }
+    }
+
+    fn end_object(&mut self) {
+        self.gave_up = true;
+    }
+
+    fn abort_object(&mut self) {
+        self.gave_up = true;
+    }
+
+    fn satisfied(&self) -> bool {
+        self.model.is_some() || self.gave_up
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sniff(chunks: &[&[u8]]) -> Option<String> {
+        let mut s = ModelSniffer::new();
+        for c in chunks {
+            s.feed(c);
+        }
+        s.into_model()
+    }
+
+    #[test]
+    fn model_first_or_last_pretty_or_compact() {
+        assert_eq!(
+            sniff(&[br#"{"model":"llama3.2","prompt":"hi"}"#]).as_deref(),
+            Some("llama3.2")
+        );
+        let openai = br#"{"messages":[{"role":"user","content":"model: \"no\""}],"model":"qwen2.5:0.5b","stream":true}"#;
+        assert_eq!(sniff(&[openai]).as_deref(), Some("qwen2.5:0.5b"));
+        let curl = b"{\n  \"model\": \"qwen2.5:0.5b\",\n  \"prompt\": \"Why is the sky blue?\"\n}";
+        assert_eq!(sniff(&[curl]).as_deref(), Some("qwen2.5:0.5b"));
+    }
+
+    #[test]
+    fn model_split_at_every_position() {
+        let body = br#"{"messages":[{"content":"x"}],"model":"hf.co/org/repo-GGUF:Q4_K_M"}"#;
+        for at in 0..=body.len() {
+            let (a, b) = body.split_at(at);
+            assert_eq!(
+                sniff(&[a, b]).as_deref(),
+                Some("hf.co/org/repo-GGUF:Q4_K_M"),
+                "split at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn stops_reading_once_found() {
+        let mut s = ModelSniffer::new();
+        s.feed(br#"{"model":"m","prompt":""#);
+        assert!(s.finished());
+        assert_eq!(s.model(), Some("m"));
+    }
+
+    #[test]
+    fn bad_bodies_give_no_model_and_finish() {
+        for body in [
+            &b"not json at all"[..],
+            br#"{"prompt":"no model here"}"#,
+            br#"{"model":42}"#,
+            br#"{"model":null,"prompt":"x"}"#,
+            br#"{"model" "x"}"#,
+        ] {
+            let mut s = ModelSniffer::new();
+            s.feed(body);
+            assert_eq!(s.model(), None, "{}", String::from_utf8_lossy(body));
+        }
+        let mut s = ModelSniffer::new();
+        s.feed(br#"{"model":42}"#);
+        assert!(s.finished());
+    }
+
+    #[test]
+    fn body_that_stops_half_way() {
+        assert_eq!(sniff(&[br#"{"prompt":"abc"#]), None);
+        assert_eq!(sniff(&[br#"{"model":"ab"#]), None);
+    }
+}

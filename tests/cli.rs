@@ -1,0 +1,161 @@
+//! The real binary: Categraf's flags, `--test`, and one clear line for every bad start.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use common::fake_ollama::FakeOllama;
+use common::{command, ConfDir, Running};
+
+/// Runs the binary to completion and returns (exit code, stdout, stderr).
+fn run(conf: &ConfDir, args: &[&str]) -> (i32, String, String) {
+    let out = command(conf, args).output().expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn instance(backend: &str, listen: &str) -> String {
+    format!("[[instances]]\nollama_url = \"{backend}\"\nproxy_listen_addr = \"{listen}\"\n")
+}
+
+#[test]
+fn version_and_help() {
+    let conf = ConfDir::new("", "");
+    let (code, out, _) = run(&conf, &["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("ollama-tap {}", env!("CARGO_PKG_VERSION")));
+    let (code, out, _) = run(&conf, &["--help"]);
+    assert_eq!(code, 0);
+    for flag in ["--configs", "--test", "--inputs", "--interval", "--debug"] {
+        assert!(out.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[test]
+fn bad_starts_exit_non_zero_with_one_line_naming_the_culprit() {
+    let cases: Vec<(ConfDir, &str)> = vec![
+        (ConfDir::new("[global\n", &instance("http://x:1", "127.0.0.1:0")), "config.toml"),
+        (ConfDir::new("", "[[instances]]\nollama_url = \"not a url\"\n"), "ollama_url"),
+        (ConfDir::new("", "[[instances]]\ntimeout = \"soon\"\n"), "timeout"),
+        (ConfDir::new("", "# nothing\n"), "instances"),
+        (ConfDir::new("", "[[instances]]\nproxy_listen_addr = \"nowhere\"\n"), "proxy_listen_addr"),
+    ];
+    for (conf, needle) in &cases {
+        let (code, out, err) = run(conf, &[]);
+        assert_ne!(code, 0, "{needle}: {err}");
+        assert!(out.is_empty(), "{out}");
+        let lines: Vec<_> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "one line expected: {err}");
+        assert!(lines[0].contains(needle), "{needle} not named: {err}");
+    }
+}
+
+#[test]
+fn missing_conf_dir_names_the_file() {
+    let conf = ConfDir::new("", "");
+    let missing = conf.path.join("nope");
+    let out = std::process::Command::new(common::binary())
+        .arg("--configs")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope") && err.contains("config.toml"), "{err}");
+}
+
+#[test]
+fn a_port_in_use_is_named_and_nothing_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let conf = ConfDir::new("", &instance("http://127.0.0.1:1", &addr));
+    let (code, _, err) = run(&conf, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&addr) && err.contains("proxy_listen_addr"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn inputs_without_ollama_is_refused() {
+    let conf = ConfDir::new("", &instance("http://127.0.0.1:1", "127.0.0.1:0"));
+    let (code, _, err) = run(&conf, &["--inputs", "cpu:mem"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("cpu:mem") && err.contains("ollama"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_warned_about_by_name() {
+    let backend_port = common::free_port();
+    let conf = ConfDir::new(
+        "[global]\ninterval = 1\n[heartbeat]\nenable = true\n",
+        &format!("[[instances]]\nolama_url = \"http://127.0.0.1:{backend_port}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n"),
+    );
+    let (code, _, err) = run(&conf, &["--test", "--inputs", "cpu:ollama"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("olama_url") && err.contains("ollama.toml"), "{err}");
+    assert!(!err.contains("heartbeat"), "{err}");
+}
+
+/// `--test` proxies for one interval, prints Categraf lines to stdout (and only those), exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_mode_prints_categraf_lines_after_one_interval() {
+    let fake = FakeOllama::start().await;
+    let port = common::free_port();
+    let conf = ConfDir::new(
+        "[global]\nhostname = \"h1\"\n[global.labels]\nregion = \"eu\"\n",
+        &format!("{}interval = 2\n[instances.labels]\nservice = \"ollama\"\n", instance(&fake.url(), &format!("127.0.0.1:{port}"))),
+    );
+    let mut child = Running(command(&conf, &["--test", "--inputs", "ollama"]).spawn().unwrap());
+    let stderr = child.0.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    common::wait_listening(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let res = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/generate"))
+        .body(r#"{"model":"llama3.2","prompt":"why is the sky blue","stream":false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap();
+
+    let out = tokio::task::spawn_blocking(move || {
+        let status = child.0.wait().unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+        (status, out)
+    });
+    let (status, out) = tokio::time::timeout(Duration::from_secs(20), out).await.unwrap().unwrap();
+    let logs = logs.join().unwrap();
+    assert!(status.success(), "{logs:?}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(!lines.is_empty(), "no samples; logs: {logs:?}");
+    for line in &lines {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert!(fields.len() >= 4, "{line}");
+        fields[0].parse::<i64>().expect("unix seconds");
+        assert_eq!(fields[1].len(), 8, "HH:MM:SS in {line}");
+        assert!(fields[2].starts_with("ollama_"), "{line}");
+        fields.last().unwrap().parse::<f64>().expect("value");
+        let labels = &fields[3..fields.len() - 1];
+        let mut sorted = labels.to_vec();
+        sorted.sort();
+        assert_eq!(labels, &sorted[..], "labels sorted in {line}");
+        for want in ["agent_hostname=h1", "region=eu", "service=ollama"] {
+            assert!(labels.contains(&want), "{want} missing in {line}");
+        }
+    }
+    let has = |metric: &str, label: &str, value: &str| {
+        lines.iter().any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f[2] == metric && f.contains(&label) && f.last() == Some(&value)
+        })
+    };
+    assert!(has("ollama_requests_total", "model=llama3.2", "1"), "{out}");
+    assert!(has("ollama_tokens_generated_total", "model=llama3.2", "5"), "{out}");
+    assert!(has("ollama_prompt_tokens_total", "model=llama3.2", "5"), "{out}");
+    assert!(lines.iter().any(|l| l.split(' ').nth(2) == Some("ollama_up") && l.ends_with(" 1")), "{out}");
+}

@@ -1,0 +1,204 @@
+//! Test harness: a fake Ollama, temporary conf dirs, the agent in process or as the real
+//! binary, and small helpers to read `/metrics`.
+#![allow(dead_code)]
+
+pub mod fake_ollama;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ollama_tap::agent::Agent;
+use ollama_tap::app::InstanceState;
+use tokio::sync::oneshot;
+
+/// A conf dir in the system temp dir, removed on drop.
+pub struct ConfDir {
+    pub path: PathBuf,
+}
+
+impl ConfDir {
+    /// Writes `config.toml` and `input.ollama/ollama.toml`.
+    pub fn new(config_toml: &str, ollama_toml: &str) -> ConfDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "ollama-tap-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(path.join("input.ollama")).unwrap();
+        std::fs::write(path.join("config.toml"), config_toml).unwrap();
+        std::fs::write(path.join("input.ollama/ollama.toml"), ollama_toml).unwrap();
+        ConfDir { path }
+    }
+
+    /// A conf dir with no writers, global hostname `test-host`, and one instance on an
+    /// ephemeral port in front of `backend`, plus `extra` instance lines.
+    pub fn single(backend: &str, extra: &str) -> ConfDir {
+        ConfDir::new(
+            "[global]\nhostname = \"test-host\"\ninterval = 1\n",
+            &format!(
+                "[[instances]]\nollama_url = \"{backend}\"\nproxy_listen_addr = \"127.0.0.1:0\"\ntimeout = \"5s\"\n{extra}\n"
+            ),
+        )
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ConfDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The agent running in this process on ephemeral ports.
+pub struct InProcess {
+    pub addrs: Vec<SocketAddr>,
+    pub states: Vec<Arc<InstanceState>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _conf: ConfDir,
+}
+
+impl InProcess {
+    /// Loads `conf` as the binary would, binds, and serves until dropped or [`Self::stop`].
+    pub async fn start(conf: ConfDir) -> InProcess {
+        let loaded = ollama_tap::config::load(conf.path(), &Default::default()).expect("config loads");
+        let agent = Agent::bind(&loaded.config).await.expect("agent binds");
+        let addrs = agent.local_addrs();
+        let states = agent.instances.clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(agent.serve(async {
+            let _ = rx.await;
+        }));
+        InProcess {
+            addrs,
+            states,
+            stop: Some(tx),
+            task: Some(task),
+            _conf: conf,
+        }
+    }
+
+    /// One instance in front of `backend`.
+    pub async fn single(backend: &str) -> InProcess {
+        InProcess::start(ConfDir::single(backend, "")).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addrs[0])
+    }
+
+    /// Stops serving and waits for in-flight requests.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// `/metrics` of the first instance.
+    pub async fn metrics(&self) -> Metrics {
+        let text = reqwest::get(format!("{}/metrics", self.url()))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .unwrap();
+        Metrics(text)
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The text of a `/metrics` answer, with a lookup by name and labels.
+#[derive(Debug, Clone)]
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of the series `name` whose labels include every pair of `labels`.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.0.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (n, rest) = match series.find('{') {
+                Some(i) => (&series[..i], &series[i..]),
+                None => (series, ""),
+            };
+            if n != name {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            all.then(|| value.parse().ok()).flatten()
+        })
+    }
+
+    /// Like [`Self::get`], 0 when absent.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or(0.0)
+    }
+}
+
+/// Path of the real binary built by cargo for these tests.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_ollama-tap")
+}
+
+/// The real binary with `--configs conf`, stdout and stderr piped.
+pub fn command(conf: &ConfDir, args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.arg("--configs")
+        .arg(conf.path())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A running binary, killed on drop.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub async fn wait_listening(addr: SocketAddr) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nothing listens on {addr}");
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
