@@ -41,10 +41,12 @@ impl Agent {
     /// Builds every instance and binds every listener; fails before serving anything if one
     /// address is unusable, so the agent never runs half-configured.
     pub async fn bind(config: &Config) -> Result<Agent, BindError> {
-        let first_writer = config.writers.first().map(|w| w.url.as_str());
-        let hostname = (!config.global.omit_hostname)
-            .then(|| labels::resolve_hostname(&config.global.hostname, first_writer));
-        let global = labels::expand_all(&config.global.labels, first_writer);
+        let first_writer = config.first_writer_url();
+        let resolved = labels::resolve_hostname(&config.global.hostname, first_writer);
+        // As Categraf: `$hostname` in a label value is the agent's hostname.
+        let expand = |m| labels::expand_all_with(m, &resolved, first_writer);
+        let global = expand(&config.global.labels);
+        let hostname = (!config.global.omit_hostname).then(|| resolved.clone());
         let mut instances = Vec::new();
         let mut listeners = Vec::new();
         for inst in &config.instances {
@@ -52,9 +54,9 @@ impl Agent {
                 .await
                 .map_err(|source| BindError {
                     addr: inst.proxy_listen_addr,
-                    index: inst.index,
+                    index: inst.file_index,
                     text: inst.listen_text.clone(),
-                    file: config.dir.join("input.ollama").display().to_string(),
+                    file: inst.file.display().to_string(),
                     source,
                 })?;
             let labeler = Labeler::new(

@@ -1,117 +1,394 @@
-//! TEMPORARY STUB (replaced by the config module).
+//! Validated configuration: loads Categraf's `config.toml` and `input.ollama/*.toml`, checks every value, and reports one-line errors naming the file and the field.
+
+mod check;
+pub mod duration;
+pub mod raw;
+mod validate;
+
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use axum::http::Uri;
+use serde::de::DeserializeOwned;
+
+use raw::{RawGlobal, RawInput, RawInstance, RawLog, RawMain, RawWriter, RawWriterOpt};
+
+/// Interval used when none is configured (Categraf's `GetInterval`).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+/// Upstream timeout used when an instance sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The main file inside the config directory.
+pub const MAIN_FILE: &str = "config.toml";
+/// The input folder inside the config directory.
+pub const INPUT_DIR: &str = "input.ollama";
+
+/// Command-line values that win over the files.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--interval`: replaces the global, plugin and every instance interval.
     pub interval: Option<Duration>,
 }
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
+
+/// A loaded configuration plus warnings (unknown keys, ...) for the caller to log.
+#[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
 }
+
+/// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The config directory it was loaded from.
     pub dir: PathBuf,
     pub global: Global,
     pub writers: Vec<Writer>,
+    pub writer_opt: WriterOpt,
     pub log: Log,
+    /// All instances from all `input.ollama/*.toml` files, in file-name order.
     pub instances: Vec<Instance>,
 }
+
+/// `[global]`.
 #[derive(Debug, Clone)]
 pub struct Global {
+    /// As written (not expanded); see `labels::resolve_hostname`.
     pub hostname: String,
     pub omit_hostname: bool,
+    /// Never zero (zero/absent means 15s).
     pub interval: Duration,
+    /// As written (not expanded); see `labels::expand_all`.
     pub labels: BTreeMap<String, String>,
 }
+
+/// One `[[writers]]` entry.
 #[derive(Debug, Clone)]
 pub struct Writer {
+    /// Validated absolute http(s) URL, trimmed.
     pub url: String,
+    pub basic_auth_user: String,
+    pub basic_auth_pass: String,
+    /// Header pairs in file order; a `Host` pair should set the request host.
+    pub headers: Vec<(String, String)>,
+    /// Response-header timeout; `Duration::ZERO` means no limit (Categraf semantics).
+    pub timeout: Duration,
+    /// Connect timeout; `Duration::ZERO` means no limit.
+    pub dial_timeout: Duration,
+    pub max_idle_conns_per_host: usize,
+    /// Categraf applies `tls_ca` / `insecure_skip_verify` only when this is true.
+    pub use_tls: bool,
+    pub insecure_skip_verify: bool,
+    /// CA certificate: a file path, or inline PEM when it contains "-----BEGIN"; "" = system roots.
+    pub tls_ca: String,
 }
+
+/// `[writer_opt]`.
+#[derive(Debug, Clone)]
+pub struct WriterOpt {
+    pub batch: usize,
+    pub chan_size: usize,
+}
+
+/// `[log]`.
 #[derive(Debug, Clone)]
 pub struct Log {
+    /// "stdout", "stderr" or a file path.
     pub file_name: String,
+    /// A tracing filter directive, checked to parse.
     pub level: String,
 }
+
+/// One `[[instances]]` entry: a proxy in front of one Ollama server.
 #[derive(Debug, Clone)]
 pub struct Instance {
+    /// Position among all instances (0-based, across files).
     pub index: usize,
-    pub ollama_url: axum::http::Uri,
+    /// The file that defined it, and its position there (for messages).
+    pub file: PathBuf,
+    pub file_index: usize,
+    /// Scheme http|https, authority present; path kept as written ("/" when none).
+    pub ollama_url: Uri,
     pub proxy_listen_addr: SocketAddr,
+    /// `proxy_listen_addr` as written, for messages.
     pub listen_text: String,
     pub timeout: Duration,
+    /// Resolved: instance, else plugin, else global interval (or `--interval`).
     pub interval: Duration,
+    /// As written (not expanded); "-" values delete labels.
     pub labels: BTreeMap<String, String>,
     pub max_models: usize,
     pub passive: bool,
+    pub include_usage: bool,
+    /// None = metrics are served on the proxy port.
+    pub metrics_listen_addr: Option<SocketAddr>,
+    pub metrics_bearer_token: String,
 }
-pub fn load(dir: &Path, _o: &Overrides) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(dir.join("input.ollama/ollama.toml"))
-        .map_err(|e| ConfigError(e.to_string()))?;
-    let t: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError(e.message().to_string()))?;
-    let mut instances = Vec::new();
-    for (i, inst) in t
-        .get("instances")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default()
-        .iter()
+
+/// A configuration error; Display is one line naming the file and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    /// The input directory could not be listed.
+    #[error("{dir}: cannot read directory: {reason}")]
+    ReadDir { dir: String, reason: String },
+    /// TOML syntax error.
+    #[error("{file}{pos}: TOML parse error: {message}")]
+    Syntax {
+        file: String,
+        pos: Pos,
+        message: String,
+    },
+    /// A value of the wrong type (message starts with the field when known).
+    #[error("{file}{pos}: {message}")]
+    Type {
+        file: String,
+        pos: Pos,
+        message: String,
+    },
+    /// A value of the right type that fails validation.
+    #[error("{file}: {field}: {message}")]
+    Invalid {
+        file: String,
+        field: String,
+        message: String,
+    },
+    /// No `[[instances]]` in any `input.ollama/*.toml`.
+    #[error("{dir}: no [[instances]] configured")]
+    NoInstances { dir: String },
+}
+
+/// Optional `line:column` in a file; displays as ":12:5" or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos(pub Option<(usize, usize)>);
+
+/// Reads, merges and validates `dir/config.toml` and `dir/input.ollama/*.toml`.
+pub fn load(dir: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
+    let mut warnings = Vec::new();
+    let main_path = dir.join(MAIN_FILE);
+    let file = main_path.display().to_string();
+    let text = read(&main_path)?;
+    let table = parse_table(&file, &text)?;
+    main_warnings(&mut warnings, &file, &table);
+    check::array_of_tables(&table, "writers")
+        .map_err(|m| validate::invalid(&file, "writers", m))?;
+    let raw: RawMain = decode(&file, &text, &table, locate_main)?;
+
+    let mut global = validate::global(&file, raw.global)?;
+    let writers = raw
+        .writers
+        .into_iter()
         .enumerate()
-    {
-        let url = inst
-            .get("ollama_url")
-            .and_then(|v| v.as_str())
-            .unwrap_or("http://localhost:11434");
-        let listen = inst
-            .get("proxy_listen_addr")
-            .and_then(|v| v.as_str())
-            .unwrap_or("127.0.0.1:8000");
-        let labels = inst
-            .get("labels")
-            .and_then(|v| v.as_table())
-            .map(|t| {
-                t.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        instances.push(Instance {
-            index: i,
-            ollama_url: url.parse().map_err(|_| ConfigError("ollama_url".into()))?,
-            proxy_listen_addr: listen
-                .parse()
-                .map_err(|_| ConfigError("proxy_listen_addr".into()))?,
-            listen_text: listen.into(),
-            timeout: Duration::from_secs(5),
-            interval: Duration::from_secs(1),
-            labels,
-            max_models: 100,
-            passive: false,
-        });
+        .map(|(i, w)| validate::writer(&file, i, w))
+        .collect::<Result<Vec<_>, _>>()?;
+    let writer_opt = validate::writer_opt(raw.writer_opt);
+    let log = validate::log(&file, raw.log)?;
+
+    let (plugin_interval, pending) = load_inputs(dir, &mut warnings)?;
+    if let Some(d) = overrides.interval.filter(|d| !d.is_zero()) {
+        global.interval = d;
     }
-    Ok(Loaded {
-        config: Config {
-            dir: dir.into(),
-            global: Global {
-                hostname: "test-host".into(),
-                omit_hostname: false,
-                interval: Duration::from_secs(1),
-                labels: BTreeMap::new(),
-            },
-            writers: vec![],
-            log: Log {
-                file_name: "stdout".into(),
-                level: "info".into(),
-            },
-            instances,
-        },
-        warnings: vec![],
+    let fallback = plugin_interval.unwrap_or(global.interval);
+    let instances = pending
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut ins)| {
+            ins.index = index;
+            ins.interval = match overrides.interval.filter(|d| !d.is_zero()) {
+                Some(d) => d,
+                None if ins.interval.is_zero() => fallback,
+                None => ins.interval,
+            };
+            ins
+        })
+        .collect();
+    let config = Config {
+        dir: dir.to_path_buf(),
+        global,
+        writers,
+        writer_opt,
+        log,
+        instances,
+    };
+    Ok(Loaded { config, warnings })
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: path.display().to_string(),
+        reason: check::io_reason(&e),
     })
 }
+
+fn parse_table(file: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax {
+            file: file.to_owned(),
+            pos: Pos(e.span().map(|s| check::line_col(text, s.start))),
+            message: check::one_line(e.message()),
+        })
+}
+
+/// Deserialises the whole file (for positions), naming the field via `locate` on failure.
+fn decode<T: DeserializeOwned>(
+    file: &str,
+    text: &str,
+    table: &toml::Table,
+    locate: fn(&toml::Table) -> Vec<String>,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let message = check::one_line(e.message());
+        let start = e.span().map(|s| s.start);
+        let line = start.map_or("", |s| check::line_at(text, s));
+        ConfigError::Type {
+            file: file.to_owned(),
+            pos: Pos(start.map(|s| check::line_col(text, s))),
+            message: match check::pick_field(locate(table), line) {
+                Some(field) => format!("{field}: {message}"),
+                None => message,
+            },
+        }
+    })
+}
+
+fn locate_main(table: &toml::Table) -> Vec<String> {
+    let mut fields = Vec::new();
+    fields.extend(check::field_in_table::<RawGlobal>(table, "global"));
+    fields.extend(check::field_in_array::<RawWriter>(table, "writers"));
+    fields.extend(check::field_in_table::<RawWriterOpt>(table, "writer_opt"));
+    fields.extend(check::field_in_table::<RawLog>(table, "log"));
+    fields
+}
+
+fn locate_input(table: &toml::Table) -> Vec<String> {
+    let mut fields = check::field_in_array::<RawInstance>(table, "instances");
+    let mut top = table.clone();
+    top.remove("instances");
+    fields.extend(check::field_of::<RawInput>(&toml::Value::Table(top), ""));
+    fields
+}
+
+fn main_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
+    if let Some(global) = table.get("global").and_then(toml::Value::as_table) {
+        check::unknown_keys(warnings, file, "global", global, raw::GLOBAL_KEYS);
+    }
+    if let Some(writers) = table.get("writers").and_then(toml::Value::as_array) {
+        for (i, w) in writers.iter().enumerate() {
+            if let Some(w) = w.as_table() {
+                check::unknown_keys(
+                    warnings,
+                    file,
+                    &format!("writers[{i}]"),
+                    w,
+                    raw::WRITER_KEYS,
+                );
+            }
+        }
+    }
+}
+
+fn input_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
+    check::unknown_keys(warnings, file, "", table, raw::INPUT_KEYS);
+    if let Some(instances) = table.get("instances").and_then(toml::Value::as_array) {
+        for (i, ins) in instances.iter().enumerate() {
+            if let Some(ins) = ins.as_table() {
+                let section = format!("instances[{i}]");
+                check::unknown_keys(warnings, file, &section, ins, raw::INSTANCE_KEYS);
+            }
+        }
+    }
+}
+
+/// Reads every `*.toml` in `dir/input.ollama` (sorted), returning the plugin interval and the
+/// instances (interval zero when unset, index not yet assigned).
+fn load_inputs(
+    dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<Duration>, Vec<Instance>), ConfigError> {
+    let input_dir = dir.join(INPUT_DIR);
+    let dir_text = input_dir.display().to_string();
+    let read_dir_err = |e: std::io::Error| ConfigError::ReadDir {
+        dir: dir_text.clone(),
+        reason: check::io_reason(&e),
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&input_dir).map_err(read_dir_err)? {
+        let path = entry.map_err(read_dir_err)?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        match ext {
+            "toml" if path.is_file() => files.push(path),
+            "yaml" | "yml" | "json" if path.is_file() => warnings.push(format!(
+                "{}: only .toml files are read by ollama-tap (ignored)",
+                path.display()
+            )),
+            _ => {}
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+
+    let mut plugin_interval: Option<(Duration, String)> = None;
+    let mut instances = Vec::new();
+    for path in files {
+        let file = path.display().to_string();
+        let text = read(&path)?;
+        let table = parse_table(&file, &text)?;
+        input_warnings(warnings, &file, &table);
+        check::array_of_tables(&table, "instances")
+            .map_err(|m| validate::invalid(&file, "instances", m))?;
+        let raw: RawInput = decode(&file, &text, &table, locate_input)?;
+        if let Some(d) = validate::optional_duration(&file, "interval", raw.interval.as_ref())? {
+            if let Some((prev, prev_file)) = &plugin_interval {
+                if *prev != d {
+                    warnings.push(format!(
+                        "{file}: interval: overrides {prev:?} from {prev_file}; using {d:?}"
+                    ));
+                }
+            }
+            plugin_interval = Some((d, file.clone()));
+        }
+        for (i, ins) in raw.instances.into_iter().enumerate() {
+            instances.push(validate::instance(&path, i, ins)?);
+        }
+    }
+    if instances.is_empty() {
+        return Err(ConfigError::NoInstances { dir: dir_text });
+    }
+    validate::listeners(&instances)?;
+    Ok((plugin_interval.map(|(d, _)| d), instances))
+}
+
+// === impl Config ===
+
+impl Config {
+    /// URL of the first writer, used to pick the host IP for `$ip`.
+    pub fn first_writer_url(&self) -> Option<&str> {
+        self.writers.first().map(|w| w.url.as_str())
+    }
+}
+
+// === impl Instance ===
+
+impl Instance {
+    /// The upstream path prefix without trailing '/' ("" for none), to prepend to request paths.
+    pub fn upstream_prefix(&self) -> &str {
+        self.ollama_url.path().trim_end_matches('/')
+    }
+}
+
+// === impl Pos ===
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some((line, column)) => write!(f, ":{line}:{column}"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

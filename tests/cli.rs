@@ -27,7 +27,10 @@ fn version_and_help() {
     let conf = ConfDir::new("", "");
     let (code, out, _) = run(&conf, &["--version"]);
     assert_eq!(code, 0);
-    assert_eq!(out.trim(), format!("ollama-tap {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        out.trim(),
+        format!("ollama-tap {}", env!("CARGO_PKG_VERSION"))
+    );
     let (code, out, _) = run(&conf, &["--help"]);
     assert_eq!(code, 0);
     for flag in ["--configs", "--test", "--inputs", "--interval", "--debug"] {
@@ -38,11 +41,23 @@ fn version_and_help() {
 #[test]
 fn bad_starts_exit_non_zero_with_one_line_naming_the_culprit() {
     let cases: Vec<(ConfDir, &str)> = vec![
-        (ConfDir::new("[global\n", &instance("http://x:1", "127.0.0.1:0")), "config.toml"),
-        (ConfDir::new("", "[[instances]]\nollama_url = \"not a url\"\n"), "ollama_url"),
-        (ConfDir::new("", "[[instances]]\ntimeout = \"soon\"\n"), "timeout"),
+        (
+            ConfDir::new("[global\n", &instance("http://x:1", "127.0.0.1:0")),
+            "config.toml",
+        ),
+        (
+            ConfDir::new("", "[[instances]]\nollama_url = \"not a url\"\n"),
+            "ollama_url",
+        ),
+        (
+            ConfDir::new("", "[[instances]]\ntimeout = \"soon\"\n"),
+            "timeout",
+        ),
         (ConfDir::new("", "# nothing\n"), "instances"),
-        (ConfDir::new("", "[[instances]]\nproxy_listen_addr = \"nowhere\"\n"), "proxy_listen_addr"),
+        (
+            ConfDir::new("", "[[instances]]\nproxy_listen_addr = \"nowhere\"\n"),
+            "proxy_listen_addr",
+        ),
     ];
     for (conf, needle) in &cases {
         let (code, out, err) = run(conf, &[]);
@@ -75,7 +90,10 @@ fn a_port_in_use_is_named_and_nothing_starts() {
     let conf = ConfDir::new("", &instance("http://127.0.0.1:1", &addr));
     let (code, _, err) = run(&conf, &[]);
     assert_ne!(code, 0);
-    assert!(err.contains(&addr) && err.contains("proxy_listen_addr"), "{err}");
+    assert!(
+        err.contains(&addr) && err.contains("proxy_listen_addr"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
@@ -96,7 +114,10 @@ fn unknown_keys_are_warned_about_by_name() {
     );
     let (code, _, err) = run(&conf, &["--test", "--inputs", "cpu:ollama"]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("olama_url") && err.contains("ollama.toml"), "{err}");
+    assert!(
+        err.contains("olama_url") && err.contains("ollama.toml"),
+        "{err}"
+    );
     assert!(!err.contains("heartbeat"), "{err}");
 }
 
@@ -107,11 +128,23 @@ async fn test_mode_prints_categraf_lines_after_one_interval() {
     let port = common::free_port();
     let conf = ConfDir::new(
         "[global]\nhostname = \"h1\"\n[global.labels]\nregion = \"eu\"\n",
-        &format!("{}interval = 2\n[instances.labels]\nservice = \"ollama\"\n", instance(&fake.url(), &format!("127.0.0.1:{port}"))),
+        &format!(
+            "{}interval = 2\n[instances.labels]\nservice = \"ollama\"\n",
+            instance(&fake.url(), &format!("127.0.0.1:{port}"))
+        ),
     );
-    let mut child = Running(command(&conf, &["--test", "--inputs", "ollama"]).spawn().unwrap());
+    let mut child = Running(
+        command(&conf, &["--test", "--inputs", "ollama"])
+            .spawn()
+            .unwrap(),
+    );
     let stderr = child.0.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let logs = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
     common::wait_listening(format!("127.0.0.1:{port}").parse().unwrap()).await;
     let res = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/generate"))
@@ -128,7 +161,10 @@ async fn test_mode_prints_categraf_lines_after_one_interval() {
         std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
         (status, out)
     });
-    let (status, out) = tokio::time::timeout(Duration::from_secs(20), out).await.unwrap().unwrap();
+    let (status, out) = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .unwrap()
+        .unwrap();
     let logs = logs.join().unwrap();
     assert!(status.success(), "{logs:?}");
     let lines: Vec<&str> = out.lines().collect();
@@ -155,7 +191,18 @@ async fn test_mode_prints_categraf_lines_after_one_interval() {
         })
     };
     assert!(has("ollama_requests_total", "model=llama3.2", "1"), "{out}");
-    assert!(has("ollama_tokens_generated_total", "model=llama3.2", "5"), "{out}");
-    assert!(has("ollama_prompt_tokens_total", "model=llama3.2", "5"), "{out}");
-    assert!(lines.iter().any(|l| l.split(' ').nth(2) == Some("ollama_up") && l.ends_with(" 1")), "{out}");
+    assert!(
+        has("ollama_tokens_generated_total", "model=llama3.2", "5"),
+        "{out}"
+    );
+    assert!(
+        has("ollama_prompt_tokens_total", "model=llama3.2", "5"),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split(' ').nth(2) == Some("ollama_up") && l.ends_with(" 1")),
+        "{out}"
+    );
 }

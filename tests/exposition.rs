@@ -34,10 +34,18 @@ async fn promtool_accepts_metrics() {
             .await
             .unwrap();
     }
-    let res = reqwest::get(format!("{}/metrics", agent.url())).await.unwrap();
-    assert_eq!(res.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let res = reqwest::get(format!("{}/metrics", agent.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     let text = res.text().await.unwrap();
-    assert!(text.contains("# TYPE ollama_response_duration_seconds summary"), "{text}");
+    assert!(
+        text.contains("# TYPE ollama_response_duration_seconds summary"),
+        "{text}"
+    );
 
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
@@ -46,13 +54,29 @@ async fn promtool_accepts_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool is installed (scripts/test.sh installs Debian's prometheus package)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let problems: Vec<&str> = report
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .filter(|l| !ALLOWED.iter().any(|name| l.starts_with(name) && l.contains("_total")))
+        .filter(|l| {
+            !ALLOWED
+                .iter()
+                .any(|name| l.starts_with(name) && l.contains("_total"))
+        })
         .collect();
-    assert!(problems.is_empty(), "promtool found problems:\n{report}\n---\n{text}");
+    assert!(
+        problems.is_empty(),
+        "promtool found problems:\n{report}\n---\n{text}"
+    );
 }

@@ -34,24 +34,48 @@ async fn a_known_mix_gives_exact_counters() {
 
     // llama3.2: 3 streamed chats of 3 prompt words and 5 tokens, one mid-stream error.
     for _ in 0..3 {
-        let (status, body) = post(&agent, "/api/chat", chat("llama3.2", "why sky blue", true)).await;
+        let (status, body) =
+            post(&agent, "/api/chat", chat("llama3.2", "why sky blue", true)).await;
         assert_eq!(status, 200);
-        assert!(body.trim_end().lines().last().unwrap().contains("\"done\":true"));
+        assert!(body
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .contains("\"done\":true"));
     }
-    let (status, body) = post(&agent, "/api/chat", chat("llama3.2", "fail [[error_after:2]] please", true)).await;
+    let (status, body) = post(
+        &agent,
+        "/api/chat",
+        chat("llama3.2", "fail [[error_after:2]] please", true),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(body.contains("\"error\""), "{body}");
     // qwen2.5:0.5b: 2 non-streamed generates of 2 prompt words and 7 tokens.
     for _ in 0..2 {
-        let (status, _) = post(&agent, "/api/generate", generate("qwen2.5:0.5b", "one two [[tokens:7]]", false)).await;
+        let (status, _) = post(
+            &agent,
+            "/api/generate",
+            generate("qwen2.5:0.5b", "one two [[tokens:7]]", false),
+        )
+        .await;
         assert_eq!(status, 200);
     }
     // A streamed generate whose lines are split across chunks.
-    let (status, _) = post(&agent, "/api/generate", generate("qwen2.5:0.5b", "a b c d [[split]]", true)).await;
+    let (status, _) = post(
+        &agent,
+        "/api/generate",
+        generate("qwen2.5:0.5b", "a b c d [[split]]", true),
+    )
+    .await;
     assert_eq!(status, 200);
     // Unknown model: 404.
     let (status, body) = post(&agent, "/api/generate", generate("nope", "hello", true)).await;
-    assert_eq!((status, body.as_str()), (404, r#"{"error":"model 'nope' not found"}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"error":"model 'nope' not found"}"#)
+    );
     // Load-only: counted, kept out of tokens and latency.
     let (status, _) = post(&agent, "/api/generate", json!({"model": "gemma3:1b"})).await;
     assert_eq!(status, 200);
@@ -66,8 +90,14 @@ async fn a_known_mix_gives_exact_counters() {
     assert_eq!(m.get("ollama_requests_failed", &l), Some(1.0));
     assert_eq!(m.get("ollama_tokens_generated_total", &l), Some(15.0));
     assert_eq!(m.get("ollama_prompt_tokens_total", &l), Some(9.0));
-    assert_eq!(m.get("ollama_response_duration_seconds_count", &l), Some(3.0));
-    assert_eq!(m.get("ollama_model_load_duration_seconds_count", &l), Some(3.0));
+    assert_eq!(
+        m.get("ollama_response_duration_seconds_count", &l),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.get("ollama_model_load_duration_seconds_count", &l),
+        Some(3.0)
+    );
     let load_sum = m.get("ollama_model_load_duration_seconds_sum", &l).unwrap();
     assert!((load_sum - 0.006).abs() < 1e-9, "{load_sum}");
 
@@ -93,13 +123,34 @@ async fn a_known_mix_gives_exact_counters() {
             .map(|model| m.value(name, &[("model", model)]))
             .sum::<f64>()
     };
-    assert_eq!(total(&m, "ollama_tokens_generated_total"), stats.eval_tokens_sent as f64);
-    assert_eq!(total(&m, "ollama_prompt_tokens_total"), stats.prompt_tokens_sent as f64);
+    assert_eq!(
+        total(&m, "ollama_tokens_generated_total"),
+        stats.eval_tokens_sent as f64
+    );
+    assert_eq!(
+        total(&m, "ollama_prompt_tokens_total"),
+        stats.prompt_tokens_sent as f64
+    );
 
     // Summaries: quantiles are present and ordered.
-    let p0 = m.get("ollama_response_duration_seconds", &[("model", "llama3.2"), ("quantile", "0")]).unwrap();
-    let p50 = m.get("ollama_response_duration_seconds", &[("model", "llama3.2"), ("quantile", "0.5")]).unwrap();
-    let p100 = m.get("ollama_response_duration_seconds", &[("model", "llama3.2"), ("quantile", "1")]).unwrap();
+    let p0 = m
+        .get(
+            "ollama_response_duration_seconds",
+            &[("model", "llama3.2"), ("quantile", "0")],
+        )
+        .unwrap();
+    let p50 = m
+        .get(
+            "ollama_response_duration_seconds",
+            &[("model", "llama3.2"), ("quantile", "0.5")],
+        )
+        .unwrap();
+    let p100 = m
+        .get(
+            "ollama_response_duration_seconds",
+            &[("model", "llama3.2"), ("quantile", "1")],
+        )
+        .unwrap();
     assert!(0.0 < p0 && p0 <= p50 && p50 <= p100, "{p0} {p50} {p100}");
 }
 
@@ -135,8 +186,16 @@ async fn concurrent_requests_are_counted_exactly() {
         let l = [("model", model.as_str())];
         assert_eq!(m.get("ollama_requests_total", &l), Some(40.0), "{model}");
         assert_eq!(m.get("ollama_requests_success", &l), Some(40.0), "{model}");
-        assert_eq!(m.get("ollama_tokens_generated_total", &l), Some(200.0), "{model}");
-        assert_eq!(m.get("ollama_prompt_tokens_total", &l), Some(120.0), "{model}");
+        assert_eq!(
+            m.get("ollama_tokens_generated_total", &l),
+            Some(200.0),
+            "{model}"
+        );
+        assert_eq!(
+            m.get("ollama_prompt_tokens_total", &l),
+            Some(120.0),
+            "{model}"
+        );
     }
     assert_eq!(fake.stats().eval_tokens_sent, 1000);
 }
@@ -154,9 +213,20 @@ async fn instance_and_global_labels_are_on_every_series() {
     let agent = InProcess::start(conf).await;
     post(&agent, "/api/generate", generate("llama3.2", "hi", false)).await;
     let m = agent.metrics().await;
-    let want = [("agent_hostname", "box-1"), ("region", "eu"), ("service", "ollama"), ("model", "llama3.2")];
+    let want = [
+        ("agent_hostname", "box-1"),
+        ("region", "eu"),
+        ("service", "ollama"),
+        ("model", "llama3.2"),
+    ];
     assert_eq!(m.get("ollama_requests_total", &want), Some(1.0));
-    for line in m.0.lines().filter(|l| l.starts_with("ollama_") && !l.starts_with('#')) {
-        assert!(line.contains("agent_hostname=\"box-1\"") && line.contains("service=\"ollama\""), "{line}");
+    for line in
+        m.0.lines()
+            .filter(|l| l.starts_with("ollama_") && !l.starts_with('#'))
+    {
+        assert!(
+            line.contains("agent_hostname=\"box-1\"") && line.contains("service=\"ollama\""),
+            "{line}"
+        );
     }
 }

@@ -51,7 +51,11 @@ async fn read_head(sock: &mut TcpStream) -> String {
     let head = String::from_utf8_lossy(&buf).to_string();
     let len = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap())
+        })
         .unwrap_or(0);
     let mut body = vec![0u8; len];
     sock.read_exact(&mut body).await.unwrap();
@@ -66,7 +70,8 @@ async fn stream_chunks_arrive_one_by_one_and_byte_exact() {
         "onse\":\" sky\",\"done\":false}\n{\"model\":\"m\",\"response\":\"\",\"done\":true,\"eval_count\":2}\n",
     ];
     let (backend, head) = scripted_backend(parts.clone(), Duration::from_millis(150)).await;
-    let agent = InProcess::single(&backend).await;
+    // Passive: the agent's own backend check would take the scripted backend's one answer.
+    let agent = InProcess::start(ConfDir::single(&backend, "passive = true")).await;
     let mut res = reqwest::Client::new()
         .post(format!("{}/api/generate", agent.url()))
         .body(r#"{"model":"m","prompt":"hi"}"#)
@@ -83,10 +88,19 @@ async fn stream_chunks_arrive_one_by_one_and_byte_exact() {
     // Each backend chunk is its own chunk at the client: nothing was gathered up.
     assert_eq!(got, parts);
     let head = head.await.unwrap();
-    assert!(head.starts_with("POST /api/generate HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.starts_with("POST /api/generate HTTP/1.1\r\n"),
+        "{head}"
+    );
     let m = agent.metrics().await;
-    assert_eq!(m.get("ollama_requests_success", &[("model", "m")]), Some(1.0));
-    assert_eq!(m.get("ollama_tokens_generated_total", &[("model", "m")]), Some(2.0));
+    assert_eq!(
+        m.get("ollama_requests_success", &[("model", "m")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("ollama_tokens_generated_total", &[("model", "m")]),
+        Some(2.0)
+    );
 }
 
 #[tokio::test]
@@ -101,7 +115,10 @@ async fn host_header_is_rewritten_to_the_backend() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), r#"{"version":"0.12.6"}"#);
-    assert_eq!(fake.stats().host_headers.last().unwrap(), &fake.addr.to_string());
+    assert_eq!(
+        fake.stats().host_headers.last().unwrap(),
+        &fake.addr.to_string()
+    );
 }
 
 #[tokio::test]
@@ -118,7 +135,11 @@ async fn every_method_and_path_is_forwarded() {
     let head = c.head(format!("{base}/api/version")).send().await.unwrap();
     assert_eq!(head.status(), 200);
 
-    let unknown = c.get(format!("{base}/no/such/path?x=1")).send().await.unwrap();
+    let unknown = c
+        .get(format!("{base}/no/such/path?x=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.text().await.unwrap(), "404 page not found");
 
@@ -150,12 +171,21 @@ async fn every_method_and_path_is_forwarded() {
     assert!(text.lines().last().unwrap().contains("success"), "{text}");
 
     let paths = fake.stats().paths;
-    for want in ["GET /", "HEAD /api/version", "GET /no/such/path?x=1", "DELETE /api/delete", "POST /api/pull"] {
+    for want in [
+        "GET /",
+        "HEAD /api/version",
+        "GET /no/such/path?x=1",
+        "DELETE /api/delete",
+        "POST /api/pull",
+    ] {
         assert!(paths.iter().any(|p| p == want), "{want} not in {paths:?}");
     }
     assert!(fake.stats().bodies_bytes >= 3 * 1024 * 1024);
     // None of this is inference: no model series.
-    assert_eq!(agent.metrics().await.get("ollama_requests_total", &[]), None);
+    assert_eq!(
+        agent.metrics().await.get("ollama_requests_total", &[]),
+        None
+    );
 }
 
 #[tokio::test]
@@ -184,14 +214,22 @@ async fn unreachable_backend_is_a_502_in_ollama_error_shape_and_a_failure() {
         .await
         .unwrap();
     assert_eq!(res.status(), 502);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let body: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
     let msg = body["error"].as_str().unwrap();
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
     let m = agent.metrics().await;
-    assert_eq!(m.get("ollama_requests_failed", &[("model", "llama3.2")]), Some(1.0));
+    assert_eq!(
+        m.get("ollama_requests_failed", &[("model", "llama3.2")]),
+        Some(1.0)
+    );
     // The agent keeps serving.
-    let health = reqwest::get(format!("{}/health", agent.url())).await.unwrap();
+    let health = reqwest::get(format!("{}/health", agent.url()))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 503);
 }
 
@@ -212,8 +250,91 @@ async fn slow_non_inference_answer_is_a_504() {
         &format!("[[instances]]\nollama_url = \"{url}\"\nproxy_listen_addr = \"127.0.0.1:0\"\ntimeout = \"300ms\"\n"),
     ))
     .await;
-    let res = reqwest::get(format!("{}/api/tags", agent.url())).await.unwrap();
+    let res = reqwest::get(format!("{}/api/tags", agent.url()))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 504);
     let body: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
     assert!(body["error"].as_str().unwrap().contains("did not answer"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_mid_stream_cancels_the_upstream_request() {
+    let fake = FakeOllama::start().await;
+    let agent = InProcess::single(&fake.url()).await;
+    let mut res = reqwest::Client::new()
+        .post(format!("{}/api/generate", agent.url()))
+        .body(r#"{"model":"llama3.2","prompt":"long one [[tokens:200]] [[delay:20]]"}"#)
+        .send()
+        .await
+        .unwrap();
+    let first = res.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"{\"model\":\"llama3.2\""));
+    drop(res);
+    // The backend sees its client (the agent) go away.
+    fake.wait_until(Duration::from_secs(5), |s| s.disconnects == 1)
+        .await;
+    let m = agent.metrics().await;
+    assert_eq!(
+        m.get("ollama_requests_total", &[("model", "llama3.2")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("ollama_requests_failed", &[("model", "llama3.2")]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_stalls_longer_than_timeout_is_cut_and_failed() {
+    let fake = FakeOllama::start().await;
+    let agent = InProcess::start(ConfDir::new(
+        "[global]\ninterval = 60\n",
+        &format!(
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\ntimeout = \"300ms\"\n",
+            fake.url()
+        ),
+    ))
+    .await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/chat", agent.url()))
+        .body(r#"{"model":"llama3.2","messages":[{"role":"user","content":"[[hang]]"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The body ends in an error at the client: a cut stream, not a clean end.
+    assert!(res.bytes().await.is_err());
+    let m = agent.metrics().await;
+    assert_eq!(
+        m.get("ollama_requests_failed", &[("model", "llama3.2")]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_for_the_first_token_is_not_cut_by_timeout() {
+    let fake = FakeOllama::start().await;
+    let agent = InProcess::start(ConfDir::new(
+        "[global]\ninterval = 60\n",
+        &format!(
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\ntimeout = \"200ms\"\n",
+            fake.url()
+        ),
+    ))
+    .await;
+    // The first line comes after 3 × timeout (a model load, say); then tokens flow.
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/generate", agent.url()))
+        .body(r#"{"model":"llama3.2","prompt":"slow start [[first_delay:600]]","stream":false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.bytes().await.unwrap();
+    let m = agent.metrics().await;
+    assert_eq!(
+        m.get("ollama_requests_success", &[("model", "llama3.2")]),
+        Some(1.0)
+    );
 }

@@ -70,7 +70,8 @@ pub struct InProcess {
 impl InProcess {
     /// Loads `conf` as the binary would, binds, and serves until dropped or [`Self::stop`].
     pub async fn start(conf: ConfDir) -> InProcess {
-        let loaded = ollama_tap::config::load(conf.path(), &Default::default()).expect("config loads");
+        let loaded =
+            ollama_tap::config::load(conf.path(), &Default::default()).expect("config loads");
         let agent = Agent::bind(&loaded.config).await.expect("agent binds");
         let addrs = agent.local_addrs();
         let states = agent.instances.clone();
@@ -133,20 +134,23 @@ pub struct Metrics(pub String);
 impl Metrics {
     /// The value of the series `name` whose labels include every pair of `labels`.
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.0.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (n, rest) = match series.find('{') {
-                Some(i) => (&series[..i], &series[i..]),
-                None => (series, ""),
-            };
-            if n != name {
-                return None;
-            }
-            let all = labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-            all.then(|| value.parse().ok()).flatten()
-        })
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (n, rest) = match series.find('{') {
+                    Some(i) => (&series[..i], &series[i..]),
+                    None => (series, ""),
+                };
+                if n != name {
+                    return None;
+                }
+                let all = labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+                all.then(|| value.parse().ok()).flatten()
+            })
     }
 
     /// Like [`Self::get`], 0 when absent.

@@ -1,0 +1,190 @@
+//! Turns the raw serde sections into validated `Config` parts, with errors naming the file and field.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::duration::DurationValue;
+use super::raw::{self, RawGlobal, RawInstance, RawLog, RawWriter, RawWriterOpt};
+use super::{check, ConfigError, Global, Instance, Log, Writer, WriterOpt};
+use super::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+
+/// A validation error for `field` in `file`.
+pub(super) fn invalid(
+    file: &str,
+    field: impl Into<String>,
+    message: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.to_owned(),
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks a duration; absent or zero gives `None`.
+pub(super) fn optional_duration(
+    file: &str,
+    field: &str,
+    value: Option<&DurationValue>,
+) -> Result<Option<Duration>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) => v
+            .to_duration()
+            .map(|d| Some(d).filter(|d| !d.is_zero()))
+            .map_err(|e| invalid(file, field, e.to_string())),
+    }
+}
+
+/// `[global]`: interval zero/absent → 15s; hostname and labels kept as written.
+pub(super) fn global(file: &str, raw: RawGlobal) -> Result<Global, ConfigError> {
+    let interval = optional_duration(file, "global.interval", raw.interval.as_ref())?;
+    Ok(Global {
+        hostname: raw.hostname,
+        omit_hostname: raw.omit_hostname,
+        interval: interval.unwrap_or(DEFAULT_INTERVAL),
+        labels: raw.labels,
+    })
+}
+
+/// One `[[writers]]` entry: URL required and http(s), headers in pairs, timeouts >= 0 ms.
+pub(super) fn writer(file: &str, i: usize, raw: RawWriter) -> Result<Writer, ConfigError> {
+    let field = |name: &str| format!("writers[{i}].{name}");
+    let url = raw.url.trim();
+    if url.is_empty() {
+        return Err(invalid(
+            file,
+            field("url"),
+            "missing (an http(s) remote-write URL is required)",
+        ));
+    }
+    check::http_uri(url).map_err(|e| invalid(file, field("url"), e))?;
+    if raw.headers.len() % 2 != 0 {
+        return Err(invalid(
+            file,
+            field("headers"),
+            format!(
+                "odd number of entries ({}); expected pairs [\"Key\", \"Value\", ...]",
+                raw.headers.len()
+            ),
+        ));
+    }
+    let headers = raw
+        .headers
+        .chunks_exact(2)
+        .map(|kv| (kv[0].clone(), kv[1].clone()))
+        .collect();
+    let millis = |name: &str, ms: i64| {
+        u64::try_from(ms).map(Duration::from_millis).map_err(|_| {
+            invalid(
+                file,
+                field(name),
+                format!("{ms} is negative (milliseconds)"),
+            )
+        })
+    };
+    Ok(Writer {
+        url: url.to_owned(),
+        basic_auth_user: raw.basic_auth_user,
+        basic_auth_pass: raw.basic_auth_pass,
+        headers,
+        timeout: millis("timeout", raw.timeout)?,
+        dial_timeout: millis("dial_timeout", raw.dial_timeout)?,
+        max_idle_conns_per_host: raw.max_idle_conns_per_host,
+        use_tls: raw.use_tls,
+        insecure_skip_verify: raw.insecure_skip_verify,
+        tls_ca: raw.tls_ca,
+    })
+}
+
+/// `[writer_opt]`: values <= 0 take Categraf's defaults.
+pub(super) fn writer_opt(raw: RawWriterOpt) -> WriterOpt {
+    let positive = |v: i64, default: i64| usize::try_from(if v > 0 { v } else { default });
+    WriterOpt {
+        batch: positive(raw.batch, raw::default_batch()).unwrap_or(1000),
+        chan_size: positive(raw.chan_size, raw::default_chan_size()).unwrap_or(1_000_000),
+    }
+}
+
+/// `[log]`: the level must parse as a tracing filter; an empty file_name means stdout.
+pub(super) fn log(file: &str, raw: RawLog) -> Result<Log, ConfigError> {
+    let level = raw.level.trim().to_owned();
+    tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+        invalid(
+            file,
+            "log.level",
+            format!("{level:?} is not a tracing filter: {e}"),
+        )
+    })?;
+    let file_name = match raw.file_name.trim() {
+        "" => raw::default_log_file_name(),
+        name => name.to_owned(),
+    };
+    Ok(Log { file_name, level })
+}
+
+/// One `[[instances]]` entry (index and resolved interval are filled in by `load`).
+pub(super) fn instance(path: &Path, i: usize, raw: RawInstance) -> Result<Instance, ConfigError> {
+    let file = path.display().to_string();
+    let field = |name: &str| format!("instances[{i}].{name}");
+    let ollama_url = check::http_uri(&raw.ollama_url)
+        .and_then(|uri| match uri.query() {
+            Some(_) => Err(format!("{:?} has a query string", raw.ollama_url)),
+            None => Ok(uri),
+        })
+        .map_err(|e| invalid(&file, field("ollama_url"), e))?;
+    let listen_text = match raw.proxy_listen_addr.trim() {
+        "" => raw::default_proxy_listen_addr(),
+        text => text.to_owned(),
+    };
+    let proxy_listen_addr = check::listen_addr(&listen_text)
+        .map_err(|e| invalid(&file, field("proxy_listen_addr"), e))?;
+    let metrics_listen_addr = match raw.metrics_listen_addr.trim() {
+        "" => None,
+        text => Some(
+            check::listen_addr(text)
+                .map_err(|e| invalid(&file, field("metrics_listen_addr"), e))?,
+        ),
+    };
+    let timeout = optional_duration(&file, &field("timeout"), raw.timeout.as_ref())?;
+    let interval = optional_duration(&file, &field("interval"), raw.interval.as_ref())?;
+    Ok(Instance {
+        index: 0,
+        file: path.to_path_buf(),
+        file_index: i,
+        ollama_url,
+        proxy_listen_addr,
+        listen_text,
+        timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+        interval: interval.unwrap_or(Duration::ZERO),
+        labels: raw.labels,
+        max_models: raw.max_models,
+        passive: raw.passive,
+        include_usage: raw.include_usage,
+        metrics_listen_addr,
+        metrics_bearer_token: raw.metrics_bearer_token,
+    })
+}
+
+/// Rejects two listeners (proxy or metrics, any instances) on the same port.
+pub(super) fn listeners(instances: &[Instance]) -> Result<(), ConfigError> {
+    let mut seen: Vec<(SocketAddr, String)> = Vec::new();
+    for ins in instances {
+        let file = ins.file.display().to_string();
+        let mut mine = vec![(ins.proxy_listen_addr, "proxy_listen_addr")];
+        mine.extend(ins.metrics_listen_addr.map(|a| (a, "metrics_listen_addr")));
+        for (addr, name) in mine {
+            let field = format!("instances[{}].{name}", ins.file_index);
+            if let Some((_, other)) = seen.iter().find(|(a, _)| check::addrs_conflict(*a, addr)) {
+                return Err(invalid(
+                    &file,
+                    field,
+                    format!("{addr} conflicts with {other}"),
+                ));
+            }
+            seen.push((addr, format!("{file} {field}")));
+        }
+    }
+    Ok(())
+}
