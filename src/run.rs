@@ -1,6 +1,6 @@
 //! The program's story: flags → config → logs → bind → serve (or `--test` one interval).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 
@@ -86,6 +86,7 @@ fn init_logs(cli: &Cli, config: &config::Config) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }
