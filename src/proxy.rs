@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::uri::{PathAndQuery, Scheme};
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -87,23 +87,21 @@ impl Upstream {
         }
     }
 
-    /// The backend URI for a request's path and query.
+    /// The backend URI for a request's path and query: the configured scheme and authority
+    /// always, never the request's own.
     fn uri_for(&self, path: Option<&PathAndQuery>) -> Uri {
-        let pq = path.map_or("/", PathAndQuery::as_str);
-        let pq = if self.prefix.is_empty() {
-            match path {
-                Some(p) => p.clone(),
-                None => PathAndQuery::from_static("/"),
-            }
+        let root = PathAndQuery::from_static("/");
+        let path = path.unwrap_or(&root);
+        let path = if self.prefix.is_empty() {
+            path.clone()
         } else {
-            // A prefix makes a new string; a validated prefix plus a valid path stays valid.
-            PathAndQuery::try_from(format!("{}{pq}", self.prefix))
-                .unwrap_or_else(|_| PathAndQuery::from_static("/"))
+            // `prefix` is a validated URI path and `path` a valid path: so is their join.
+            PathAndQuery::try_from(format!("{}{}", self.prefix, path.as_str())).unwrap_or(root)
         };
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(pq)
+            .path_and_query(path)
             .build()
             .expect("scheme, authority and path are valid")
     }
@@ -159,6 +157,8 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
     };
 
     parts.uri = up.uri_for(parts.uri.path_and_query());
+    // HTTP/1.1 upstream whatever the client spoke (an HTTP/1.0 client still gets its answer).
+    parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, up.host.clone());
     let sent = up
@@ -284,4 +284,31 @@ fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(url: &str) -> Upstream {
+        Upstream::new(&url.parse().unwrap(), Duration::from_secs(1))
+    }
+
+    #[test]
+    fn upstream_uri_keeps_only_the_configured_host_and_prefix() {
+        let up = upstream("http://10.0.0.5:11434");
+        let pq = PathAndQuery::from_static("/api/tags?x=1");
+        assert_eq!(
+            up.uri_for(Some(&pq)).to_string(),
+            "http://10.0.0.5:11434/api/tags?x=1"
+        );
+        assert_eq!(up.uri_for(None).to_string(), "http://10.0.0.5:11434/");
+        let up = upstream("https://gpu.example.com/ollama/");
+        assert_eq!(
+            up.uri_for(Some(&pq)).to_string(),
+            "https://gpu.example.com/ollama/api/tags?x=1"
+        );
+        assert_eq!(up.host, "gpu.example.com");
+        assert_eq!(up.url, "https://gpu.example.com/ollama");
+    }
 }

@@ -230,3 +230,56 @@ async fn instance_and_global_labels_are_on_every_series() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_instances_run_side_by_side_with_their_own_labels_and_counts() {
+    let a = FakeOllama::start().await;
+    let b = FakeOllama::start().await;
+    let conf = common::ConfDir::new(
+        "[global]\nhostname = \"h\"\n",
+        &format!(
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n[instances.labels]\ngpu = \"a\"\n\
+             [[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n[instances.labels]\ngpu = \"b\"\n",
+            a.url(),
+            b.url()
+        ),
+    );
+    let agent = InProcess::start(conf).await;
+    assert_eq!(agent.addrs.len(), 2);
+    let client = reqwest::Client::new();
+    for (addr, n) in [(agent.addrs[0], 1), (agent.addrs[1], 2)] {
+        for _ in 0..n {
+            let res = client
+                .post(format!("http://{addr}/api/generate"))
+                .body(generate("llama3.2", "x", false).to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    }
+    assert_eq!(a.stats().eval_tokens_sent, 5);
+    assert_eq!(b.stats().eval_tokens_sent, 10);
+    for (addr, gpu, n) in [(agent.addrs[0], "a", 1.0), (agent.addrs[1], "b", 2.0)] {
+        let m = Metrics(
+            reqwest::get(format!("http://{addr}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            m.get(
+                "ollama_requests_total",
+                &[("model", "llama3.2"), ("gpu", gpu)]
+            ),
+            Some(n),
+            "{}",
+            m.0
+        );
+        assert!(!m
+            .0
+            .contains(if gpu == "a" { "gpu=\"b\"" } else { "gpu=\"a\"" }));
+    }
+}
