@@ -1,75 +1,136 @@
-//! The agent's lifecycle: bind every instance's listener (all or nothing), serve the proxies,
-//! check the backends every interval, and stop cleanly.
+//! The agent's lifecycle: bind every instance's listener and start the writers (all or
+//! nothing), serve the proxies, check each backend and push each instance's snapshot every
+//! interval, and on a stop signal drain, push a final snapshot and flush.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::app::{router, InstanceState};
 use crate::config::Config;
 use crate::labels::{self, Labeler};
 use crate::probe;
+use crate::push::{encode_families, PushError, PushMetrics, Writers};
+use crate::snapshot::Family;
 
 /// How long in-flight requests may run on after a stop signal.
 pub const GRACE: Duration = Duration::from_secs(10);
+/// How long the writers may take to deliver what is queued at shutdown.
+pub const FLUSH: Duration = Duration::from_secs(5);
 
-/// A listener that could not be bound: names the address and the config field.
+/// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot listen on {addr} (instances[{index}].proxy_listen_addr = {text:?} in {file}): {source}"
-)]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub index: usize,
-    pub text: String,
-    pub file: String,
-    pub source: std::io::Error,
+pub enum StartError {
+    #[error("{file}: instances[{index}].proxy_listen_addr = {text:?}: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        /// The instance's position in its file.
+        index: usize,
+        text: String,
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {0}", file = .1)]
+    Push(PushError, String),
+}
+
+/// What all instances share: the push's own metrics and the labels they carry.
+pub struct Shared {
+    /// `None` without writers (or with `--test`).
+    pub push: Option<PushMetrics>,
+    /// Global labels and `agent_hostname`, for the agent's own series.
+    pub labeler: Labeler,
 }
 
 /// The instances, bound and ready to serve.
 pub struct Agent {
     pub instances: Vec<Arc<InstanceState>>,
+    pub shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
+    writers: Option<Writers>,
+    /// `[global] interval`, for the agent's own series.
+    interval: Duration,
+}
+
+// === impl Shared ===
+
+impl Shared {
+    /// The agent's own series (the writers'), labelled.
+    pub fn snapshot(&self) -> Vec<Family> {
+        let mut families = self
+            .push
+            .as_ref()
+            .map(PushMetrics::families)
+            .unwrap_or_default();
+        for series in families.iter_mut().flat_map(|f| f.series.iter_mut()) {
+            self.labeler.apply(&mut series.labels);
+        }
+        families
+    }
 }
 
 // === impl Agent ===
 
 impl Agent {
-    /// Builds every instance and binds every listener; fails before serving anything if one
-    /// address is unusable, so the agent never runs half-configured.
-    pub async fn bind(config: &Config) -> Result<Agent, BindError> {
+    /// Builds every instance, binds every listener and (when `push`) starts the writers; fails
+    /// before serving anything if one of them cannot start, so the agent never runs
+    /// half-configured.
+    pub async fn bind(config: &Config, push: bool) -> Result<Agent, StartError> {
         let first_writer = config.first_writer_url();
         let resolved = labels::resolve_hostname(&config.global.hostname, first_writer);
         // As Categraf: `$hostname` in a label value is the agent's hostname.
         let expand = |m| labels::expand_all_with(m, &resolved, first_writer);
         let global = expand(&config.global.labels);
         let hostname = (!config.global.omit_hostname).then(|| resolved.clone());
-        let mut instances = Vec::new();
+
         let mut listeners = Vec::new();
         for inst in &config.instances {
             let listener = TcpListener::bind(inst.proxy_listen_addr)
                 .await
-                .map_err(|source| BindError {
+                .map_err(|source| StartError::Bind {
                     addr: inst.proxy_listen_addr,
                     index: inst.file_index,
                     text: inst.listen_text.clone(),
                     file: inst.file.display().to_string(),
                     source,
                 })?;
-            let labeler = Labeler::new(
-                &labels::expand_all(&inst.labels, first_writer),
-                &global,
-                hostname.clone(),
-            );
-            instances.push(Arc::new(InstanceState::new(inst.clone(), labeler)));
             listeners.push(listener);
         }
+        let writers = if push && !config.writers.is_empty() {
+            let main = config
+                .dir
+                .join(crate::config::MAIN_FILE)
+                .display()
+                .to_string();
+            Some(
+                Writers::start(&config.writers, &config.writer_opt)
+                    .map_err(|e| StartError::Push(e, main))?,
+            )
+        } else {
+            None
+        };
+        let shared = Arc::new(Shared {
+            push: writers.as_ref().map(Writers::metrics),
+            labeler: Labeler::new(&Default::default(), &global, hostname.clone()),
+        });
+        let instances = config
+            .instances
+            .iter()
+            .map(|inst| {
+                let labeler = Labeler::new(&expand(&inst.labels), &global, hostname.clone());
+                Arc::new(InstanceState::new(inst.clone(), labeler, shared.clone()))
+            })
+            .collect();
         Ok(Agent {
             instances,
+            shared,
             listeners,
+            writers,
+            interval: config.global.interval,
         })
     }
 
@@ -81,11 +142,15 @@ impl Agent {
             .collect()
     }
 
-    /// Serves every instance until `stop` resolves, then lets in-flight requests finish for
-    /// up to [`GRACE`]. Backend checks run every instance's `interval` (unless `passive`).
+    /// Serves every instance until `stop` resolves. Each instance checks its backend (unless
+    /// `passive`) and pushes its snapshot every `interval`. On stop: in-flight requests get up
+    /// to [`GRACE`], then a final snapshot of every instance is queued and the writers get up to
+    /// [`FLUSH`] to deliver.
     pub async fn serve(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut servers = tokio::task::JoinSet::new();
+        let writers = self.writers.map(Arc::new);
+        let mut servers = JoinSet::new();
+        let mut loops = JoinSet::new();
         for (state, listener) in self.instances.iter().zip(self.listeners) {
             let app = router(state.clone());
             let mut rx = stop_rx.clone();
@@ -101,10 +166,21 @@ impl Agent {
                     tracing::error!(error = %e, "server stopped");
                 }
             });
-            if !state.config.passive {
-                tokio::spawn(check_loop(state.clone(), stop_rx.clone()));
-            }
+            loops.spawn(instance_loop(
+                state.clone(),
+                writers.clone(),
+                stop_rx.clone(),
+            ));
         }
+        if let Some(w) = &writers {
+            loops.spawn(self_loop(
+                self.shared.clone(),
+                w.clone(),
+                self.interval,
+                stop_rx.clone(),
+            ));
+        }
+
         stop.await;
         tracing::info!("stopping: letting in-flight requests finish (up to {GRACE:?})");
         let _ = stop_tx.send(true);
@@ -115,19 +191,73 @@ impl Agent {
                 servers.len()
             );
         }
+        while loops.join_next().await.is_some() {}
+        let Some(writers) = writers.and_then(Arc::into_inner) else {
+            return;
+        };
+        for state in &self.instances {
+            push(&writers, &state.snapshot());
+        }
+        push(&writers, &self.shared.snapshot());
+        let left = writers.flush(FLUSH).await;
+        if left == 0 {
+            tracing::info!("final snapshot delivered");
+        }
     }
 }
 
-/// Checks the backend now and then every `interval`, until stopped.
-async fn check_loop(state: Arc<InstanceState>, mut stop: watch::Receiver<bool>) {
+/// One instance's beat: check the backend (so `ollama_up` is fresh), then queue the snapshot.
+async fn instance_loop(
+    state: Arc<InstanceState>,
+    writers: Option<Arc<Writers>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if state.config.passive && writers.is_none() {
+        return;
+    }
     let mut tick = tokio::time::interval(state.config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => { probe::check(&state).await; }
+            _ = tick.tick() => {
+                if !state.config.passive {
+                    probe::check(&state).await;
+                }
+                if let Some(w) = &writers {
+                    push(w, &state.snapshot());
+                }
+            }
             _ = stopped(&mut stop) => return,
         }
     }
+}
+
+/// The agent's own series (the writers' counters), every `[global] interval`.
+async fn self_loop(
+    shared: Arc<Shared>,
+    writers: Arc<Writers>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => push(&writers, &shared.snapshot()),
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Queues one snapshot, stamped now, for every writer.
+fn push(writers: &Writers, families: &[Family]) {
+    writers.enqueue(encode_families(families, now_ms()));
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Resolves once the stop flag is set (or its sender is gone).

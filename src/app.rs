@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::agent::Shared;
 use crate::config::Instance;
 use crate::labels::Labeler;
 use crate::probe::BackendStatus;
@@ -25,17 +26,20 @@ pub struct InstanceState {
     pub store: Arc<Store>,
     pub backend: BackendStatus,
     pub labeler: Labeler,
+    /// What every instance shares (the push's own metrics).
+    pub shared: Arc<Shared>,
 }
 
 // === impl InstanceState ===
 
 impl InstanceState {
-    pub fn new(config: Instance, labeler: Labeler) -> Self {
+    pub fn new(config: Instance, labeler: Labeler, shared: Arc<Shared>) -> Self {
         InstanceState {
             upstream: Upstream::new(&config.ollama_url, config.timeout),
             store: Arc::new(Store::new(crate::WINDOW)),
             backend: BackendStatus::default(),
             labeler,
+            shared,
             config,
         }
     }
@@ -64,6 +68,7 @@ pub fn router(state: Arc<InstanceState>) -> Router {
 async fn metrics(State(state): State<Arc<InstanceState>>) -> Response {
     let mut text = String::with_capacity(8192);
     exposition::render(&state.snapshot(), &mut text);
+    exposition::render(&state.shared.snapshot(), &mut text);
     (
         [(
             header::CONTENT_TYPE,

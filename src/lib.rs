@@ -21,6 +21,7 @@ pub mod exposition;
 pub mod labels;
 pub mod probe;
 pub mod proxy;
+pub mod push;
 pub mod run;
 pub mod shutdown;
 pub mod snapshot;

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, StartError};
 use crate::cli::Cli;
 use crate::config::{self, ConfigError};
 use crate::testfmt;
@@ -31,7 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let agent = Agent::bind(&config).await?;
+        let agent = Agent::bind(&config, !cli.test).await?;
         for (inst, addr) in agent.instances.iter().zip(agent.local_addrs()) {
             tracing::info!(listen = %addr, backend = %inst.upstream.url, "proxying");
         }
@@ -55,11 +55,6 @@ async fn test_once(agent: Agent) -> anyhow::Result<()> {
         .unwrap_or_default();
     tracing::info!("--test: proxying for {wait:?}, then printing the samples; nothing is pushed");
     let instances = agent.instances.clone();
-    for inst in &instances {
-        if !inst.config.passive {
-            crate::probe::check(inst).await;
-        }
-    }
     agent.serve(tokio::time::sleep(wait)).await;
     let now = chrono::Local::now();
     let hms = now.format("%H:%M:%S").to_string();
@@ -93,7 +88,8 @@ fn init_logs(cli: &Cli, config: &config::Config) {
 
 /// [`EX_USAGE`] for flag and configuration errors, 1 for everything else.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
-    if e.is::<UsageError>() || e.is::<ConfigError>() {
+    let push_config = matches!(e.downcast_ref::<StartError>(), Some(StartError::Push(..)));
+    if e.is::<UsageError>() || e.is::<ConfigError>() || push_config {
         EX_USAGE
     } else {
         1

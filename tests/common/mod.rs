@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_ollama;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -72,7 +73,9 @@ impl InProcess {
     pub async fn start(conf: ConfDir) -> InProcess {
         let loaded =
             ollama_tap::config::load(conf.path(), &Default::default()).expect("config loads");
-        let agent = Agent::bind(&loaded.config).await.expect("agent binds");
+        let agent = Agent::bind(&loaded.config, true)
+            .await
+            .expect("agent binds");
         let addrs = agent.local_addrs();
         let states = agent.instances.clone();
         let (tx, rx) = oneshot::channel::<()>();

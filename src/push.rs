@@ -1,0 +1,382 @@
+//! Remote-write push: snapshots of the store go to every `[[writers]]` URL as Prometheus
+//! remote-write 1.0 requests (<https://prometheus.io/docs/specs/prw/remote_write_spec/>).
+//!
+//! The pipeline, one file per stage:
+//!
+//! ```text
+//! Vec<Family> ──encode──► Vec<TimeSeries> ──enqueue──► queue (one per writer, bounded)
+//!                                                        │ sender task: batch ≤ writer_opt.batch
+//!                                                        ▼
+//!                                     compress ──► client (POST) ──► retry (decide, back off)
+//! ```
+//!
+//! Each writer has its own queue and task, so a slow or dead writer never delays another one,
+//! nor the caller: [`Writers::enqueue`] only takes a short lock. While a writer is down, its
+//! snapshots wait (oldest first) and are sent when it recovers; when its queue is full the
+//! oldest samples are dropped and counted (`push/queue.rs` has the exact rule).
+
+pub mod proto;
+
+mod client;
+mod encode;
+mod queue;
+mod retry;
+mod stats;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config;
+use crate::snapshot::Family;
+use client::Client;
+use proto::{TimeSeries, WriteRequest};
+use queue::Queue;
+use stats::Stats;
+
+pub use client::{headers, redact, MAX_ERROR_BODY};
+pub use encode::{compress, encode_families, label_name, metric_name};
+pub use retry::{Backoff, Jitter, RetryAction};
+pub use stats::DURATION_BUCKETS;
+
+/// Backoff bounds between retries of one batch (exponential, equal jitter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The first wait (jittered to between half of it and all of it).
+    pub min: Duration,
+    /// The cap, also for a receiver's `Retry-After`.
+    pub max: Duration,
+}
+
+/// The running push: one queue and one sender task per writer.
+#[derive(Debug)]
+pub struct Writers {
+    shared: Vec<Arc<Shared>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable view of the push's own metrics (for `/metrics`), valid after a flush.
+#[derive(Clone, Debug)]
+pub struct PushMetrics {
+    shared: Vec<Arc<Shared>>,
+}
+
+/// Why the push could not start; one line naming the writer's field and URL.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("writers[{index}].url: {url}: {reason}")]
+    Url {
+        index: usize,
+        url: String,
+        reason: String,
+    },
+    #[error("writers[{index}].headers: {url}: header {name:?}: {reason}")]
+    Header {
+        index: usize,
+        url: String,
+        name: String,
+        reason: String,
+    },
+    #[error("writers[{index}].tls_ca: {url}: {reason}")]
+    TlsCa {
+        index: usize,
+        url: String,
+        reason: String,
+    },
+    #[error("writers[{index}]: {url}: cannot build the http client: {reason}")]
+    Client {
+        index: usize,
+        url: String,
+        reason: String,
+    },
+    #[error("remote write must be started inside a tokio runtime")]
+    NoRuntime,
+}
+
+/// What a writer's sender task shares with [`Writers`].
+#[derive(Debug)]
+struct Shared {
+    /// The writer URL without userinfo: the `url` label and the log field.
+    url: String,
+    queue: Mutex<Queue>,
+    stats: Stats,
+    /// A snapshot arrived, or the flush began.
+    data: Notify,
+    /// The flush began: cut the current backoff short, once.
+    drain: Notify,
+    draining: AtomicBool,
+    /// Drops were logged since the queue was last empty (one line per episode).
+    dropping: AtomicBool,
+}
+
+/// A writer that is failing: since when and how often it was retried.
+struct Outage {
+    since: Instant,
+    retries: u64,
+}
+
+// === impl RetryPolicy ===
+
+impl Default for RetryPolicy {
+    /// 1 s doubling to 60 s.
+    fn default() -> Self {
+        RetryPolicy {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+// === impl Writers ===
+
+impl Writers {
+    /// Spawns one task per writer on the current tokio runtime, with the default backoff.
+    pub fn start(
+        writers: &[config::Writer],
+        opt: &config::WriterOpt,
+    ) -> Result<Writers, PushError> {
+        Writers::start_with(writers, opt, RetryPolicy::default())
+    }
+
+    /// As [`Writers::start`], with the given backoff bounds. Every client is built before any
+    /// task starts, so an error starts nothing.
+    pub fn start_with(
+        writers: &[config::Writer],
+        opt: &config::WriterOpt,
+        retry: RetryPolicy,
+    ) -> Result<Writers, PushError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| PushError::NoRuntime)?;
+        let clients = writers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Client::new(i, w))
+            .collect::<Result<Vec<_>, _>>()?;
+        let capacity = opt.chan_size.max(1);
+        // A batch never exceeds the queue, so the batch in flight can always be held.
+        let batch = opt.batch.clamp(1, capacity);
+        let mut shared = Vec::with_capacity(writers.len());
+        let mut tasks = Vec::with_capacity(writers.len());
+        for (w, client) in writers.iter().zip(clients) {
+            let s = Arc::new(Shared {
+                url: redact(&w.url),
+                queue: Mutex::new(Queue::new(capacity)),
+                stats: Stats::new(),
+                data: Notify::new(),
+                drain: Notify::new(),
+                draining: AtomicBool::new(false),
+                dropping: AtomicBool::new(false),
+            });
+            tasks.push(runtime.spawn(send_loop(s.clone(), client, retry, batch)));
+            shared.push(s);
+        }
+        Ok(Writers { shared, tasks })
+    }
+
+    /// Queues one snapshot for every writer. Never blocks on the network: a short lock per
+    /// writer, and a wake-up for its task.
+    pub fn enqueue(&self, series: Vec<TimeSeries>) {
+        let Some((last, others)) = self.shared.split_last() else {
+            return;
+        };
+        if series.is_empty() {
+            return;
+        }
+        for s in others {
+            s.push(series.clone());
+        }
+        last.push(series);
+    }
+
+    /// The push's own metrics, one series per writer URL (none when no writer is configured).
+    pub fn families(&self) -> Vec<Family> {
+        families(&self.shared)
+    }
+
+    /// A handle that renders [`Writers::families`] from elsewhere (the `/metrics` handler)
+    /// while the push loop owns the `Writers`.
+    pub fn metrics(&self) -> PushMetrics {
+        PushMetrics {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Samples waiting in every writer's queue (the batches in flight included).
+    pub fn queued(&self) -> usize {
+        self.shared.iter().map(|s| s.queue.lock().samples()).sum()
+    }
+
+    /// Stops the tasks after trying to deliver what is queued, waiting at most `deadline`:
+    /// each writer first cuts its current backoff short and tries at once, then goes on
+    /// (with backoff) until its queue is empty. At the deadline the remaining tasks are
+    /// aborted, a request in flight included. Returns the samples left unsent.
+    pub async fn flush(mut self, deadline: Duration) -> usize {
+        for s in &self.shared {
+            s.draining.store(true, Ordering::Release);
+            s.data.notify_one();
+            s.drain.notify_one();
+        }
+        let until = Instant::now() + deadline;
+        let mut pending = std::mem::take(&mut self.tasks);
+        while let Some(task) = pending.last_mut() {
+            if tokio::time::timeout_at(until, task).await.is_err() {
+                break;
+            }
+            pending.pop();
+        }
+        for task in &pending {
+            task.abort();
+        }
+        for task in pending {
+            let _ = task.await; // cancelled: returns at once
+        }
+        let left = self.queued();
+        if left > 0 {
+            tracing::warn!("remote write: {left} samples left unsent at shutdown");
+        }
+        left
+    }
+
+    /// True when no writer is configured (then `enqueue` does nothing).
+    pub fn is_empty(&self) -> bool {
+        self.shared.is_empty()
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+// === impl PushMetrics ===
+
+impl PushMetrics {
+    /// Same as [`Writers::families`].
+    pub fn families(&self) -> Vec<Family> {
+        families(&self.shared)
+    }
+}
+
+fn families(shared: &[Arc<Shared>]) -> Vec<Family> {
+    let views: Vec<stats::View<'_>> = shared
+        .iter()
+        .map(|s| stats::View {
+            url: &s.url,
+            stats: &s.stats,
+            queue_samples: s.queue.lock().samples(),
+        })
+        .collect();
+    stats::families(&views)
+}
+
+// === impl Shared ===
+
+impl Shared {
+    fn push(&self, series: Vec<TimeSeries>) {
+        let dropped = self.queue.lock().push(series);
+        if dropped > 0 {
+            Stats::add(&self.stats.dropped, dropped);
+            if !self.dropping.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    url = %self.url,
+                    "remote write queue full: dropping the oldest samples until the writer catches up"
+                );
+            }
+        }
+        self.data.notify_one();
+    }
+}
+
+/// One writer's sender: wait for data, send the oldest batch, then commit it (accepted or
+/// rejected for good) or back off and try again. Ends when flushing and the queue is empty.
+async fn send_loop(shared: Arc<Shared>, client: Client, policy: RetryPolicy, batch: usize) {
+    let mut backoff = Backoff::new(policy.min, policy.max, Jitter::Equal);
+    let mut outage: Option<Outage> = None;
+    // The dropped counter at the last answer, to tell how much an outage cost.
+    let mut dropped_mark = 0;
+    let url = shared.url.as_str();
+    loop {
+        let series = shared.queue.lock().pin_batch(batch);
+        if series.is_empty() {
+            if shared.draining.load(Ordering::Acquire) {
+                return;
+            }
+            shared.data.notified().await;
+            continue;
+        }
+        let samples: usize = series.iter().map(TimeSeries::sample_count).sum();
+        let body = compress(&WriteRequest { timeseries: series });
+        let started = Instant::now();
+        let reply = client.send(body).await;
+        shared.stats.observe(started.elapsed());
+        match reply.action {
+            RetryAction::Success | RetryAction::Drop => {
+                let (waited, left) = {
+                    let mut queue = shared.queue.lock();
+                    let waited = queue.samples();
+                    queue.commit();
+                    (waited, queue.samples())
+                };
+                if left == 0 {
+                    // Caught up: the next overflow is news again.
+                    shared.dropping.store(false, Ordering::Relaxed);
+                }
+                backoff.reset();
+                if reply.action == RetryAction::Success {
+                    Stats::add(&shared.stats.sent, samples);
+                    shared.stats.mark_success();
+                } else {
+                    Stats::add(&shared.stats.failed, samples);
+                    tracing::warn!(
+                        url = %url,
+                        samples,
+                        "remote write batch rejected, dropped (not retried): {}",
+                        reply.detail
+                    );
+                }
+                let dropped_now = shared.stats.dropped.load(Ordering::Relaxed);
+                let dropped = dropped_now - std::mem::replace(&mut dropped_mark, dropped_now);
+                if let Some(o) = outage.take() {
+                    tracing::info!(
+                        url = %url,
+                        retries = o.retries,
+                        samples_waited = waited,
+                        samples_dropped = dropped,
+                        "remote write recovered after {:.1?}",
+                        o.since.elapsed()
+                    );
+                }
+            }
+            RetryAction::Retry { after } => {
+                shared.queue.lock().unpin();
+                shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                match &mut outage {
+                    Some(o) => o.retries += 1,
+                    None => {
+                        tracing::warn!(
+                            url = %url,
+                            "remote write failing, will retry: {}",
+                            reply.detail
+                        );
+                        outage = Some(Outage {
+                            since: started,
+                            retries: 1,
+                        });
+                    }
+                }
+                let delay = backoff.delay_for(after);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shared.drain.notified() => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The push's own metrics, per writer URL: counters, the queue gauge, the time since the last
+//! success and the request-duration histogram, rendered as snapshot [`Family`]s.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::snapshot::{Family, Kind};
+
+/// Upper bounds of the request-duration histogram, in seconds.
+pub const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub const SAMPLES_SENT: &str = "ollama_tap_remote_write_samples_sent_total";
+pub const SAMPLES_FAILED: &str = "ollama_tap_remote_write_samples_failed_total";
+pub const SAMPLES_DROPPED: &str = "ollama_tap_remote_write_samples_dropped_total";
+pub const RETRIES: &str = "ollama_tap_remote_write_retries_total";
+pub const QUEUE_SAMPLES: &str = "ollama_tap_remote_write_queue_samples";
+pub const SINCE_LAST_SUCCESS: &str = "ollama_tap_remote_write_seconds_since_last_success";
+pub const REQUEST_DURATION: &str = "ollama_tap_remote_write_request_duration_seconds";
+
+/// One writer's counters. Counters are atomics; the two compound values sit behind a mutex.
+#[derive(Debug)]
+pub struct Stats {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub retries: AtomicU64,
+    /// The last accepted push, or the writer's start before any.
+    last_success: Mutex<Instant>,
+    duration: Mutex<Histogram>,
+}
+
+/// Per-bucket (not cumulative) counts, sum and count.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; DURATION_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// What [`families`] needs from one writer.
+pub struct View<'a> {
+    pub url: &'a str,
+    pub stats: &'a Stats,
+    pub queue_samples: usize,
+}
+
+// === impl Stats ===
+
+impl Stats {
+    pub fn new() -> Stats {
+        Stats {
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            last_success: Mutex::new(Instant::now()),
+            duration: Mutex::new(Histogram::default()),
+        }
+    }
+
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn mark_success(&self) {
+        *self.last_success.lock() = Instant::now();
+    }
+
+    /// Records one request's duration (answered or not).
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let mut h = self.duration.lock();
+        if let Some(i) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
+            h.buckets[i] += 1;
+        }
+        h.sum += secs;
+        h.count += 1;
+    }
+
+    fn since_last_success(&self) -> f64 {
+        self.last_success.lock().elapsed().as_secs_f64()
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::new()
+    }
+}
+
+/// The seven families, one series (or one histogram) per writer, labelled `url`.
+pub fn families(writers: &[View<'_>]) -> Vec<Family> {
+    if writers.is_empty() {
+        return Vec::new();
+    }
+    let mut sent = Family::new(
+        SAMPLES_SENT,
+        "Samples accepted by the receiver.",
+        Kind::Counter,
+    );
+    let mut failed = Family::new(
+        SAMPLES_FAILED,
+        "Samples in batches rejected for good (4xx other than 429) and dropped.",
+        Kind::Counter,
+    );
+    let mut dropped = Family::new(
+        SAMPLES_DROPPED,
+        "Oldest samples dropped because the queue was full.",
+        Kind::Counter,
+    );
+    let mut retries = Family::new(
+        RETRIES,
+        "Push requests that failed (5xx, 429, connection error, timeout) and were retried.",
+        Kind::Counter,
+    );
+    let mut queue = Family::new(QUEUE_SAMPLES, "Samples waiting to be sent.", Kind::Gauge);
+    let mut since = Family::new(
+        SINCE_LAST_SUCCESS,
+        "Seconds since the last accepted push (since the writer started, before any).",
+        Kind::Gauge,
+    );
+    let mut duration = Family::new(
+        REQUEST_DURATION,
+        "Duration of push requests, answered or not.",
+        Kind::Histogram,
+    );
+    for w in writers {
+        let url = || vec![("url".to_owned(), w.url.to_owned())];
+        let count = |c: &AtomicU64| c.load(Relaxed) as f64;
+        sent.push("", url(), count(&w.stats.sent));
+        failed.push("", url(), count(&w.stats.failed));
+        dropped.push("", url(), count(&w.stats.dropped));
+        retries.push("", url(), count(&w.stats.retries));
+        queue.push("", url(), w.queue_samples as f64);
+        since.push("", url(), w.stats.since_last_success());
+        let h = w.stats.duration.lock();
+        let mut cumulative = 0;
+        for (le, n) in DURATION_BUCKETS.iter().zip(h.buckets) {
+            cumulative += n;
+            let labels = vec![("le".to_owned(), le.to_string()), url().remove(0)];
+            duration.push("_bucket", labels, cumulative as f64);
+        }
+        let inf = vec![("le".to_owned(), "+Inf".to_owned()), url().remove(0)];
+        duration.push("_bucket", inf, h.count as f64);
+        duration.push("_sum", url(), h.sum);
+        duration.push("_count", url(), h.count as f64);
+    }
+    vec![sent, failed, dropped, retries, queue, since, duration]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(families: &[Family], name: &str, suffix: &str, le: Option<&str>) -> f64 {
+        let f = families.iter().find(|f| f.name == name).unwrap();
+        let s = f
+            .series
+            .iter()
+            .find(|s| {
+                s.suffix == suffix
+                    && le.is_none_or(|le| s.labels.iter().any(|(k, v)| k == "le" && v == le))
+            })
+            .unwrap();
+        s.value
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_up_to_inf() {
+        let stats = Stats::new();
+        for ms in [1, 7, 7, 300, 20_000] {
+            stats.observe(Duration::from_millis(ms));
+        }
+        let view = [View {
+            url: "http://h/w",
+            stats: &stats,
+            queue_samples: 3,
+        }];
+        let fams = families(&view);
+        let le = |b| value(&fams, REQUEST_DURATION, "_bucket", Some(b));
+        assert_eq!(le("0.005"), 1.0);
+        assert_eq!(le("0.01"), 3.0);
+        assert_eq!(le("0.25"), 3.0);
+        assert_eq!(le("0.5"), 4.0);
+        assert_eq!(le("10"), 4.0);
+        assert_eq!(le("+Inf"), 5.0);
+        assert_eq!(value(&fams, REQUEST_DURATION, "_count", None), 5.0);
+        assert!((value(&fams, REQUEST_DURATION, "_sum", None) - 20.315).abs() < 1e-9);
+        assert_eq!(value(&fams, QUEUE_SAMPLES, "", None), 3.0);
+    }
+
+    #[test]
+    fn every_series_is_labelled_with_the_url_and_le_sorts_first() {
+        let stats = Stats::new();
+        Stats::add(&stats.sent, 4);
+        let view = [View {
+            url: "http://h/w",
+            stats: &stats,
+            queue_samples: 0,
+        }];
+        let fams = families(&view);
+        assert_eq!(fams.len(), 7);
+        for f in &fams {
+            for s in &f.series {
+                let names: Vec<&str> = s.labels.iter().map(|(k, _)| k.as_str()).collect();
+                assert!(names == ["url"] || names == ["le", "url"], "{names:?}");
+            }
+        }
+        assert_eq!(value(&fams, SAMPLES_SENT, "", None), 4.0);
+        let buckets = fams[6]
+            .series
+            .iter()
+            .filter(|s| s.suffix == "_bucket")
+            .count();
+        assert_eq!(buckets, 12);
+    }
+
+    #[test]
+    fn no_writers_no_families() {
+        assert!(families(&[]).is_empty());
+    }
+}

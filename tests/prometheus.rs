@@ -1,0 +1,158 @@
+//! Against a real Prometheus (Debian's `prometheus` package, installed by scripts/test.sh):
+//! the real binary pushes by remote-write, and a PromQL query returns what `/metrics` shows.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fake_ollama::FakeOllama;
+use common::{command, ConfDir, Metrics, Running};
+
+/// A Prometheus server with the remote-write receiver on a free port; killed on drop.
+struct Prometheus {
+    port: u16,
+    _proc: Running,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    async fn start() -> Prometheus {
+        let port = common::free_port();
+        let dir =
+            std::env::temp_dir().join(format!("ollama-tap-prom-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "prometheus is installed (scripts/test.sh installs Debian's prometheus package)",
+            );
+        let prom = Prometheus {
+            port,
+            _proc: Running(child),
+            dir,
+        };
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(&ready)
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        prom
+    }
+
+    /// The instant-query result vector for `query`.
+    async fn query(&self, query: &str) -> Vec<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
+        let text = reqwest::Client::new()
+            .get(url)
+            .query(&[("query", query)])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promql_returns_the_pushed_values() {
+    let prom = Prometheus::start().await;
+    let fake = FakeOllama::start().await;
+    let port = common::free_port();
+    let conf = ConfDir::new(
+        &format!(
+            "[global]\nhostname = \"gpu-box\"\ninterval = 1\n[global.labels]\nregion = \"eu\"\n\
+             [[writers]]\nurl = \"http://127.0.0.1:{}/api/v1/write\"\n",
+            prom.port
+        ),
+        &format!(
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:{port}\"\n[instances.labels]\nservice = \"ollama\"\n",
+            fake.url()
+        ),
+    );
+    let _agent = Running(command(&conf, &[]).spawn().unwrap());
+    common::wait_listening(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let res = client
+            .post(format!("http://127.0.0.1:{port}/api/generate"))
+            .body(r#"{"model":"llama3.2","prompt":"why is the sky blue","stream":false}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap();
+    }
+    let metrics = Metrics(
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let want_tokens = metrics
+        .get("ollama_tokens_generated_total", &[("model", "llama3.2")])
+        .unwrap();
+    assert_eq!(want_tokens, 15.0);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let series = loop {
+        let r = prom
+            .query(r#"ollama_tokens_generated_total{model="llama3.2"}"#)
+            .await;
+        if r.first().and_then(|s| s["value"][1].as_str()) == Some("15") {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never saw 15 tokens: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let labels = &series[0]["metric"];
+    assert_eq!(labels["agent_hostname"], "gpu-box");
+    assert_eq!(labels["region"], "eu");
+    assert_eq!(labels["service"], "ollama");
+    let total = prom
+        .query(r#"ollama_requests_total{model="llama3.2"}"#)
+        .await;
+    assert_eq!(total[0]["value"][1], "3");
+    let p95 = prom
+        .query(r#"ollama_response_duration_seconds{model="llama3.2",quantile="0.95"}"#)
+        .await;
+    assert_eq!(p95.len(), 1, "{p95:?}");
+    let up = prom.query("ollama_up").await;
+    assert_eq!(up[0]["value"][1], "1");
+}

@@ -1,0 +1,304 @@
+//! The push end to end: the agent (in process, or the real binary) in front of the fake
+//! Ollama pushes to a test receiver that decodes snappy + protobuf and checks the headers.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::fake_ollama::FakeOllama;
+use common::receiver::{Receiver, Script};
+use common::{command, ConfDir, InProcess, Running};
+use ollama_tap::push::proto::TimeSeries;
+
+/// `name{k="v",...}` → (timestamp, value), the latest sample of every series received.
+fn latest(series: &[TimeSeries]) -> BTreeMap<String, (i64, f64)> {
+    let mut out = BTreeMap::new();
+    for ts in series {
+        let name = ts
+            .labels
+            .iter()
+            .find(|l| l.name == "__name__")
+            .map(|l| l.value.clone())
+            .unwrap();
+        let labels: Vec<String> = ts
+            .labels
+            .iter()
+            .filter(|l| l.name != "__name__")
+            .map(|l| format!("{}=\"{}\"", l.name, l.value))
+            .collect();
+        let key = if labels.is_empty() {
+            name
+        } else {
+            format!("{name}{{{}}}", labels.join(","))
+        };
+        for s in &ts.samples {
+            let e = out.entry(key.clone()).or_insert((s.timestamp, s.value));
+            if s.timestamp >= e.0 {
+                *e = (s.timestamp, s.value);
+            }
+        }
+    }
+    out
+}
+
+/// `/metrics` text → `name{labels}` → value, for the lines of the `ollama_` families.
+fn exposed(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| l.starts_with("ollama_") && !l.starts_with("ollama_tap_"))
+        .filter_map(|l| {
+            l.rsplit_once(' ')
+                .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        })
+        .collect()
+}
+
+/// Waits (up to 10 s) until a series named `name` was accepted; returns all accepted series.
+async fn until_pushed(receiver: &Receiver, name: &str) -> Vec<TimeSeries> {
+    for _ in 0..100 {
+        let series = receiver.accepted_series();
+        if series.iter().any(|ts| {
+            ts.labels
+                .iter()
+                .any(|l| l.name == "__name__" && l.value == name)
+        }) {
+            return series;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} was never pushed");
+}
+
+async fn generate(url: &str, model: &str, n: usize) {
+    let client = reqwest::Client::new();
+    for _ in 0..n {
+        let res = client
+            .post(format!("{url}/api/generate"))
+            .body(format!(
+                r#"{{"model":"{model}","prompt":"three little words","stream":false}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap();
+    }
+}
+
+fn conf(receiver: &Receiver, backend: &str, global: &str, instance: &str, listen: &str) -> ConfDir {
+    ConfDir::new(
+        &format!("[global]\ninterval = 1\n{global}\n[[writers]]\nurl = \"{}\"\n", receiver.url()),
+        &format!("[[instances]]\nollama_url = \"{backend}\"\nproxy_listen_addr = \"{listen}\"\ninterval = 1\n{instance}\n"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_values_equal_metrics() {
+    let receiver = Receiver::start(Script::Always(204)).await;
+    let fake = FakeOllama::start().await;
+    let agent = InProcess::start(conf(
+        &receiver,
+        &fake.url(),
+        "hostname = \"box\"",
+        "",
+        "127.0.0.1:0",
+    ))
+    .await;
+    generate(&agent.url(), "llama3.2", 3).await;
+    generate(&agent.url(), "qwen2.5:0.5b", 2).await;
+    let metrics = agent.metrics().await;
+    let want = exposed(&metrics.0);
+    assert!(want.len() > 20, "{want:?}");
+    // Wait for a push that happened after the traffic, then compare everything.
+    let key = r#"ollama_requests_total{agent_hostname="box",model="qwen2.5:0.5b"}"#;
+    let mut got = BTreeMap::new();
+    for _ in 0..100 {
+        got = latest(&receiver.accepted_series());
+        if got.get(key).map(|v| v.1) == Some(2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (series, value) in &want {
+        let pushed = got
+            .get(series)
+            .unwrap_or_else(|| panic!("{series} was not pushed; got {got:#?}"));
+        assert_eq!(pushed.1, *value, "{series}");
+    }
+    // The push's own series are pushed too, labelled like the rest.
+    assert!(
+        got.keys()
+            .any(|k| k
+                .starts_with("ollama_tap_remote_write_samples_sent_total{agent_hostname=\"box\"")),
+        "{got:#?}"
+    );
+    // Every request carried one timestamp for all its series, in ms.
+    for req in receiver.received() {
+        let stamps: std::collections::BTreeSet<i64> = req
+            .series
+            .iter()
+            .flat_map(|s| s.samples.iter().map(|x| x.timestamp))
+            .collect();
+        assert!(stamps.iter().all(|t| *t > 1_600_000_000_000), "{stamps:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_follow_categraf_rules() {
+    let receiver = Receiver::start(Script::Always(200)).await;
+    let fake = FakeOllama::start().await;
+    let agent = InProcess::start(conf(
+        &receiver,
+        &fake.url(),
+        "hostname = \"box\"\n[global.labels]\nregion = \"eu\"\nservice = \"global-loses\"\nempty = \"\"",
+        "[instances.labels]\nservice = \"ollama\"\nmodel = \"-\"",
+        "127.0.0.1:0",
+    ))
+    .await;
+    generate(&agent.url(), "llama3.2", 1).await;
+    let series = until_pushed(&receiver, "ollama_requests_total").await;
+    let mut checked = 0;
+    for ts in series.iter().filter(|ts| {
+        ts.labels
+            .iter()
+            .any(|l| l.name == "__name__" && l.value.starts_with("ollama_"))
+    }) {
+        let names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(names, sorted, "sorted, no duplicates");
+        let get = |n: &str| {
+            ts.labels
+                .iter()
+                .find(|l| l.name == n)
+                .map(|l| l.value.as_str())
+        };
+        if get("__name__").unwrap().starts_with("ollama_tap_") {
+            // The agent's own series carry global labels and hostname, not instance labels.
+            assert_eq!(
+                (get("region"), get("agent_hostname")),
+                (Some("eu"), Some("box"))
+            );
+            continue;
+        }
+        assert_eq!(
+            get("service"),
+            Some("ollama"),
+            "instance labels win over global ones"
+        );
+        assert_eq!(
+            get("region"),
+            Some("eu"),
+            "global labels are added where absent"
+        );
+        assert_eq!(get("agent_hostname"), Some("box"));
+        assert_eq!(get("model"), None, "\"-\" deletes the label");
+        assert_eq!(get("empty"), None, "empty values are dropped");
+        checked += 1;
+    }
+    assert!(checked > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omit_hostname_leaves_agent_hostname_out() {
+    let receiver = Receiver::start(Script::Always(204)).await;
+    let fake = FakeOllama::start().await;
+    let _agent = InProcess::start(conf(
+        &receiver,
+        &fake.url(),
+        "omit_hostname = true",
+        "",
+        "127.0.0.1:0",
+    ))
+    .await;
+    let series = until_pushed(&receiver, "ollama_up").await;
+    assert!(series
+        .iter()
+        .all(|ts| ts.labels.iter().all(|l| l.name != "agent_hostname")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_writer_never_slows_the_proxy_and_catches_up_in_order() {
+    let receiver = Receiver::start(Script::FailFirst { status: 503, n: 3 }).await;
+    let fake = FakeOllama::start().await;
+    let agent = InProcess::start(conf(&receiver, &fake.url(), "", "", "127.0.0.1:0")).await;
+    generate(&agent.url(), "llama3.2", 5).await;
+    receiver.wait_for_requests(5, Duration::from_secs(20)).await;
+    let key = |ts: &TimeSeries| {
+        let labels: Vec<String> = ts
+            .labels
+            .iter()
+            .map(|l| format!("{}={}", l.name, l.value))
+            .collect();
+        format!("{} @{}", labels.join(","), ts.samples[0].timestamp)
+    };
+    let received = receiver.received();
+    let accepted: Vec<String> = receiver.accepted_series().iter().map(key).collect();
+    let unique: std::collections::BTreeSet<&String> = accepted.iter().collect();
+    assert_eq!(unique.len(), accepted.len(), "no sample is accepted twice");
+    // No gap: everything the receiver refused was delivered later.
+    let refused: Vec<String> = received
+        .iter()
+        .filter(|r| r.status == 503)
+        .flat_map(|r| r.series.iter().map(key))
+        .collect();
+    assert_eq!(received.iter().filter(|r| r.status == 503).count(), 3);
+    for k in &refused {
+        assert!(unique.contains(k), "{k} was refused and never delivered");
+    }
+    // In order: per series, timestamps only grow.
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for ts in receiver.accepted_series() {
+        let id: Vec<String> = ts
+            .labels
+            .iter()
+            .map(|l| format!("{}={}", l.name, l.value))
+            .collect();
+        let t = ts.samples[0].timestamp;
+        if let Some(prev) = last.insert(id.join(","), t) {
+            assert!(t > prev, "out of order: {id:?}");
+        }
+    }
+}
+
+/// SIGTERM: the real binary drains, pushes a final snapshot with the last counts, exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_delivers_the_final_counts() {
+    let receiver = Receiver::start(Script::Always(204)).await;
+    let fake = FakeOllama::start().await;
+    let port = common::free_port();
+    let conf = ConfDir::new(
+        &format!(
+            "[global]\ninterval = 3600\nhostname = \"h\"\n[[writers]]\nurl = \"{}\"\n",
+            receiver.url()
+        ),
+        &format!(
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:{port}\"\n",
+            fake.url()
+        ),
+    );
+    let mut agent = Running(command(&conf, &[]).spawn().unwrap());
+    common::wait_listening(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    // The first push happens at start, before any traffic.
+    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
+    generate(&format!("http://127.0.0.1:{port}"), "llama3.2", 4).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || agent.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let got = latest(&receiver.accepted_series());
+    assert_eq!(
+        got[r#"ollama_requests_total{agent_hostname="h",model="llama3.2"}"#].1, 4.0,
+        "{got:#?}"
+    );
+    assert_eq!(
+        got[r#"ollama_tokens_generated_total{agent_hostname="h",model="llama3.2"}"#].1,
+        20.0
+    );
+}
