@@ -17,6 +17,8 @@ use memchr::memchr2;
 pub const CAP: usize = 256;
 /// Deepest nesting followed; anything deeper is treated as invalid input.
 const MAX_DEPTH: u32 = 64;
+/// Deepest level whose keys are reported to the visitor.
+pub const MAX_PATH: usize = 6;
 
 /// What a captured value looked like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +32,17 @@ pub enum Value<'a> {
 }
 
 /// Receives the fields of interest. Key ids are chosen by the visitor; `0` means "ignore".
+///
+/// A *path* holds one id per nesting level: for an object level the id of its current key,
+/// for an array level the id of the key whose value the array is. So in
+/// `{"choices":[{"delta":{"content":"Hi"}}]}` the key `content` is asked with the path
+/// `[CHOICES, CHOICES, DELTA]`, and its value is reported with `[CHOICES, CHOICES, DELTA, CONTENT]`.
 pub trait Visitor {
-    /// Id of `key` at `depth` (1 = a top-level object's own keys) under the depth-1 key `parent`
-    /// (0 at depth 1). Only depths 1 and 2 are asked.
-    fn key_id(&self, depth: u32, parent: u8, key: &[u8]) -> u8;
-    /// A value for a key whose id is not 0 (`parent` is 0 for depth-1 keys).
-    fn value(&mut self, parent: u8, key: u8, value: Value<'_>);
+    /// Id of `key`, a key of an object at depth `path.len() + 1` (depth 1 = a top-level
+    /// object's own keys). Asked down to depth [`MAX_PATH`].
+    fn key_id(&self, path: &[u8], key: &[u8]) -> u8;
+    /// A value of an object member whose key id is not 0; `path` ends with that id.
+    fn value(&mut self, path: &[u8], value: Value<'_>);
     /// A top-level object was opened.
     fn start_object(&mut self) {}
     /// A top-level object was closed: its fields are complete.
@@ -77,8 +84,8 @@ pub struct JsonScan {
     objects: u64,
     /// The previous byte of a string was a backslash.
     escaped: bool,
-    /// Key ids at depth 1 and 2 (index 0 and 1) for the value being read.
-    keys: [u8; 2],
+    /// Key ids of the levels down to [`MAX_PATH`] (see [`Visitor`]).
+    path: [u8; MAX_PATH],
     /// Whether the current string or raw value is captured for the visitor.
     capture: bool,
     buf: [u8; CAP],
@@ -103,7 +110,7 @@ impl JsonScan {
             depth: 0,
             objects: 0,
             escaped: false,
-            keys: [0; 2],
+            path: [0; MAX_PATH],
             capture: false,
             buf: [0; CAP],
             len: 0,
@@ -171,7 +178,7 @@ impl JsonScan {
                 State::InRaw => {
                     if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
                         if self.capture {
-                            v.value(self.parent(), self.key(), Value::Raw(&self.buf[..self.len]));
+                            v.value(self.value_path(), Value::Raw(&self.buf[..self.len]));
                         }
                         self.state = State::After;
                         continue; // the delimiter is handled by `After`
@@ -195,7 +202,7 @@ impl JsonScan {
                     }
                     b'{' | b'[' => {
                         if self.wanted() {
-                            v.value(self.parent(), self.key(), Value::Container);
+                            v.value(self.value_path(), Value::Container);
                         }
                         if self.depth >= MAX_DEPTH {
                             self.invalid_byte(v);
@@ -232,30 +239,21 @@ impl JsonScan {
         self.depth > 0 && self.objects & (1 << (self.depth - 1)) != 0
     }
 
-    fn parent(&self) -> u8 {
-        if self.depth >= 2 {
-            self.keys[0]
-        } else {
-            0
-        }
-    }
-
-    fn key(&self) -> u8 {
-        match self.depth {
-            1 => self.keys[0],
-            2 => self.keys[1],
-            _ => 0,
-        }
+    /// The path of the member value being read (ends with its key's id).
+    fn value_path(&self) -> &[u8] {
+        &self.path[..self.depth as usize]
     }
 
     /// Whether the value about to be read belongs to a key the visitor asked for.
     fn wanted(&self) -> bool {
-        self.in_object() && matches!(self.depth, 1 | 2) && self.key() != 0
+        let d = self.depth as usize;
+        self.in_object() && (1..=MAX_PATH).contains(&d) && self.path[d - 1] != 0
     }
 
     fn open(&mut self, object: bool) {
         self.depth += 1;
         let bit = 1u64 << (self.depth - 1);
+        let d = self.depth as usize;
         if object {
             self.objects |= bit;
             self.state = State::Key;
@@ -263,8 +261,9 @@ impl JsonScan {
             self.objects &= !bit;
             self.state = State::Value;
         }
-        if self.depth == 2 {
-            self.keys[1] = 0;
+        if d <= MAX_PATH {
+            // An array level carries the id of the key it is the value of.
+            self.path[d - 1] = if object || d < 2 { 0 } else { self.path[d - 2] };
         }
     }
 
@@ -272,7 +271,6 @@ impl JsonScan {
         self.depth -= 1;
         if self.depth == 0 {
             self.state = State::Top;
-            self.keys = [0; 2];
             v.end_object();
         } else {
             self.state = State::After;
@@ -307,22 +305,18 @@ impl JsonScan {
 
     fn end_string<V: Visitor>(&mut self, v: &mut V) {
         if self.state == State::InKey {
-            let id = match self.depth {
-                1 if !self.truncated => v.key_id(1, 0, &self.buf[..self.len]),
-                2 if !self.truncated && self.keys[0] != 0 => {
-                    v.key_id(2, self.keys[0], &self.buf[..self.len])
-                }
-                _ => 0,
-            };
-            match self.depth {
-                1 => self.keys[0] = id,
-                2 => self.keys[1] = id,
-                _ => {}
+            let d = self.depth as usize;
+            if d <= MAX_PATH {
+                self.path[d - 1] = if self.truncated {
+                    0
+                } else {
+                    v.key_id(&self.path[..d - 1], &self.buf[..self.len])
+                };
             }
             self.state = State::Colon;
         } else {
             if self.capture {
-                v.value(self.parent(), self.key(), Value::Str(&self.buf[..self.len]));
+                v.value(self.value_path(), Value::Str(&self.buf[..self.len]));
             }
             self.state = State::After;
         }
@@ -341,7 +335,6 @@ impl JsonScan {
         self.state = State::Top;
         self.depth = 0;
         self.escaped = false;
-        self.keys = [0; 2];
     }
 }
 
@@ -358,25 +351,29 @@ mod tests {
     struct Log(Vec<String>);
 
     impl Visitor for Log {
-        fn key_id(&self, depth: u32, parent: u8, key: &[u8]) -> u8 {
-            match (depth, parent, key) {
-                (1, 0, b"model") => 1,
-                (1, 0, b"done") => 2,
-                (1, 0, b"eval_count") => 3,
-                (1, 0, b"message") => 4,
-                (2, 4, b"content") => 5,
-                (1, 0, b"usage") => 6,
-                (2, 6, b"prompt_tokens") => 7,
+        fn key_id(&self, path: &[u8], key: &[u8]) -> u8 {
+            match (path, key) {
+                ([], b"model") => 1,
+                ([], b"done") => 2,
+                ([], b"eval_count") => 3,
+                ([], b"message") => 4,
+                ([4], b"content") => 5,
+                ([], b"usage") => 6,
+                ([6], b"prompt_tokens") => 7,
+                ([], b"choices") => 8,
+                ([8, 8], b"delta") => 9,
+                ([8, 8, 9], b"content") => 10,
                 _ => 0,
             }
         }
-        fn value(&mut self, parent: u8, key: u8, value: Value<'_>) {
+        fn value(&mut self, path: &[u8], value: Value<'_>) {
             let v = match value {
                 Value::Str(s) => format!("s:{}", String::from_utf8_lossy(s)),
                 Value::Raw(s) => format!("r:{}", String::from_utf8_lossy(s)),
                 Value::Container => "c".to_string(),
             };
-            self.0.push(format!("{parent}.{key}={v}"));
+            let p: Vec<String> = path.iter().map(u8::to_string).collect();
+            self.0.push(format!("{}={v}", p.join(".")));
         }
         fn start_object(&mut self) {
             self.0.push("{".into());
@@ -403,11 +400,11 @@ mod tests {
     fn chat_events() -> Vec<String> {
         vec![
             "{",
-            "0.1=s:llama3.2",
-            "0.4=c",
+            "1=s:llama3.2",
+            "4=c",
             "4.5=s:Hi \\\"there\\\"\\n",
-            "0.2=r:true",
-            "0.3=r:298",
+            "2=r:true",
+            "3=r:298",
             "}",
         ]
         .into_iter()
@@ -437,10 +434,7 @@ mod tests {
     #[test]
     fn several_objects_in_one_chunk_with_crlf_and_spaces() {
         let ev = scan_chunks(&[b"{\"done\":false}\r\n{ \"done\" : true , \"eval_count\": 7 }\r\n"]);
-        assert_eq!(
-            ev,
-            ["{", "0.2=r:false", "}", "{", "0.2=r:true", "0.3=r:7", "}"]
-        );
+        assert_eq!(ev, ["{", "2=r:false", "}", "{", "2=r:true", "3=r:7", "}"]);
     }
 
     #[test]
@@ -448,29 +442,46 @@ mod tests {
         let ev = scan_chunks(&[
             b"{\n  \"messages\": [{\"role\":\"user\"}],\n  \"model\": \"qwen2.5:0.5b\"\n}\n",
         ]);
-        assert_eq!(ev, ["{", "0.1=s:qwen2.5:0.5b", "}"]);
+        assert_eq!(ev, ["{", "1=s:qwen2.5:0.5b", "}"]);
     }
 
     #[test]
     fn nested_keys_with_the_same_name_are_not_top_level() {
         let ev = scan_chunks(&[br#"{"tool_calls":[{"function":{"arguments":{"done":true,"model":"no"}}}],"done":false}"#]);
-        assert_eq!(ev, ["{", "0.2=r:false", "}"]);
+        assert_eq!(ev, ["{", "2=r:false", "}"]);
     }
 
     #[test]
     fn second_level_only_under_a_wanted_parent() {
         let ev = scan_chunks(&[br#"{"other":{"content":"x"},"usage":{"prompt_tokens":5}}"#]);
-        assert_eq!(ev, ["{", "0.6=c", "6.7=r:5", "}"]);
+        assert_eq!(ev, ["{", "6=c", "6.7=r:5", "}"]);
+    }
+
+    #[test]
+    fn keys_inside_arrays_of_objects_have_the_array_in_their_path() {
+        let ev = scan_chunks(&[br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}},{"delta":{"content":"lo"}}],"content":"top"}"#]);
+        assert_eq!(
+            ev,
+            [
+                "{",
+                "8=c",
+                "8.8.9=c",
+                "8.8.9.10=s:Hel",
+                "8.8.9=c",
+                "8.8.9.10=s:lo",
+                "}"
+            ]
+        );
     }
 
     #[test]
     fn garbage_line_resynchronises_at_next_object() {
         let ev = scan_chunks(&[b"<html>oops</html>\n{\"done\":tru", b"e}\n"]);
-        assert_eq!(ev, ["{", "0.2=r:true", "}"]);
+        assert_eq!(ev, ["{", "2=r:true", "}"]);
         let ev = scan_chunks(&[b"{\"model\":\"a\",\"x\":\"unterminated\n{\"done\":true}\n"]);
-        assert_eq!(ev, ["{", "0.1=s:a", "abort", "{", "0.2=r:true", "}"]);
+        assert_eq!(ev, ["{", "1=s:a", "abort", "{", "2=r:true", "}"]);
         let ev = scan_chunks(&[b"{\"model\" 5}{\"done\":true}"]);
-        assert_eq!(ev, ["{", "abort", "{", "0.2=r:true", "}"]);
+        assert_eq!(ev, ["{", "abort", "{", "2=r:true", "}"]);
     }
 
     #[test]
@@ -478,8 +489,8 @@ mod tests {
         let long = "a".repeat(10 * CAP);
         let body = format!("{{\"model\":\"{long}\",\"done\":true}}");
         let ev = scan_chunks(&[body.as_bytes()]);
-        assert_eq!(ev[1], format!("0.1=s:{}", &long[..CAP]));
-        assert_eq!(ev[2], "0.2=r:true");
+        assert_eq!(ev[1], format!("1=s:{}", &long[..CAP]));
+        assert_eq!(ev[2], "2=r:true");
     }
 
     #[test]
@@ -491,7 +502,7 @@ mod tests {
         for c in body.as_bytes().chunks(4096) {
             s.feed(c, &mut log);
         }
-        assert_eq!(log.0, ["{", "0.3=r:3", "}"]);
+        assert_eq!(log.0, ["{", "3=r:3", "}"]);
     }
 
     #[test]

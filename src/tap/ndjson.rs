@@ -111,42 +111,43 @@ impl Reading {
 }
 
 impl Visitor for Reading {
-    fn key_id(&self, depth: u32, parent: u8, key: &[u8]) -> u8 {
-        if depth == 2 {
-            return match (parent, key) {
-                (MESSAGE, b"content") => CONTENT,
-                (MESSAGE, b"thinking") => THINKING,
-                (MESSAGE, b"tool_calls") => TOOL_CALLS,
+    fn key_id(&self, path: &[u8], key: &[u8]) -> u8 {
+        match path {
+            [] => match key {
+                b"model" => MODEL,
+                b"done" => DONE,
+                b"done_reason" => DONE_REASON,
+                b"error" => ERROR,
+                b"prompt_eval_count" => PROMPT_EVAL_COUNT,
+                b"prompt_eval_cached_count" => PROMPT_EVAL_CACHED_COUNT,
+                b"eval_count" => EVAL_COUNT,
+                b"total_duration" => TOTAL_DURATION,
+                b"load_duration" => LOAD_DURATION,
+                b"prompt_eval_duration" => PROMPT_EVAL_DURATION,
+                b"eval_duration" => EVAL_DURATION,
+                b"response" => RESPONSE,
+                b"thinking" => THINKING,
+                b"message" => MESSAGE,
+                b"tool_calls" => TOOL_CALLS,
                 _ => 0,
-            };
-        }
-        match key {
-            b"model" => MODEL,
-            b"done" => DONE,
-            b"done_reason" => DONE_REASON,
-            b"error" => ERROR,
-            b"prompt_eval_count" => PROMPT_EVAL_COUNT,
-            b"prompt_eval_cached_count" => PROMPT_EVAL_CACHED_COUNT,
-            b"eval_count" => EVAL_COUNT,
-            b"total_duration" => TOTAL_DURATION,
-            b"load_duration" => LOAD_DURATION,
-            b"prompt_eval_duration" => PROMPT_EVAL_DURATION,
-            b"eval_duration" => EVAL_DURATION,
-            b"response" => RESPONSE,
-            b"thinking" => THINKING,
-            b"message" => MESSAGE,
-            b"tool_calls" => TOOL_CALLS,
+            },
+            [MESSAGE] => match key {
+                b"content" => CONTENT,
+                b"thinking" => THINKING,
+                b"tool_calls" => TOOL_CALLS,
+                _ => 0,
+            },
             _ => 0,
         }
     }
 
-    fn value(&mut self, _parent: u8, key: u8, value: Value<'_>) {
+    fn value(&mut self, path: &[u8], value: Value<'_>) {
         let c = &mut self.cur;
         let num = || match value {
             Value::Raw(r) => parse_u64(r),
             _ => None,
         };
-        match key {
+        match *path.last().unwrap_or(&0) {
             MODEL => {
                 if let (None, Value::Str(s)) = (&self.model, value) {
                     self.model = Some(String::from_utf8_lossy(s).into_owned());

@@ -48,11 +48,11 @@ impl ModelSniffer {
 }
 
 impl Visitor for Found {
-    fn key_id(&self, depth: u32, _parent: u8, key: &[u8]) -> u8 {
-        u8::from(depth == 1 && key == b"model")
+    fn key_id(&self, path: &[u8], key: &[u8]) -> u8 {
+        u8::from(path.is_empty() && key == b"model")
     }
 
-    fn value(&mut self, _parent: u8, _key: u8, value: Value<'_>) {
+    fn value(&mut self, _path: &[u8], value: Value<'_>) {
         if let Value::Str(s) = value {
             let s = &s[..s.len().min(MODEL_CAP)];
             self.model = Some(String::from_utf8_lossy(s).into_owned());
