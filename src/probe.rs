@@ -1,8 +1,11 @@
-//! The backend check: `GET /api/version` once per interval, feeding `ollama_up` and `/health`.
+//! The backend check, once per interval: `GET /api/version` (feeding `ollama_up`,
+//! `ollama_backend_info` and `/health`) and `GET /api/ps` (the loaded models). These two GETs
+//! are the only requests the agent makes on its own; `passive = true` turns both off.
 
 use parking_lot::RwLock;
 
 use crate::app::InstanceState;
+use crate::store::LoadedModel;
 
 /// What the last check found.
 #[derive(Default)]
@@ -52,6 +55,18 @@ pub async fn check(state: &InstanceState) -> bool {
         was
     };
     state.store.set_up(up);
+    state.store.set_backend_version(version.as_deref());
+    if up {
+        if let Ok((status, body)) = state.upstream.get("/api/ps").await {
+            if status.is_success() {
+                if let Some(models) = parse_ps(&body) {
+                    state.store.set_loaded_models(models);
+                }
+            }
+        }
+    } else {
+        state.store.set_loaded_models(Vec::new());
+    }
     let url = &state.upstream.url;
     match (was, up) {
         (None | Some(false), true) => {
@@ -63,6 +78,39 @@ pub async fn check(state: &InstanceState) -> bool {
         _ => {}
     }
     up
+}
+
+/// `/api/ps` → the loaded models (name, size, VRAM size, context length).
+fn parse_ps(body: &[u8]) -> Option<Vec<LoadedModel>> {
+    #[derive(serde::Deserialize)]
+    struct Ps {
+        #[serde(default)]
+        models: Option<Vec<Running>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Running {
+        #[serde(alias = "model")]
+        name: String,
+        #[serde(default)]
+        size: u64,
+        #[serde(default)]
+        size_vram: u64,
+        #[serde(default)]
+        context_length: Option<u64>,
+    }
+    let ps: Ps = serde_json::from_slice(body).ok()?;
+    Some(
+        ps.models
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| LoadedModel {
+                name: crate::tap::model::normalize(&m.name),
+                size_bytes: m.size,
+                vram_bytes: m.size_vram,
+                context_length: m.context_length,
+            })
+            .collect(),
+    )
 }
 
 /// `{"version":"0.12.6"}` → `0.12.6`.
@@ -77,6 +125,18 @@ fn parse_version(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loaded_models_from_ollama_ps() {
+        let body = br#"{"models":[{"name":"llama3.2:latest","model":"llama3.2:latest","size":3338801804,"digest":"a80c","details":{"format":"gguf"},"expires_at":"2025-10-17T16:47:07Z","size_vram":3338801804,"context_length":4096},{"name":"qwen","model":"qwen","size":10,"size_vram":0}]}"#;
+        let models = parse_ps(body).unwrap();
+        assert_eq!(models.len(), 2);
+        assert_eq!(models[0], LoadedModel { name: "llama3.2:latest".into(), size_bytes: 3338801804, vram_bytes: 3338801804, context_length: Some(4096) });
+        assert_eq!(models[1].name, "qwen:latest");
+        assert_eq!(models[1].context_length, None);
+        assert_eq!(parse_ps(br#"{"models":null}"#), Some(vec![]));
+        assert_eq!(parse_ps(b"garbage"), None);
+    }
 
     #[test]
     fn version_from_ollama_answer() {

@@ -6,8 +6,8 @@
 
 mod body;
 mod headers;
+mod request;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,12 +27,10 @@ pub use headers::strip_hop_by_hop;
 
 use crate::app::InstanceState;
 use crate::tap::route::Endpoint;
-use crate::tap::sniff::ModelSniffer;
+use crate::store::Status;
 use crate::tap::{Meter, TapBody};
+pub use request::{Peeked, PEEK_LIMIT};
 
-/// How much of an inference request body is read, at most, to find its `model` before the
-/// request is sent on. The rest is streamed; the answer's own `model` is the fallback.
-pub const SNIFF_LIMIT: usize = 256 * 1024;
 /// Idle pooled connections kept to the backend (the original plugin's transport kept 100).
 const POOL_IDLE: usize = 100;
 
@@ -143,16 +141,19 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
         None => (None, UpstreamBody::plain(body)),
         Some(endpoint) => {
             let mut meter = Meter::new(state.store.clone(), endpoint, start);
-            let body = match sniff(body).await {
-                Ok((head, rest, model)) => {
-                    meter.model = model;
-                    UpstreamBody::new(head, rest)
-                }
+            let rewrite = state.config.include_usage && endpoint == Endpoint::OpenAiChat;
+            let zstd = request::is_zstd(&parts.headers);
+            let mut peeked = match Peeked::read(body, zstd, rewrite).await {
+                Ok(p) => p,
                 // The client's body broke off: nobody is left to answer; the meter records
                 // the request as aborted when it drops.
-                Err(_) => return error(StatusCode::BAD_REQUEST, "request body broke off"),
+                Err(_) => return error(StatusCode::BAD_REQUEST, "ollama-tap: the request body broke off"),
             };
-            (Some(meter), body)
+            meter.set_model(peeked.model.take());
+            if rewrite {
+                meter.strip_usage = peeked.add_include_usage(endpoint, &mut parts.headers);
+            }
+            (Some(meter), peeked.into_body())
         }
     };
 
@@ -161,9 +162,8 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, up.host.clone());
-    let sent = up
-        .client
-        .request(axum::http::Request::from_parts(parts, body));
+    state.store.observe_overhead(start.elapsed());
+    let sent = up.client.request(axum::http::Request::from_parts(parts, body));
     // Inference answers may legitimately take minutes before their first byte (model load,
     // long prompt, `stream: false`): only the connect timeout bounds them. Everything else
     // answers quickly or is stuck.
@@ -173,6 +173,9 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
         match tokio::time::timeout(up.timeout, sent).await {
             Ok(r) => r,
             Err(_) => {
+                if state.config.passive {
+                    state.store.set_up(false);
+                }
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!(
@@ -186,10 +189,14 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
     let res = match answer {
         Ok(res) => res,
         Err(e) => {
+            let timeout = is_timeout(&e);
             if let Some(m) = meter.as_mut() {
-                m.finish(crate::tap::End::BackendFailed, false, None);
+                m.fail(if timeout { Status::Timeout } else { Status::BackendUnreachable });
             }
-            let status = if is_timeout(&e) {
+            if state.config.passive {
+                state.store.set_up(false);
+            }
+            let status = if timeout {
                 StatusCode::GATEWAY_TIMEOUT
             } else {
                 StatusCode::BAD_GATEWAY
@@ -205,44 +212,18 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
         }
     };
 
+    if state.config.passive {
+        // A strictly passive agent learns that the backend is up from the traffic alone.
+        state.store.set_up(true);
+    }
     let (mut parts, incoming) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let idle = IdleBody::new(incoming, up.timeout);
     let body = match meter {
-        Some(meter) => Body::new(TapBody::new(idle, meter, parts.status.is_success())),
+        Some(meter) => Body::new(TapBody::new(idle, meter, parts.status, &parts.headers)),
         None => Body::new(idle),
     };
     Response::from_parts(parts, body)
-}
-
-/// Reads the start of an inference body until its `model` is known (or [`SNIFF_LIMIT`]).
-async fn sniff(
-    mut body: Body,
-) -> Result<
-    (
-        VecDeque<http_body::Frame<bytes::Bytes>>,
-        Body,
-        Option<String>,
-    ),
-    axum::Error,
-> {
-    let mut sniffer = ModelSniffer::new();
-    let mut head = VecDeque::new();
-    let mut read = 0;
-    while !sniffer.finished() && read < SNIFF_LIMIT {
-        match body.frame().await {
-            None => break,
-            Some(frame) => {
-                let frame = frame?;
-                if let Some(data) = frame.data_ref() {
-                    sniffer.feed(data);
-                    read += data.len();
-                }
-                head.push_back(frame);
-            }
-        }
-    }
-    Ok((head, body, sniffer.into_model()))
 }
 
 /// An answer in Ollama's error shape: `{"error": "..."}`.

@@ -2,24 +2,36 @@
 //! answer ends, fails, or the client goes away.
 //!
 //! [`Meter`] is the per-request record in the making; [`TapBody`] wraps the response body and
-//! feeds every chunk, unchanged, through the pure [`ndjson::NdjsonReader`].
+//! feeds every chunk, unchanged, through the pure reader of the endpoint's dialect
+//! ([`ndjson`] for Ollama's own API, [`openai`] for the OpenAI and Anthropic ones).
 
+pub mod include_usage;
 pub mod json_scan;
+pub mod model;
 pub mod ndjson;
+pub mod openai;
+pub mod reading;
 pub mod route;
 pub mod sniff;
+pub mod sse;
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
+use axum::http::{header, HeaderMap, StatusCode};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
-use crate::store::{Outcome, Record, Store};
-use ndjson::{NdjsonReader, Reading};
-use route::Endpoint;
+use crate::proxy::{BoxError, IdleTimeout};
+use crate::store::{InFlight, Outcome, Record, Status, Store};
+use include_usage::UsageStripper;
+use ndjson::NdjsonReader;
+use openai::OpenAiReader;
+use reading::Reading;
+use route::{Dialect, Endpoint};
 
 /// Label used when neither the request nor the answer named a model.
 pub const UNKNOWN_MODEL: &str = "unknown";
@@ -29,30 +41,35 @@ pub const UNKNOWN_MODEL: &str = "unknown";
 pub struct Meter {
     store: Arc<Store>,
     pub endpoint: Endpoint,
-    /// The request's `model`, when the body named one.
-    pub model: Option<String>,
+    /// The normalised `model` label, once the request (or the answer) named one.
+    model: Option<String>,
     start: Instant,
+    in_flight: Option<InFlight>,
+    /// `include_usage` was added upstream: the usage chunk is removed from the answer.
+    pub strip_usage: bool,
     recorded: bool,
 }
 
-/// How a metered request ended, as far as the tap can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// The answer's body was read to its end (or the client went away after the final object).
-    Complete,
-    /// The backend could not be reached, timed out, or cut the answer.
-    BackendFailed,
-    /// The client went away first.
-    ClientAborted,
+/// The reader of one answer, chosen by endpoint and content type.
+pub enum Reader {
+    Native(NdjsonReader),
+    OpenAi(OpenAiReader),
+    /// No stats in the answer (`/api/embeddings`): a 2xx body read to its end is a success.
+    Opaque(Reading),
 }
 
 /// A response body that feeds every data chunk to the reader and finishes the meter.
 pub struct TapBody<B> {
     inner: B,
-    reader: NdjsonReader,
+    reader: Reader,
     meter: Meter,
-    /// The status was 2xx.
-    status_ok: bool,
+    status: StatusCode,
+    /// The answer is a stream (NDJSON or SSE): time to first token applies.
+    streamed: bool,
+    first_content: Option<Instant>,
+    stripper: Option<UsageStripper>,
+    /// The end was seen and the stripper's last bytes were sent: next is the end of body.
+    ended: bool,
 }
 
 // === impl Meter ===
@@ -64,92 +81,227 @@ impl Meter {
             endpoint,
             model: None,
             start,
+            in_flight: None,
+            strip_usage: false,
             recorded: false,
         }
     }
 
-    /// Records the request. `reading` is what the reader saw of the answer, if any.
-    pub fn finish(&mut self, end: End, status_ok: bool, reading: Option<&Reading>) {
+    /// Sets the model named by the request body (normalised) and counts the request in flight.
+    pub fn set_model(&mut self, model: Option<String>) {
+        self.model = model.map(|m| model::normalize(&m)).filter(|m| !m.is_empty());
+        let label = self.model.as_deref().unwrap_or(UNKNOWN_MODEL);
+        self.in_flight = Some(self.store.in_flight(label));
+    }
+
+    /// The backend was unreachable or too slow before answering anything.
+    pub fn fail(&mut self, status: Status) {
+        self.record(status, None, None);
+    }
+
+    /// Records the request: `status` says how it ended, `reading` what the answer said.
+    fn record(&mut self, status: Status, reading: Option<&Reading>, ttft: Option<Duration>) {
         if self.recorded {
             return;
         }
         self.recorded = true;
-        let model = model_label(self.model.as_deref(), reading);
-        let succeeded =
-            end == End::Complete && status_ok && reading.is_some_and(Reading::succeeded);
-        let stats = reading.and_then(|r| r.final_stats.as_ref());
+        let answer_model = reading.and_then(|r| r.model.as_deref()).map(model::normalize);
+        let model = self
+            .model
+            .as_deref()
+            .or(answer_model.as_deref())
+            .filter(|m| !m.is_empty())
+            .unwrap_or(UNKNOWN_MODEL);
+        let succeeded = matches!(status, Status::Http(c) if (200..300).contains(&c));
+        let empty = Reading::default();
+        let r = reading.unwrap_or(&empty);
         self.store.record(&Record {
             model,
+            endpoint: self.endpoint,
             outcome: if succeeded {
                 Outcome::Success
             } else {
                 Outcome::Failed
             },
-            load_only: reading.is_some_and(Reading::load_only),
-            prompt_tokens: stats.and_then(|s| s.prompt_eval_count),
-            eval_tokens: stats.and_then(|s| s.eval_count),
-            load_duration_ns: stats.and_then(|s| s.load_duration),
+            status,
+            load_only: r.load_only(),
+            usage: r.usage,
+            finish_reason: r.finish_reason,
             duration: self.start.elapsed(),
+            ttft: if succeeded { ttft } else { None },
         });
+        self.in_flight = None;
     }
 }
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        self.finish(End::ClientAborted, false, None);
+        self.record(Status::ClientAborted, None, None);
     }
+}
+
+// === impl Reader ===
+
+impl Reader {
+    /// The reader for an answer of `endpoint` with these headers.
+    pub fn for_answer(endpoint: Endpoint, headers: &HeaderMap) -> Reader {
+        match (endpoint.dialect(), endpoint) {
+            (_, Endpoint::Embeddings) => Reader::Opaque(Reading::default()),
+            (_, Endpoint::Embed) => Reader::Native(NdjsonReader::single_object()),
+            (Dialect::Native, _) => Reader::Native(NdjsonReader::new()),
+            (Dialect::OpenAi, _) if is_event_stream(headers) => Reader::OpenAi(OpenAiReader::stream()),
+            (Dialect::OpenAi, _) => Reader::OpenAi(OpenAiReader::json()),
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        match self {
+            Reader::Native(r) => r.feed(chunk),
+            Reader::OpenAi(r) => r.feed(chunk),
+            Reader::Opaque(_) => {}
+        }
+    }
+
+    fn reading(&self) -> &Reading {
+        match self {
+            Reader::Native(r) => r.reading(),
+            Reader::OpenAi(r) => r.reading(),
+            Reader::Opaque(r) => r,
+        }
+    }
+
+    /// The body ended: an opaque answer is complete now.
+    fn end(&mut self) {
+        if let Reader::Opaque(r) = self {
+            r.complete = true;
+        }
+    }
+}
+
+/// Whether the answer is an SSE stream.
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+/// Whether the answer is a stream of either kind (time to first token applies).
+fn is_stream(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(b"text/event-stream") || v.starts_with(b"application/x-ndjson")
+    })
 }
 
 // === impl TapBody ===
 
 impl<B> TapBody<B> {
-    pub fn new(inner: B, meter: Meter, status_ok: bool) -> Self {
+    pub fn new(inner: B, meter: Meter, status: StatusCode, headers: &HeaderMap) -> Self {
+        let streamed = is_stream(headers);
+        let stripper = (meter.strip_usage && status.is_success() && is_event_stream(headers))
+            .then(UsageStripper::new);
         TapBody {
             inner,
-            reader: NdjsonReader::new(),
+            reader: Reader::for_answer(meter.endpoint, headers),
             meter,
-            status_ok,
+            status,
+            streamed,
+            first_content: None,
+            stripper,
+            ended: false,
         }
     }
 
-    fn finish(&mut self, end: End) {
-        self.meter
-            .finish(end, self.status_ok, Some(&self.reader.reading));
+    /// How the answer ended, from what was read; `failure` is `None` for a clean end of body.
+    fn finish(&mut self, failure: Option<Status>) {
+        let reading = self.reader.reading();
+        let status = match failure {
+            Some(s) => s,
+            None if !self.status.is_success() => Status::Http(self.status.as_u16()),
+            None if !reading.succeeded() => Status::StreamError,
+            None => Status::Http(self.status.as_u16()),
+        };
+        let ttft = match (self.streamed, self.first_content) {
+            (true, Some(at)) => Some(at.duration_since(self.meter.start)),
+            _ => None,
+        };
+        self.meter.record(status, Some(reading), ttft);
     }
 }
 
 impl<B> Body for TapBody<B>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &polled {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    this.reader.feed(data);
-                }
-            }
-            Some(Err(_)) => this.finish(End::BackendFailed),
-            None => this.finish(End::Complete),
+        if this.ended {
+            return Poll::Ready(None);
         }
-        Poll::Ready(polled)
+        loop {
+            let polled = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+            return Poll::Ready(match polled {
+                Some(Ok(frame)) => {
+                    let Some(data) = frame.data_ref() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    this.reader.feed(data);
+                    if this.first_content.is_none() && this.reader.reading().content_seen {
+                        this.first_content = Some(Instant::now());
+                    }
+                    match &mut this.stripper {
+                        None => Some(Ok(frame)),
+                        Some(s) => {
+                            let mut out = Vec::with_capacity(data.len());
+                            s.filter(data, &mut out);
+                            if out.is_empty() {
+                                continue; // the whole chunk was held or removed
+                            }
+                            Some(Ok(Frame::data(Bytes::from(out))))
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    let status = if e.is::<IdleTimeout>() {
+                        Status::Timeout
+                    } else {
+                        Status::StreamError
+                    };
+                    this.finish(Some(status));
+                    Some(Err(e))
+                }
+                None => {
+                    this.reader.end();
+                    this.finish(None);
+                    let mut rest = Vec::new();
+                    if let Some(s) = &mut this.stripper {
+                        s.finish(&mut rest);
+                    }
+                    if rest.is_empty() {
+                        None
+                    } else {
+                        this.ended = true;
+                        Some(Ok(Frame::data(Bytes::from(rest))))
+                    }
+                }
+            });
+        }
     }
 
     fn is_end_stream(&self) -> bool {
         // Never claim the end before the end was seen: the meter finishes on `None`.
-        self.meter.recorded && self.inner.is_end_stream()
+        self.ended || (self.meter.recorded && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        if self.stripper.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
     }
 }
 
@@ -157,117 +309,129 @@ impl<B> Drop for TapBody<B> {
     fn drop(&mut self) {
         // Dropped before its end: the client went away, unless the answer was already whole
         // (the final object passed through and only the end-of-body was not polled).
-        let end = if self.reader.reading.succeeded() {
-            End::Complete
+        if self.reader.reading().succeeded() {
+            self.finish(None);
         } else {
-            End::ClientAborted
-        };
-        self.finish(end);
+            self.finish(Some(Status::ClientAborted));
+        }
     }
-}
-
-/// The model label for a request: what the body named, else what the answer named.
-pub fn model_label<'a>(request: Option<&'a str>, reading: Option<&'a Reading>) -> &'a str {
-    request
-        .or_else(|| reading.and_then(|r| r.model.as_deref()))
-        .unwrap_or(UNKNOWN_MODEL)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::snapshot::Family;
+    use axum::http::HeaderValue;
     use http_body_util::BodyExt;
-
-    fn value(fams: &[Family], name: &str, model: &str) -> Option<f64> {
-        fams.iter()
-            .find(|f| f.name == name)?
-            .series
-            .iter()
-            .find(|s| {
-                s.suffix.is_empty() && s.labels.iter().any(|(k, v)| k == "model" && v == model)
-            })
-            .map(|s| s.value)
-    }
 
     /// A body yielding the given chunks, one frame each.
     struct Chunks(std::vec::IntoIter<Bytes>);
 
     fn chunks(c: Vec<&'static [u8]>) -> Chunks {
-        Chunks(
-            c.into_iter()
-                .map(Bytes::from_static)
-                .collect::<Vec<_>>()
-                .into_iter(),
-        )
+        Chunks(c.into_iter().map(Bytes::from_static).collect::<Vec<_>>().into_iter())
     }
 
     impl Body for Chunks {
         type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        type Error = BoxError;
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
             Poll::Ready(self.0.next().map(|b| Ok(Frame::data(b))))
         }
     }
 
+    fn headers(content_type: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        h
+    }
+
+    fn value(fams: &[Family], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        fams.iter()
+            .find(|f| f.name == name)?
+            .series
+            .iter()
+            .find(|s| s.suffix.is_empty() && labels.iter().all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v)))
+            .map(|s| s.value)
+    }
+
+    fn meter(store: &Arc<Store>, endpoint: Endpoint, model: Option<&str>) -> Meter {
+        let mut m = Meter::new(store.clone(), endpoint, Instant::now());
+        m.set_model(model.map(String::from));
+        m
+    }
+
     #[tokio::test]
-    async fn a_whole_stream_is_recorded_once_as_success() {
+    async fn a_whole_stream_is_recorded_once_as_success_under_the_normalised_model() {
         let store = Arc::new(Store::new(1000));
-        let mut meter = Meter::new(store.clone(), Endpoint::Chat, Instant::now());
-        meter.model = Some("llama3.2".into());
         let body = chunks(vec![
             br#"{"model":"llama3.2","message":{"content":"Hi"},"done":false}"#,
             b"\n{\"model\":\"llama3.2\",\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":4,",
             b"\"eval_count\":9}\n",
         ]);
-        let tapped = TapBody::new(body, meter, true);
+        let m = meter(&store, Endpoint::Chat, Some("llama3.2"));
+        let tapped = TapBody::new(body, m, StatusCode::OK, &headers("application/x-ndjson"));
         let bytes = tapped.collect().await.unwrap().to_bytes();
         assert!(bytes.ends_with(b"\"eval_count\":9}\n"));
-        let fams = store.snapshot();
-        assert_eq!(value(&fams, "ollama_requests_total", "llama3.2"), Some(1.0));
-        assert_eq!(
-            value(&fams, "ollama_requests_success", "llama3.2"),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(&fams, "ollama_tokens_generated_total", "llama3.2"),
-            Some(9.0)
-        );
-        assert_eq!(
-            value(&fams, "ollama_prompt_tokens_total", "llama3.2"),
-            Some(4.0)
-        );
+        let f = store.snapshot();
+        let l = [("model", "llama3.2:latest")];
+        assert_eq!(value(&f, "ollama_requests_total", &l), Some(1.0));
+        assert_eq!(value(&f, "ollama_requests_success", &l), Some(1.0));
+        assert_eq!(value(&f, "ollama_tokens_generated_total", &l), Some(9.0));
+        assert_eq!(value(&f, "ollama_prompt_tokens_total", &l), Some(4.0));
+        assert_eq!(value(&f, "ollama_requests_in_flight", &l), Some(0.0));
+        let e = [("model", "llama3.2:latest"), ("endpoint", "/api/chat"), ("outcome", "200")];
+        assert_eq!(value(&f, "ollama_endpoint_requests_total", &e), Some(1.0));
     }
 
     #[tokio::test]
-    async fn dropped_mid_stream_is_a_failure_under_the_answer_model() {
+    async fn dropped_mid_stream_is_a_client_abort_under_the_answer_model() {
         let store = Arc::new(Store::new(1000));
-        let meter = Meter::new(store.clone(), Endpoint::Generate, Instant::now());
         let body = chunks(vec![br#"{"model":"qwen","response":"a","done":false}"#]);
-        let mut tapped = TapBody::new(body, meter, true);
+        let mut tapped = TapBody::new(body, meter(&store, Endpoint::Generate, None), StatusCode::OK, &headers("application/x-ndjson"));
         let _ = tapped.frame().await;
         drop(tapped);
-        let fams = store.snapshot();
-        assert_eq!(value(&fams, "ollama_requests_total", "qwen"), Some(1.0));
-        assert_eq!(value(&fams, "ollama_requests_failed", "qwen"), Some(1.0));
+        let f = store.snapshot();
+        assert_eq!(value(&f, "ollama_requests_failed", &[("model", "qwen:latest")]), Some(1.0));
+        let e = [("model", "qwen:latest"), ("outcome", "client_aborted")];
+        assert_eq!(value(&f, "ollama_endpoint_requests_total", &e), Some(1.0));
     }
 
     #[tokio::test]
-    async fn a_404_is_a_failure_and_an_unread_meter_records_on_drop() {
+    async fn a_404_and_a_stream_without_done_are_failures() {
         let store = Arc::new(Store::new(1000));
-        let mut meter = Meter::new(store.clone(), Endpoint::Chat, Instant::now());
-        meter.model = Some("nope".into());
         let body = chunks(vec![br#"{"error":"model 'nope' not found"}"#]);
-        TapBody::new(body, meter, false).collect().await.unwrap();
+        let m = meter(&store, Endpoint::Chat, Some("nope"));
+        TapBody::new(body, m, StatusCode::NOT_FOUND, &headers("application/json; charset=utf-8"))
+            .collect()
+            .await
+            .unwrap();
+        let body = chunks(vec![br#"{"model":"m","response":"a","done":false}"#, b"\n"]);
+        let m = meter(&store, Endpoint::Generate, Some("m"));
+        TapBody::new(body, m, StatusCode::OK, &headers("application/x-ndjson")).collect().await.unwrap();
         drop(Meter::new(store.clone(), Endpoint::Chat, Instant::now()));
-        let fams = store.snapshot();
-        assert_eq!(value(&fams, "ollama_requests_failed", "nope"), Some(1.0));
-        assert_eq!(
-            value(&fams, "ollama_requests_failed", UNKNOWN_MODEL),
-            Some(1.0)
-        );
+        let f = store.snapshot();
+        assert_eq!(value(&f, "ollama_endpoint_requests_total", &[("model", "nope:latest"), ("outcome", "404")]), Some(1.0));
+        assert_eq!(value(&f, "ollama_endpoint_requests_total", &[("model", "m:latest"), ("outcome", "stream_error")]), Some(1.0));
+        assert_eq!(value(&f, "ollama_requests_failed", &[("model", UNKNOWN_MODEL)]), Some(1.0));
+    }
+
+    #[tokio::test]
+    async fn usage_chunk_is_read_then_stripped_when_the_agent_asked_for_it() {
+        let store = Arc::new(Store::new(1000));
+        let body = chunks(vec![
+            b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+            b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n",
+            b"data: [DONE]\n\n",
+        ]);
+        let mut m = meter(&store, Endpoint::OpenAiChat, Some("m"));
+        m.strip_usage = true;
+        let out = TapBody::new(body, m, StatusCode::OK, &headers("text/event-stream")).collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(!text.contains("usage"), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        let f = store.snapshot();
+        assert_eq!(value(&f, "ollama_tokens_generated_total", &[("model", "m:latest")]), Some(2.0));
+        assert_eq!(value(&f, "ollama_prompt_tokens_total", &[("model", "m:latest")]), Some(3.0));
     }
 }

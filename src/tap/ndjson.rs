@@ -6,60 +6,32 @@
 //! are a sequence of top-level objects to [`JsonScan`].
 
 use super::json_scan::{JsonScan, Value, Visitor};
-
-/// The backend's own figures from the final object. Every field may be absent: Ollama omits
-/// zeros.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FinalStats {
-    pub done_reason: Option<DoneReason>,
-    pub prompt_eval_count: Option<u64>,
-    pub prompt_eval_cached_count: Option<u64>,
-    pub eval_count: Option<u64>,
-    pub total_duration: Option<u64>,
-    pub load_duration: Option<u64>,
-    pub prompt_eval_duration: Option<u64>,
-    pub eval_duration: Option<u64>,
-}
-
-/// Why the backend stopped (`done_reason`). Unknown reasons are kept as `Other`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DoneReason {
-    Stop,
-    Length,
-    Load,
-    Unload,
-    Other,
-}
-
-/// What has been read of an answer so far.
-#[derive(Debug, Default)]
-pub struct Reading {
-    /// The `done: true` object, once seen.
-    pub final_stats: Option<FinalStats>,
-    /// An object with a top-level `error` key was seen.
-    pub error: bool,
-    /// The `model` the answer carried (the first one seen), as a fallback label.
-    pub model: Option<String>,
-    /// A chunk carrying content, thinking or tool calls has been seen.
-    pub content_seen: bool,
-    /// The object being read.
-    cur: Current,
-}
-
-/// Fields of the object being read.
-#[derive(Debug, Default)]
-struct Current {
-    done: bool,
-    error: bool,
-    content: bool,
-    stats: FinalStats,
-}
+use super::reading::{parse_u64, FinishReason, Reading, Usage};
 
 /// Incremental reader of a native answer: feed it every body chunk in order.
 #[derive(Default)]
 pub struct NdjsonReader {
     scan: JsonScan,
-    pub reading: Reading,
+    state: Native,
+}
+
+/// The visitor: the reading so far plus the object being read.
+#[derive(Default)]
+struct Native {
+    reading: Reading,
+    /// Any whole object ends the answer (`/api/embed`, which has no `done`).
+    single_object: bool,
+    cur: Current,
+}
+
+/// Fields of the object being read.
+#[derive(Default)]
+struct Current {
+    done: bool,
+    error: bool,
+    content: bool,
+    finish: Option<FinishReason>,
+    usage: Usage,
 }
 
 // Key ids (see `Visitor::key_id`).
@@ -83,34 +55,29 @@ const CONTENT: u8 = 16;
 // === impl NdjsonReader ===
 
 impl NdjsonReader {
+    /// A reader for `/api/generate` and `/api/chat`: the answer ends with `done: true`.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A reader for answers that are one JSON object with no `done` (`/api/embed`).
+    pub fn single_object() -> Self {
+        let mut r = Self::default();
+        r.state.single_object = true;
+        r
+    }
+
     /// Reads the next chunk of the answer.
     pub fn feed(&mut self, chunk: &[u8]) {
-        self.scan.feed(chunk, &mut self.reading);
+        self.scan.feed(chunk, &mut self.state);
+    }
+
+    pub fn reading(&self) -> &Reading {
+        &self.state.reading
     }
 }
 
-// === impl Reading ===
-
-impl Reading {
-    /// Whether the answer was complete and good: a `done: true` object and no error object.
-    pub fn succeeded(&self) -> bool {
-        self.final_stats.is_some() && !self.error
-    }
-
-    /// Whether the answer only loaded or unloaded the model (no generation happened).
-    pub fn load_only(&self) -> bool {
-        matches!(
-            self.final_stats.as_ref().and_then(|s| s.done_reason),
-            Some(DoneReason::Load | DoneReason::Unload)
-        )
-    }
-}
-
-impl Visitor for Reading {
+impl Visitor for Native {
     fn key_id(&self, path: &[u8], key: &[u8]) -> u8 {
         match path {
             [] => match key {
@@ -149,24 +116,24 @@ impl Visitor for Reading {
         };
         match *path.last().unwrap_or(&0) {
             MODEL => {
-                if let (None, Value::Str(s)) = (&self.model, value) {
-                    self.model = Some(String::from_utf8_lossy(s).into_owned());
+                if let (None, Value::Str(s)) = (&self.reading.model, value) {
+                    self.reading.model = Some(String::from_utf8_lossy(s).into_owned());
                 }
             }
             DONE => c.done = value == Value::Raw(b"true"),
             DONE_REASON => {
                 if let Value::Str(s) = value {
-                    c.stats.done_reason = Some(DoneReason::parse(s));
+                    c.finish = Some(FinishReason::parse(s));
                 }
             }
             ERROR => c.error = value != Value::Raw(b"null"),
-            PROMPT_EVAL_COUNT => c.stats.prompt_eval_count = num(),
-            PROMPT_EVAL_CACHED_COUNT => c.stats.prompt_eval_cached_count = num(),
-            EVAL_COUNT => c.stats.eval_count = num(),
-            TOTAL_DURATION => c.stats.total_duration = num(),
-            LOAD_DURATION => c.stats.load_duration = num(),
-            PROMPT_EVAL_DURATION => c.stats.prompt_eval_duration = num(),
-            EVAL_DURATION => c.stats.eval_duration = num(),
+            PROMPT_EVAL_COUNT => c.usage.prompt_tokens = num(),
+            PROMPT_EVAL_CACHED_COUNT => c.usage.cached_prompt_tokens = num(),
+            EVAL_COUNT => c.usage.completion_tokens = num(),
+            TOTAL_DURATION => c.usage.total_duration_ns = num(),
+            LOAD_DURATION => c.usage.load_duration_ns = num(),
+            PROMPT_EVAL_DURATION => c.usage.prompt_eval_duration_ns = num(),
+            EVAL_DURATION => c.usage.eval_duration_ns = num(),
             RESPONSE | THINKING | CONTENT => {
                 c.content |= matches!(value, Value::Str(s) if !s.is_empty());
             }
@@ -181,45 +148,20 @@ impl Visitor for Reading {
 
     fn end_object(&mut self) {
         let cur = std::mem::take(&mut self.cur);
-        self.content_seen |= cur.content;
+        let r = &mut self.reading;
+        r.content_seen |= cur.content;
         if cur.error {
-            self.error = true;
-        } else if cur.done && self.final_stats.is_none() {
-            self.final_stats = Some(cur.stats);
+            r.error = true;
+        } else if (cur.done || self.single_object) && !r.complete {
+            r.complete = true;
+            r.usage = cur.usage;
+            r.finish_reason = cur.finish;
         }
     }
 
     fn abort_object(&mut self) {
         self.cur = Current::default();
     }
-}
-
-// === impl DoneReason ===
-
-impl DoneReason {
-    fn parse(s: &[u8]) -> Self {
-        match s {
-            b"stop" => DoneReason::Stop,
-            b"length" => DoneReason::Length,
-            b"load" => DoneReason::Load,
-            b"unload" => DoneReason::Unload,
-            _ => DoneReason::Other,
-        }
-    }
-}
-
-/// A non-negative integer as JSON writes it; anything else (floats, negatives, overflow) is None.
-fn parse_u64(raw: &[u8]) -> Option<u64> {
-    if raw.is_empty() || raw.len() > 20 {
-        return None;
-    }
-    raw.iter().try_fold(0u64, |acc, &b| {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(d))
-    })
 }
 
 #[cfg(test)]
@@ -236,17 +178,21 @@ mod tests {
         "\n",
     );
 
-    fn expected() -> FinalStats {
-        FinalStats {
-            done_reason: Some(DoneReason::Stop),
-            prompt_eval_count: Some(26),
-            prompt_eval_cached_count: None,
-            eval_count: Some(298),
-            total_duration: Some(5191566416),
-            load_duration: Some(2154458),
-            prompt_eval_duration: Some(383809000),
-            eval_duration: Some(4799921000),
+    fn expected() -> Usage {
+        Usage {
+            prompt_tokens: Some(26),
+            cached_prompt_tokens: None,
+            completion_tokens: Some(298),
+            total_duration_ns: Some(5191566416),
+            load_duration_ns: Some(2154458),
+            prompt_eval_duration_ns: Some(383809000),
+            eval_duration_ns: Some(4799921000),
         }
+    }
+
+    /// The usage of a complete reading, None otherwise.
+    fn usage(r: &Reading) -> Option<Usage> {
+        r.complete.then_some(r.usage)
     }
 
     fn read(chunks: &[&[u8]]) -> Reading {
@@ -254,13 +200,14 @@ mod tests {
         for c in chunks {
             r.feed(c);
         }
-        r.reading
+        r.reading().clone()
     }
 
     #[test]
     fn final_stats_from_a_whole_stream() {
         let r = read(&[STREAM.as_bytes()]);
-        assert_eq!(r.final_stats, Some(expected()));
+        assert_eq!(usage(&r), Some(expected()));
+        assert_eq!(r.finish_reason, Some(FinishReason::Stop));
         assert!(r.succeeded() && !r.load_only() && r.content_seen);
         assert_eq!(r.model.as_deref(), Some("llama3.2"));
     }
@@ -271,7 +218,7 @@ mod tests {
         for at in 0..=b.len() {
             let (x, y) = b.split_at(at);
             let r = read(&[x, y]);
-            assert_eq!(r.final_stats, Some(expected()), "split at {at}");
+            assert_eq!(usage(&r), Some(expected()), "split at {at}");
             assert!(r.succeeded(), "split at {at}");
         }
     }
@@ -283,7 +230,7 @@ mod tests {
         for i in start..b.len() {
             for j in i..b.len() {
                 let r = read(&[&b[..i], &b[i..j], &b[j..]]);
-                assert_eq!(r.final_stats, Some(expected()), "splits at {i},{j}");
+                assert_eq!(usage(&r), Some(expected()), "splits at {i},{j}");
             }
         }
     }
@@ -291,16 +238,16 @@ mod tests {
     #[test]
     fn crlf_line_ends() {
         let crlf = STREAM.replace('\n', "\r\n");
-        assert_eq!(read(&[crlf.as_bytes()]).final_stats, Some(expected()));
+        assert_eq!(usage(&read(&[crlf.as_bytes()])), Some(expected()));
     }
 
     #[test]
     fn non_stream_object_without_newline() {
         let body = br#"{"model":"llama3.2","created_at":"x","response":"Hello!","done":true,"done_reason":"stop","context":[1,2,3],"total_duration":10,"prompt_eval_count":3,"eval_count":2}"#;
         let r = read(&[body]);
-        let s = r.final_stats.expect("final");
+        let s = usage(&r).expect("final");
         assert_eq!(
-            (s.prompt_eval_count, s.eval_count, s.load_duration),
+            (s.prompt_tokens, s.completion_tokens, s.load_duration_ns),
             (Some(3), Some(2), None)
         );
         assert!(r.content_seen);
@@ -325,7 +272,7 @@ mod tests {
             b"\n{\"model\":\"m\",\"resp",
         ]);
         assert!(!r.succeeded());
-        assert_eq!(r.final_stats, None);
+        assert_eq!(usage(&r), None);
     }
 
     #[test]
@@ -339,9 +286,9 @@ mod tests {
     #[test]
     fn absent_counts_stay_absent() {
         let r = read(&[br#"{"model":"m","done":true,"done_reason":"stop","total_duration":5}"#]);
-        let s = r.final_stats.unwrap();
+        let s = usage(&r).unwrap();
         assert_eq!(
-            (s.prompt_eval_count, s.eval_count, s.total_duration),
+            (s.prompt_tokens, s.completion_tokens, s.total_duration_ns),
             (None, None, Some(5))
         );
     }
@@ -349,7 +296,7 @@ mod tests {
     #[test]
     fn text_that_looks_like_fields_inside_strings_is_ignored() {
         let r = read(&[br#"{"model":"m","response":"{\"done\":true,\"error\":1}","done":false}"#]);
-        assert!(!r.error && r.final_stats.is_none());
+        assert!(!r.error && !r.complete);
     }
 
     #[test]
@@ -365,12 +312,14 @@ mod tests {
     }
 
     #[test]
-    fn parse_u64_rejects_non_integers() {
-        assert_eq!(parse_u64(b"123"), Some(123));
-        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
-        assert_eq!(parse_u64(b"18446744073709551616"), None);
-        assert_eq!(parse_u64(b"1.5"), None);
-        assert_eq!(parse_u64(b"-1"), None);
-        assert_eq!(parse_u64(b""), None);
+    fn embed_answer_is_one_object_without_done() {
+        let body = br#"{"model":"nomic-embed-text","embeddings":[[0.1,0.2]],"total_duration":14143917,"load_duration":1019500,"prompt_eval_count":8}"#;
+        let mut r = NdjsonReader::single_object();
+        r.feed(body);
+        assert!(r.reading().succeeded());
+        assert_eq!(r.reading().usage.prompt_tokens, Some(8));
+        let mut r = NdjsonReader::single_object();
+        r.feed(br#"{"error":"model 'x' not found"}"#);
+        assert!(!r.reading().succeeded());
     }
 }

@@ -6,6 +6,11 @@ use super::json_scan::{JsonScan, Value, Visitor};
 /// Longest model name kept (longer ones are cut here, [`super::json_scan::CAP`] bounds it too).
 const MODEL_CAP: usize = 200;
 
+/// At most this much of a zstd-compressed body is decompressed to find its `model`.
+const ZSTD_LIMIT: usize = 1 << 20;
+/// Largest zstd window accepted (a hostile frame cannot make the agent allocate more).
+const ZSTD_WINDOW: u64 = 8 << 20;
+
 /// Incremental reader of a request body's `model`.
 #[derive(Default)]
 pub struct ModelSniffer {
@@ -45,6 +50,27 @@ impl ModelSniffer {
     pub fn into_model(self) -> Option<String> {
         self.found.model
     }
+}
+
+/// The `model` of a zstd-compressed body (`Content-Encoding: zstd`, which Ollama accepts on
+/// `/v1/*`), from `compressed`, which may be only the start of the body.
+pub fn model_from_zstd(compressed: &[u8]) -> Option<String> {
+    use std::io::Read;
+    let mut decoder =
+        ruzstd::decoding::StreamingDecoder::new_with_max_window_size(compressed, ZSTD_WINDOW).ok()?;
+    let mut sniffer = ModelSniffer::new();
+    let mut buf = [0u8; 8192];
+    let mut total = 0;
+    while !sniffer.finished() && total < ZSTD_LIMIT {
+        match decoder.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                sniffer.feed(&buf[..n]);
+                total += n;
+            }
+        }
+    }
+    sniffer.into_model()
 }
 
 impl Visitor for Found {
@@ -135,6 +161,17 @@ mod tests {
         let mut s = ModelSniffer::new();
         s.feed(br#"{"model":42}"#);
         assert!(s.finished());
+    }
+
+    #[test]
+    fn model_from_a_zstd_body_even_cut_short() {
+        let body = br#"{"messages":[{"role":"user","content":"hello there"}],"model":"llama3.2","stream":true}"#;
+        let z = ruzstd::encoding::compress_to_vec(&body[..], ruzstd::encoding::CompressionLevel::Fastest);
+        assert_eq!(model_from_zstd(&z).as_deref(), Some("llama3.2"));
+        assert_eq!(model_from_zstd(b"not zstd"), None);
+        let long = format!(r#"{{"model":"m1","prompt":"{}"}}"#, "x".repeat(100_000));
+        let z = ruzstd::encoding::compress_to_vec(long.as_bytes(), ruzstd::encoding::CompressionLevel::Fastest);
+        assert_eq!(model_from_zstd(&z[..z.len() / 2]).as_deref(), Some("m1"));
     }
 
     #[test]

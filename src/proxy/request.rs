@@ -1,0 +1,148 @@
+//! The request side of a metered request: read the start of the body to learn its `model`
+//! (plain or zstd-compressed), and optionally add `stream_options.include_usage`.
+
+use std::collections::VecDeque;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as _, Frame};
+use http_body_util::BodyExt;
+
+use crate::tap::include_usage;
+use crate::tap::route::Endpoint;
+use crate::tap::sniff::{self, ModelSniffer};
+
+use super::UpstreamBody;
+
+/// How much of an inference request body is read, at most, before the request is sent on.
+/// The rest is streamed; the answer's own `model` is the fallback.
+pub const PEEK_LIMIT: usize = 256 * 1024;
+
+/// The start of a request body, read before forwarding, and what it said.
+pub struct Peeked {
+    pub head: VecDeque<Frame<Bytes>>,
+    pub rest: Body,
+    pub model: Option<String>,
+    /// The whole body is in `head`.
+    pub whole: bool,
+}
+
+// === impl Peeked ===
+
+impl Peeked {
+    /// Reads frames until the model is known, the body ends, or [`PEEK_LIMIT`]. A zstd body is
+    /// read up to the limit and its start decompressed; `want_whole` keeps reading to the end
+    /// (within the limit) so the body can be rewritten.
+    pub async fn read(mut body: Body, zstd: bool, want_whole: bool) -> Result<Peeked, axum::Error> {
+        let mut sniffer = ModelSniffer::new();
+        let mut head = VecDeque::new();
+        let mut read = 0;
+        let mut whole = false;
+        while read < PEEK_LIMIT && (zstd || want_whole || !sniffer.finished()) {
+            match body.frame().await {
+                None => {
+                    whole = true;
+                    break;
+                }
+                Some(frame) => {
+                    let frame = frame?;
+                    if let Some(data) = frame.data_ref() {
+                        if !zstd {
+                            sniffer.feed(data);
+                        }
+                        read += data.len();
+                    }
+                    head.push_back(frame);
+                }
+            }
+        }
+        whole |= body.is_end_stream();
+        let model = if zstd {
+            sniff::model_from_zstd(&concat(&head))
+        } else {
+            sniffer.into_model()
+        };
+        Ok(Peeked {
+            head,
+            rest: body,
+            model,
+            whole,
+        })
+    }
+
+    /// With the `include_usage` option: adds `stream_options.include_usage` to a whole,
+    /// uncompressed, streamed `/v1/chat/completions` body that lacks `stream_options`, and
+    /// fixes `Content-Length`. Returns whether the body was changed.
+    pub fn add_include_usage(&mut self, endpoint: Endpoint, headers: &mut HeaderMap) -> bool {
+        if endpoint != Endpoint::OpenAiChat || !self.whole || headers.contains_key(header::CONTENT_ENCODING) {
+            return false;
+        }
+        let Some(body) = include_usage::inject(&concat(&self.head)) else {
+            return false;
+        };
+        if headers.contains_key(header::CONTENT_LENGTH) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        self.head = VecDeque::from([Frame::data(Bytes::from(body))]);
+        true
+    }
+
+    pub fn into_body(self) -> UpstreamBody {
+        UpstreamBody::new(self.head, self.rest)
+    }
+}
+
+/// Whether a request body is zstd-compressed (Ollama accepts that on `/v1/*`).
+pub fn is_zstd(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"zstd"))
+}
+
+/// The data of `frames` as one buffer (one copy; only for the rare rewrite/zstd paths).
+fn concat(frames: &VecDeque<Frame<Bytes>>) -> Bytes {
+    let mut out = BytesMut::new();
+    for data in frames.iter().filter_map(Frame::data_ref) {
+        out.extend_from_slice(data);
+    }
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn finds_the_model_and_keeps_every_byte() {
+        let body = r#"{"messages":[{"role":"user","content":"hi"}],"model":"m","stream":true}"#;
+        let p = Peeked::read(Body::from(body), false, false).await.unwrap();
+        assert_eq!(p.model.as_deref(), Some("m"));
+        let all = p.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&all[..], body.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn zstd_bodies_are_sniffed_decompressed_and_forwarded_compressed() {
+        let body = br#"{"model":"qwen2.5:0.5b","messages":[]}"#;
+        let z = ruzstd::encoding::compress_to_vec(&body[..], ruzstd::encoding::CompressionLevel::Fastest);
+        let p = Peeked::read(Body::from(z.clone()), true, false).await.unwrap();
+        assert_eq!(p.model.as_deref(), Some("qwen2.5:0.5b"));
+        let all = p.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&all[..], &z[..]);
+    }
+
+    #[tokio::test]
+    async fn include_usage_is_added_only_to_streamed_chat_bodies() {
+        let body = r#"{"model":"m","stream":true,"messages":[]}"#;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let mut p = Peeked::read(Body::from(body), false, true).await.unwrap();
+        assert!(!p.add_include_usage(Endpoint::OpenAiCompletions, &mut headers));
+        assert!(p.add_include_usage(Endpoint::OpenAiChat, &mut headers));
+        let all = p.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&all).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(headers[header::CONTENT_LENGTH], all.len().to_string().as_str());
+    }
+}
