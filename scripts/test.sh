@@ -16,5 +16,7 @@ fi
 
 # Python's protobuf + cramjam decode the agent's remote-write bodies independently.
 python3 -c 'import google.protobuf, cramjam' 2>/dev/null || python3 -m pip install --quiet protobuf cramjam
+# The real `ollama` and `openai` Python clients call through the agent in tests/python_clients.rs.
+python3 -c 'import ollama, openai' 2>/dev/null || python3 -m pip install --quiet ollama openai
 
 cargo test --locked "$@"

@@ -89,8 +89,10 @@ fn parse_ps(body: &[u8]) -> Option<Vec<LoadedModel>> {
     }
     #[derive(serde::Deserialize)]
     struct Running {
-        #[serde(alias = "model")]
-        name: String,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        model: Option<String>,
         #[serde(default)]
         size: u64,
         #[serde(default)]
@@ -103,11 +105,12 @@ fn parse_ps(body: &[u8]) -> Option<Vec<LoadedModel>> {
         ps.models
             .unwrap_or_default()
             .into_iter()
-            .map(|m| LoadedModel {
-                name: crate::tap::model::normalize(&m.name),
-                size_bytes: m.size,
-                vram_bytes: m.size_vram,
-                context_length: m.context_length,
+            .filter_map(|m| Some((m.name.or(m.model)?, m.size, m.size_vram, m.context_length)))
+            .map(|(name, size, size_vram, context_length)| LoadedModel {
+                name: crate::tap::model::normalize(&name),
+                size_bytes: size,
+                vram_bytes: size_vram,
+                context_length,
             })
             .collect(),
     )
@@ -131,7 +134,15 @@ mod tests {
         let body = br#"{"models":[{"name":"llama3.2:latest","model":"llama3.2:latest","size":3338801804,"digest":"a80c","details":{"format":"gguf"},"expires_at":"2025-10-17T16:47:07Z","size_vram":3338801804,"context_length":4096},{"name":"qwen","model":"qwen","size":10,"size_vram":0}]}"#;
         let models = parse_ps(body).unwrap();
         assert_eq!(models.len(), 2);
-        assert_eq!(models[0], LoadedModel { name: "llama3.2:latest".into(), size_bytes: 3338801804, vram_bytes: 3338801804, context_length: Some(4096) });
+        assert_eq!(
+            models[0],
+            LoadedModel {
+                name: "llama3.2:latest".into(),
+                size_bytes: 3338801804,
+                vram_bytes: 3338801804,
+                context_length: Some(4096)
+            }
+        );
         assert_eq!(models[1].name, "qwen:latest");
         assert_eq!(models[1].context_length, None);
         assert_eq!(parse_ps(br#"{"models":null}"#), Some(vec![]));

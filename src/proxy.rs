@@ -26,8 +26,8 @@ pub use body::{BoxError, IdleBody, IdleTimeout, UpstreamBody};
 pub use headers::strip_hop_by_hop;
 
 use crate::app::InstanceState;
-use crate::tap::route::Endpoint;
 use crate::store::Status;
+use crate::tap::route::Endpoint;
 use crate::tap::{Meter, TapBody};
 pub use request::{Peeked, PEEK_LIMIT};
 
@@ -147,7 +147,12 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
                 Ok(p) => p,
                 // The client's body broke off: nobody is left to answer; the meter records
                 // the request as aborted when it drops.
-                Err(_) => return error(StatusCode::BAD_REQUEST, "ollama-tap: the request body broke off"),
+                Err(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "ollama-tap: the request body broke off",
+                    )
+                }
             };
             meter.set_model(peeked.model.take());
             if rewrite {
@@ -163,7 +168,9 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, up.host.clone());
     state.store.observe_overhead(start.elapsed());
-    let sent = up.client.request(axum::http::Request::from_parts(parts, body));
+    let sent = up
+        .client
+        .request(axum::http::Request::from_parts(parts, body));
     // Inference answers may legitimately take minutes before their first byte (model load,
     // long prompt, `stream: false`): only the connect timeout bounds them. Everything else
     // answers quickly or is stuck.
@@ -182,7 +189,7 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
                         "ollama-tap: Ollama at {} did not answer within {:?}",
                         up.url, up.timeout
                     ),
-                )
+                );
             }
         }
     };
@@ -191,7 +198,11 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
         Err(e) => {
             let timeout = is_timeout(&e);
             if let Some(m) = meter.as_mut() {
-                m.fail(if timeout { Status::Timeout } else { Status::BackendUnreachable });
+                m.fail(if timeout {
+                    Status::Timeout
+                } else {
+                    Status::BackendUnreachable
+                });
             }
             if state.config.passive {
                 state.store.set_up(false);

@@ -70,6 +70,8 @@ pub struct TapBody<B> {
     stripper: Option<UsageStripper>,
     /// The end was seen and the stripper's last bytes were sent: next is the end of body.
     ended: bool,
+    /// The inner body said it has no more data (all of a sized body was read).
+    all_read: bool,
 }
 
 // === impl Meter ===
@@ -89,7 +91,9 @@ impl Meter {
 
     /// Sets the model named by the request body (normalised) and counts the request in flight.
     pub fn set_model(&mut self, model: Option<String>) {
-        self.model = model.map(|m| model::normalize(&m)).filter(|m| !m.is_empty());
+        self.model = model
+            .map(|m| model::normalize(&m))
+            .filter(|m| !m.is_empty());
         let label = self.model.as_deref().unwrap_or(UNKNOWN_MODEL);
         self.in_flight = Some(self.store.in_flight(label));
     }
@@ -105,7 +109,9 @@ impl Meter {
             return;
         }
         self.recorded = true;
-        let answer_model = reading.and_then(|r| r.model.as_deref()).map(model::normalize);
+        let answer_model = reading
+            .and_then(|r| r.model.as_deref())
+            .map(model::normalize);
         let model = self
             .model
             .as_deref()
@@ -149,7 +155,9 @@ impl Reader {
             (_, Endpoint::Embeddings) => Reader::Opaque(Reading::default()),
             (_, Endpoint::Embed) => Reader::Native(NdjsonReader::single_object()),
             (Dialect::Native, _) => Reader::Native(NdjsonReader::new()),
-            (Dialect::OpenAi, _) if is_event_stream(headers) => Reader::OpenAi(OpenAiReader::stream()),
+            (Dialect::OpenAi, _) if is_event_stream(headers) => {
+                Reader::OpenAi(OpenAiReader::stream())
+            }
             (Dialect::OpenAi, _) => Reader::OpenAi(OpenAiReader::json()),
         }
     }
@@ -209,6 +217,7 @@ impl<B> TapBody<B> {
             first_content: None,
             stripper,
             ended: false,
+            all_read: false,
         }
     }
 
@@ -236,7 +245,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         if this.ended {
             return Poll::Ready(None);
@@ -249,6 +261,7 @@ where
                         return Poll::Ready(Some(Ok(frame)));
                     };
                     this.reader.feed(data);
+                    this.all_read = this.inner.is_end_stream();
                     if this.first_content.is_none() && this.reader.reading().content_seen {
                         this.first_content = Some(Instant::now());
                     }
@@ -307,9 +320,9 @@ where
 
 impl<B> Drop for TapBody<B> {
     fn drop(&mut self) {
-        // Dropped before its end: the client went away, unless the answer was already whole
-        // (the final object passed through and only the end-of-body was not polled).
-        if self.reader.reading().succeeded() {
+        // Dropped before its end was polled: the client went away, unless the answer was
+        // already whole (every byte of a sized body, or the final object, passed through).
+        if self.reader.reading().succeeded() || self.all_read {
             self.finish(None);
         } else {
             self.finish(Some(Status::ClientAborted));
@@ -328,13 +341,21 @@ mod tests {
     struct Chunks(std::vec::IntoIter<Bytes>);
 
     fn chunks(c: Vec<&'static [u8]>) -> Chunks {
-        Chunks(c.into_iter().map(Bytes::from_static).collect::<Vec<_>>().into_iter())
+        Chunks(
+            c.into_iter()
+                .map(Bytes::from_static)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )
     }
 
     impl Body for Chunks {
         type Data = Bytes;
         type Error = BoxError;
-        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
             Poll::Ready(self.0.next().map(|b| Ok(Frame::data(b))))
         }
     }
@@ -350,7 +371,12 @@ mod tests {
             .find(|f| f.name == name)?
             .series
             .iter()
-            .find(|s| s.suffix.is_empty() && labels.iter().all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v)))
+            .find(|s| {
+                s.suffix.is_empty()
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
+            })
             .map(|s| s.value)
     }
 
@@ -379,7 +405,11 @@ mod tests {
         assert_eq!(value(&f, "ollama_tokens_generated_total", &l), Some(9.0));
         assert_eq!(value(&f, "ollama_prompt_tokens_total", &l), Some(4.0));
         assert_eq!(value(&f, "ollama_requests_in_flight", &l), Some(0.0));
-        let e = [("model", "llama3.2:latest"), ("endpoint", "/api/chat"), ("outcome", "200")];
+        let e = [
+            ("model", "llama3.2:latest"),
+            ("endpoint", "/api/chat"),
+            ("outcome", "200"),
+        ];
         assert_eq!(value(&f, "ollama_endpoint_requests_total", &e), Some(1.0));
     }
 
@@ -387,11 +417,19 @@ mod tests {
     async fn dropped_mid_stream_is_a_client_abort_under_the_answer_model() {
         let store = Arc::new(Store::new(1000));
         let body = chunks(vec![br#"{"model":"qwen","response":"a","done":false}"#]);
-        let mut tapped = TapBody::new(body, meter(&store, Endpoint::Generate, None), StatusCode::OK, &headers("application/x-ndjson"));
+        let mut tapped = TapBody::new(
+            body,
+            meter(&store, Endpoint::Generate, None),
+            StatusCode::OK,
+            &headers("application/x-ndjson"),
+        );
         let _ = tapped.frame().await;
         drop(tapped);
         let f = store.snapshot();
-        assert_eq!(value(&f, "ollama_requests_failed", &[("model", "qwen:latest")]), Some(1.0));
+        assert_eq!(
+            value(&f, "ollama_requests_failed", &[("model", "qwen:latest")]),
+            Some(1.0)
+        );
         let e = [("model", "qwen:latest"), ("outcome", "client_aborted")];
         assert_eq!(value(&f, "ollama_endpoint_requests_total", &e), Some(1.0));
     }
@@ -401,18 +439,43 @@ mod tests {
         let store = Arc::new(Store::new(1000));
         let body = chunks(vec![br#"{"error":"model 'nope' not found"}"#]);
         let m = meter(&store, Endpoint::Chat, Some("nope"));
-        TapBody::new(body, m, StatusCode::NOT_FOUND, &headers("application/json; charset=utf-8"))
+        TapBody::new(
+            body,
+            m,
+            StatusCode::NOT_FOUND,
+            &headers("application/json; charset=utf-8"),
+        )
+        .collect()
+        .await
+        .unwrap();
+        let body = chunks(vec![br#"{"model":"m","response":"a","done":false}"#, b"\n"]);
+        let m = meter(&store, Endpoint::Generate, Some("m"));
+        TapBody::new(body, m, StatusCode::OK, &headers("application/x-ndjson"))
             .collect()
             .await
             .unwrap();
-        let body = chunks(vec![br#"{"model":"m","response":"a","done":false}"#, b"\n"]);
-        let m = meter(&store, Endpoint::Generate, Some("m"));
-        TapBody::new(body, m, StatusCode::OK, &headers("application/x-ndjson")).collect().await.unwrap();
         drop(Meter::new(store.clone(), Endpoint::Chat, Instant::now()));
         let f = store.snapshot();
-        assert_eq!(value(&f, "ollama_endpoint_requests_total", &[("model", "nope:latest"), ("outcome", "404")]), Some(1.0));
-        assert_eq!(value(&f, "ollama_endpoint_requests_total", &[("model", "m:latest"), ("outcome", "stream_error")]), Some(1.0));
-        assert_eq!(value(&f, "ollama_requests_failed", &[("model", UNKNOWN_MODEL)]), Some(1.0));
+        assert_eq!(
+            value(
+                &f,
+                "ollama_endpoint_requests_total",
+                &[("model", "nope:latest"), ("outcome", "404")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &f,
+                "ollama_endpoint_requests_total",
+                &[("model", "m:latest"), ("outcome", "stream_error")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&f, "ollama_requests_failed", &[("model", UNKNOWN_MODEL)]),
+            Some(1.0)
+        );
     }
 
     #[tokio::test]
@@ -426,12 +489,26 @@ mod tests {
         ]);
         let mut m = meter(&store, Endpoint::OpenAiChat, Some("m"));
         m.strip_usage = true;
-        let out = TapBody::new(body, m, StatusCode::OK, &headers("text/event-stream")).collect().await.unwrap().to_bytes();
+        let out = TapBody::new(body, m, StatusCode::OK, &headers("text/event-stream"))
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
         let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(!text.contains("usage"), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"));
         let f = store.snapshot();
-        assert_eq!(value(&f, "ollama_tokens_generated_total", &[("model", "m:latest")]), Some(2.0));
-        assert_eq!(value(&f, "ollama_prompt_tokens_total", &[("model", "m:latest")]), Some(3.0));
+        assert_eq!(
+            value(
+                &f,
+                "ollama_tokens_generated_total",
+                &[("model", "m:latest")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&f, "ollama_prompt_tokens_total", &[("model", "m:latest")]),
+            Some(3.0)
+        );
     }
 }

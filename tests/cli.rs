@@ -190,13 +190,20 @@ async fn test_mode_prints_categraf_lines_after_one_interval() {
             f[2] == metric && f.contains(&label) && f.last() == Some(&value)
         })
     };
-    assert!(has("ollama_requests_total", "model=llama3.2", "1"), "{out}");
     assert!(
-        has("ollama_tokens_generated_total", "model=llama3.2", "5"),
+        has("ollama_requests_total", "model=llama3.2:latest", "1"),
         "{out}"
     );
     assert!(
-        has("ollama_prompt_tokens_total", "model=llama3.2", "5"),
+        has(
+            "ollama_tokens_generated_total",
+            "model=llama3.2:latest",
+            "5"
+        ),
+        "{out}"
+    );
+    assert!(
+        has("ollama_prompt_tokens_total", "model=llama3.2:latest", "5"),
         "{out}"
     );
     assert!(

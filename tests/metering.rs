@@ -81,10 +81,10 @@ async fn a_known_mix_gives_exact_counters() {
     assert_eq!(status, 200);
 
     let m = agent.metrics().await;
-    let l = [("model", "llama3.2")];
+    let l = [("model", "llama3.2:latest")];
     let q = [("model", "qwen2.5:0.5b")];
     let g = [("model", "gemma3:1b")];
-    let n = [("model", "nope")];
+    let n = [("model", "nope:latest")];
     assert_eq!(m.get("ollama_requests_total", &l), Some(4.0));
     assert_eq!(m.get("ollama_requests_success", &l), Some(3.0));
     assert_eq!(m.get("ollama_requests_failed", &l), Some(1.0));
@@ -118,10 +118,15 @@ async fn a_known_mix_gives_exact_counters() {
     // Every token the backend reported in a final object is in the counters, no more.
     let stats = fake.stats();
     let total = |m: &Metrics, name: &str| {
-        ["llama3.2", "qwen2.5:0.5b", "gemma3:1b", "nope"]
-            .iter()
-            .map(|model| m.value(name, &[("model", model)]))
-            .sum::<f64>()
+        [
+            "llama3.2:latest",
+            "qwen2.5:0.5b",
+            "gemma3:1b",
+            "nope:latest",
+        ]
+        .iter()
+        .map(|model| m.value(name, &[("model", model)]))
+        .sum::<f64>()
     };
     assert_eq!(
         total(&m, "ollama_tokens_generated_total"),
@@ -136,19 +141,19 @@ async fn a_known_mix_gives_exact_counters() {
     let p0 = m
         .get(
             "ollama_response_duration_seconds",
-            &[("model", "llama3.2"), ("quantile", "0")],
+            &[("model", "llama3.2:latest"), ("quantile", "0")],
         )
         .unwrap();
     let p50 = m
         .get(
             "ollama_response_duration_seconds",
-            &[("model", "llama3.2"), ("quantile", "0.5")],
+            &[("model", "llama3.2:latest"), ("quantile", "0.5")],
         )
         .unwrap();
     let p100 = m
         .get(
             "ollama_response_duration_seconds",
-            &[("model", "llama3.2"), ("quantile", "1")],
+            &[("model", "llama3.2:latest"), ("quantile", "1")],
         )
         .unwrap();
     assert!(0.0 < p0 && p0 <= p50 && p50 <= p100, "{p0} {p50} {p100}");
@@ -182,7 +187,7 @@ async fn concurrent_requests_are_counted_exactly() {
     }
     let m = agent.metrics().await;
     for i in 0..5 {
-        let model = format!("test-{i}");
+        let model = format!("test-{i}:latest");
         let l = [("model", model.as_str())];
         assert_eq!(m.get("ollama_requests_total", &l), Some(40.0), "{model}");
         assert_eq!(m.get("ollama_requests_success", &l), Some(40.0), "{model}");
@@ -217,7 +222,7 @@ async fn instance_and_global_labels_are_on_every_series() {
         ("agent_hostname", "box-1"),
         ("region", "eu"),
         ("service", "ollama"),
-        ("model", "llama3.2"),
+        ("model", "llama3.2:latest"),
     ];
     assert_eq!(m.get("ollama_requests_total", &want), Some(1.0));
     for line in
@@ -272,7 +277,7 @@ async fn several_instances_run_side_by_side_with_their_own_labels_and_counts() {
         assert_eq!(
             m.get(
                 "ollama_requests_total",
-                &[("model", "llama3.2"), ("gpu", gpu)]
+                &[("model", "llama3.2:latest"), ("gpu", gpu)]
             ),
             Some(n),
             "{}",

@@ -123,14 +123,17 @@ async fn promql_returns_the_pushed_values() {
             .unwrap(),
     );
     let want_tokens = metrics
-        .get("ollama_tokens_generated_total", &[("model", "llama3.2")])
+        .get(
+            "ollama_tokens_generated_total",
+            &[("model", "llama3.2:latest")],
+        )
         .unwrap();
     assert_eq!(want_tokens, 15.0);
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let series = loop {
         let r = prom
-            .query(r#"ollama_tokens_generated_total{model="llama3.2"}"#)
+            .query(r#"ollama_tokens_generated_total{model="llama3.2:latest"}"#)
             .await;
         if r.first().and_then(|s| s["value"][1].as_str()) == Some("15") {
             break r;
@@ -146,11 +149,11 @@ async fn promql_returns_the_pushed_values() {
     assert_eq!(labels["region"], "eu");
     assert_eq!(labels["service"], "ollama");
     let total = prom
-        .query(r#"ollama_requests_total{model="llama3.2"}"#)
+        .query(r#"ollama_requests_total{model="llama3.2:latest"}"#)
         .await;
     assert_eq!(total[0]["value"][1], "3");
     let p95 = prom
-        .query(r#"ollama_response_duration_seconds{model="llama3.2",quantile="0.95"}"#)
+        .query(r#"ollama_response_duration_seconds{model="llama3.2:latest",quantile="0.95"}"#)
         .await;
     assert_eq!(p95.len(), 1, "{p95:?}");
     let up = prom.query("ollama_up").await;

@@ -294,11 +294,11 @@ async fn sigterm_delivers_the_final_counts() {
     assert!(exit.success(), "{exit:?}");
     let got = latest(&receiver.accepted_series());
     assert_eq!(
-        got[r#"ollama_requests_total{agent_hostname="h",model="llama3.2"}"#].1, 4.0,
+        got[r#"ollama_requests_total{agent_hostname="h",model="llama3.2:latest"}"#].1, 4.0,
         "{got:#?}"
     );
     assert_eq!(
-        got[r#"ollama_tokens_generated_total{agent_hostname="h",model="llama3.2"}"#].1,
+        got[r#"ollama_tokens_generated_total{agent_hostname="h",model="llama3.2:latest"}"#].1,
         20.0
     );
 }

@@ -94,11 +94,11 @@ async fn stream_chunks_arrive_one_by_one_and_byte_exact() {
     );
     let m = agent.metrics().await;
     assert_eq!(
-        m.get("ollama_requests_success", &[("model", "m")]),
+        m.get("ollama_requests_success", &[("model", "m:latest")]),
         Some(1.0)
     );
     assert_eq!(
-        m.get("ollama_tokens_generated_total", &[("model", "m")]),
+        m.get("ollama_tokens_generated_total", &[("model", "m:latest")]),
         Some(2.0)
     );
 }
@@ -223,7 +223,7 @@ async fn unreachable_backend_is_a_502_in_ollama_error_shape_and_a_failure() {
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
     let m = agent.metrics().await;
     assert_eq!(
-        m.get("ollama_requests_failed", &[("model", "llama3.2")]),
+        m.get("ollama_requests_failed", &[("model", "llama3.2:latest")]),
         Some(1.0)
     );
     // The agent keeps serving.
@@ -276,11 +276,11 @@ async fn a_client_hanging_up_mid_stream_cancels_the_upstream_request() {
         .await;
     let m = agent.metrics().await;
     assert_eq!(
-        m.get("ollama_requests_total", &[("model", "llama3.2")]),
+        m.get("ollama_requests_total", &[("model", "llama3.2:latest")]),
         Some(1.0)
     );
     assert_eq!(
-        m.get("ollama_requests_failed", &[("model", "llama3.2")]),
+        m.get("ollama_requests_failed", &[("model", "llama3.2:latest")]),
         Some(1.0)
     );
 }
@@ -307,7 +307,7 @@ async fn a_stream_that_stalls_longer_than_timeout_is_cut_and_failed() {
     assert!(res.bytes().await.is_err());
     let m = agent.metrics().await;
     assert_eq!(
-        m.get("ollama_requests_failed", &[("model", "llama3.2")]),
+        m.get("ollama_requests_failed", &[("model", "llama3.2:latest")]),
         Some(1.0)
     );
 }
@@ -334,7 +334,7 @@ async fn a_long_wait_for_the_first_token_is_not_cut_by_timeout() {
     res.bytes().await.unwrap();
     let m = agent.metrics().await;
     assert_eq!(
-        m.get("ollama_requests_success", &[("model", "llama3.2")]),
+        m.get("ollama_requests_success", &[("model", "llama3.2:latest")]),
         Some(1.0)
     );
 }

@@ -75,7 +75,10 @@ impl Peeked {
     /// uncompressed, streamed `/v1/chat/completions` body that lacks `stream_options`, and
     /// fixes `Content-Length`. Returns whether the body was changed.
     pub fn add_include_usage(&mut self, endpoint: Endpoint, headers: &mut HeaderMap) -> bool {
-        if endpoint != Endpoint::OpenAiChat || !self.whole || headers.contains_key(header::CONTENT_ENCODING) {
+        if endpoint != Endpoint::OpenAiChat
+            || !self.whole
+            || headers.contains_key(header::CONTENT_ENCODING)
+        {
             return false;
         }
         let Some(body) = include_usage::inject(&concat(&self.head)) else {
@@ -125,8 +128,13 @@ mod tests {
     #[tokio::test]
     async fn zstd_bodies_are_sniffed_decompressed_and_forwarded_compressed() {
         let body = br#"{"model":"qwen2.5:0.5b","messages":[]}"#;
-        let z = ruzstd::encoding::compress_to_vec(&body[..], ruzstd::encoding::CompressionLevel::Fastest);
-        let p = Peeked::read(Body::from(z.clone()), true, false).await.unwrap();
+        let z = ruzstd::encoding::compress_to_vec(
+            &body[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let p = Peeked::read(Body::from(z.clone()), true, false)
+            .await
+            .unwrap();
         assert_eq!(p.model.as_deref(), Some("qwen2.5:0.5b"));
         let all = p.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&all[..], &z[..]);
@@ -143,6 +151,9 @@ mod tests {
         let all = p.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&all).unwrap();
         assert_eq!(v["stream_options"]["include_usage"], true);
-        assert_eq!(headers[header::CONTENT_LENGTH], all.len().to_string().as_str());
+        assert_eq!(
+            headers[header::CONTENT_LENGTH],
+            all.len().to_string().as_str()
+        );
     }
 }

@@ -24,9 +24,18 @@ mod tests {
         assert_eq!(normalize("llama3.2"), "llama3.2:latest");
         assert_eq!(normalize("llama3.2:latest"), "llama3.2:latest");
         assert_eq!(normalize("qwen2.5:0.5b"), "qwen2.5:0.5b");
-        assert_eq!(normalize("hf.co/org/repo-GGUF:Q4_K_M"), "hf.co/org/repo-GGUF:Q4_K_M");
-        assert_eq!(normalize("hf.co/org/repo-GGUF"), "hf.co/org/repo-GGUF:latest");
-        assert_eq!(normalize("localhost:5000/team/m"), "localhost:5000/team/m:latest");
+        assert_eq!(
+            normalize("hf.co/org/repo-GGUF:Q4_K_M"),
+            "hf.co/org/repo-GGUF:Q4_K_M"
+        );
+        assert_eq!(
+            normalize("hf.co/org/repo-GGUF"),
+            "hf.co/org/repo-GGUF:latest"
+        );
+        assert_eq!(
+            normalize("localhost:5000/team/m"),
+            "localhost:5000/team/m:latest"
+        );
         assert_eq!(normalize(""), "");
     }
 }

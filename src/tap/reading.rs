@@ -58,7 +58,10 @@ impl Reading {
 
     /// The answer only loaded or unloaded the model (no generation happened).
     pub fn load_only(&self) -> bool {
-        matches!(self.finish_reason, Some(FinishReason::Load | FinishReason::Unload))
+        matches!(
+            self.finish_reason,
+            Some(FinishReason::Load | FinishReason::Unload)
+        )
     }
 }
 

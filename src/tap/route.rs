@@ -91,14 +91,19 @@ impl Endpoint {
 
     pub fn dialect(self) -> Dialect {
         match self {
-            Endpoint::Generate | Endpoint::Chat | Endpoint::Embed | Endpoint::Embeddings => Dialect::Native,
+            Endpoint::Generate | Endpoint::Chat | Endpoint::Embed | Endpoint::Embeddings => {
+                Dialect::Native
+            }
             _ => Dialect::OpenAi,
         }
     }
 
     /// Whether answers carry generated tokens (not an embedding endpoint).
     pub fn generates(self) -> bool {
-        !matches!(self, Endpoint::Embed | Endpoint::Embeddings | Endpoint::OpenAiEmbeddings)
+        !matches!(
+            self,
+            Endpoint::Embed | Endpoint::Embeddings | Endpoint::OpenAiEmbeddings
+        )
     }
 }
 
@@ -108,8 +113,14 @@ mod tests {
 
     #[test]
     fn only_inference_posts_are_metered() {
-        assert_eq!(Endpoint::classify(&Method::POST, "/api/chat"), Some(Endpoint::Chat));
-        assert_eq!(Endpoint::classify(&Method::POST, "/v1/messages"), Some(Endpoint::AnthropicMessages));
+        assert_eq!(
+            Endpoint::classify(&Method::POST, "/api/chat"),
+            Some(Endpoint::Chat)
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::POST, "/v1/messages"),
+            Some(Endpoint::AnthropicMessages)
+        );
         assert_eq!(Endpoint::classify(&Method::GET, "/api/chat"), None);
         assert_eq!(Endpoint::classify(&Method::POST, "/api/pull"), None);
         assert_eq!(Endpoint::classify(&Method::POST, "/api/chat/"), None);

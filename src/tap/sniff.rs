@@ -57,7 +57,8 @@ impl ModelSniffer {
 pub fn model_from_zstd(compressed: &[u8]) -> Option<String> {
     use std::io::Read;
     let mut decoder =
-        ruzstd::decoding::StreamingDecoder::new_with_max_window_size(compressed, ZSTD_WINDOW).ok()?;
+        ruzstd::decoding::StreamingDecoder::new_with_max_window_size(compressed, ZSTD_WINDOW)
+            .ok()?;
     let mut sniffer = ModelSniffer::new();
     let mut buf = [0u8; 8192];
     let mut total = 0;
@@ -166,12 +167,29 @@ mod tests {
     #[test]
     fn model_from_a_zstd_body_even_cut_short() {
         let body = br#"{"messages":[{"role":"user","content":"hello there"}],"model":"llama3.2","stream":true}"#;
-        let z = ruzstd::encoding::compress_to_vec(&body[..], ruzstd::encoding::CompressionLevel::Fastest);
+        let z = ruzstd::encoding::compress_to_vec(
+            &body[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
         assert_eq!(model_from_zstd(&z).as_deref(), Some("llama3.2"));
         assert_eq!(model_from_zstd(b"not zstd"), None);
-        let long = format!(r#"{{"model":"m1","prompt":"{}"}}"#, "x".repeat(100_000));
-        let z = ruzstd::encoding::compress_to_vec(long.as_bytes(), ruzstd::encoding::CompressionLevel::Fastest);
-        assert_eq!(model_from_zstd(&z[..z.len() / 2]).as_deref(), Some("m1"));
+        // A body of several zstd blocks, cut after the first: the start still decodes.
+        let mut seed = 7u32;
+        let noise: String = (0..600_000)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                char::from(b'a' + (seed >> 16) as u8 % 26)
+            })
+            .collect();
+        let long = format!(r#"{{"model":"m1","prompt":"{noise}"}}"#);
+        let z = ruzstd::encoding::compress_to_vec(
+            long.as_bytes(),
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        assert_eq!(
+            model_from_zstd(&z[..z.len() * 3 / 4]).as_deref(),
+            Some("m1")
+        );
     }
 
     #[test]

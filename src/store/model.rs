@@ -1,0 +1,330 @@
+//! The statistics of one model: the original plugin's counters and windows, the in-flight
+//! gauge, and per-endpoint histograms and counters, all updated by [`ModelStats::record`].
+//!
+//! Memory: a model costs 320 bytes (counters, window headers, 9 empty endpoint slots of 16
+//! bytes), plus its two windows' rings (8 bytes per observation, allocated at the first
+//! observation: 2 × 8 KB at the default window of 1000). The [`EndpointStats`] of an endpoint
+//! (1344 bytes: six histograms of 15–21 atomics, 16 outcome slots, 7 finish reasons) is
+//! allocated the first time the model is recorded on that endpoint, which is also what makes
+//! its series appear. A model used on 2 endpoints: about 19 KB.
+
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
+
+use super::histogram::{
+    Histogram, DURATION_BUCKETS, MICROS, NANOS, TOKENS_PER_SECOND_BUCKETS, TPOT_BUCKETS,
+    TTFT_BUCKETS,
+};
+use super::window::Window;
+use super::{Outcome, Record, Status};
+use crate::tap::reading::FinishReason;
+use crate::tap::route::Endpoint;
+
+/// Distinct outcomes a (model, endpoint) pair counts without locking or allocating.
+const OUTCOME_SLOTS: usize = 16;
+
+/// Every finish reason, in the order of [`EndpointStats::finish_reasons`].
+pub(super) const FINISH_REASONS: [FinishReason; 7] = [
+    FinishReason::Stop,
+    FinishReason::Length,
+    FinishReason::ToolCalls,
+    FinishReason::ContentFilter,
+    FinishReason::Load,
+    FinishReason::Unload,
+    FinishReason::Other,
+];
+
+/// Counters, windows and per-endpoint stats of one model.
+#[derive(Debug)]
+pub(super) struct ModelStats {
+    pub requests: AtomicU64,
+    pub success: AtomicU64,
+    pub failed: AtomicU64,
+    pub tokens_generated: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    /// Signed so that a stray extra decrement shows as −1 instead of wrapping.
+    pub in_flight: AtomicI64,
+    pub response: Mutex<Window>,
+    pub load: Mutex<Window>,
+    endpoints: [OnceLock<Box<EndpointStats>>; Endpoint::ALL.len()],
+}
+
+/// Histograms and counters of one (model, endpoint) pair.
+#[derive(Debug)]
+pub(super) struct EndpointStats {
+    pub request_duration: Histogram<17>,
+    pub ttft: Histogram<19>,
+    pub tpot: Histogram<14>,
+    pub prompt_eval: Histogram<17>,
+    pub load: Histogram<17>,
+    pub tokens_per_second: Histogram<16>,
+    pub outcomes: OutcomeCounts,
+    /// Indexed like [`FINISH_REASONS`].
+    pub finish_reasons: [AtomicU64; FINISH_REASONS.len()],
+    pub cached_prompt_tokens: AtomicU64,
+}
+
+/// Requests by [`Status`]: a lock-free table of `(key, count)` slots claimed in order by CAS
+/// (key 0 = free; slots are never freed, so a key lives in exactly one slot), and a locked
+/// spill list for the unlikely 17th distinct status on one pair.
+#[derive(Debug)]
+pub(super) struct OutcomeCounts {
+    slots: [(AtomicU32, AtomicU64); OUTCOME_SLOTS],
+    spill: Mutex<Vec<(u32, u64)>>,
+}
+
+// === impl ModelStats ===
+
+impl ModelStats {
+    pub fn new(window: usize) -> Self {
+        ModelStats {
+            requests: AtomicU64::new(0),
+            success: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            tokens_generated: AtomicU64::new(0),
+            prompt_tokens: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            response: Mutex::new(Window::new(window)),
+            load: Mutex::new(Window::new(window)),
+            endpoints: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// Accounts one finished request (see the crate's `Store::record` for what counts where).
+    pub fn record(&self, r: &Record<'_>) {
+        let success = r.outcome == Outcome::Success;
+        let measured = success && !r.load_only;
+        let u = &r.usage;
+
+        // the original plugin's figures
+        self.requests.fetch_add(1, Relaxed);
+        match r.outcome {
+            Outcome::Success => self.success.fetch_add(1, Relaxed),
+            Outcome::Failed => self.failed.fetch_add(1, Relaxed),
+        };
+        if measured {
+            let completion = u.completion_tokens.unwrap_or(0);
+            self.tokens_generated.fetch_add(completion, Relaxed);
+            let prompt = u.prompt_tokens.unwrap_or(0);
+            self.prompt_tokens.fetch_add(prompt, Relaxed);
+            self.response.lock().observe(r.duration.as_secs_f64());
+            if let Some(ns) = u.load_duration_ns {
+                self.load.lock().observe(ns as f64 / 1e9);
+            }
+        }
+
+        // per endpoint
+        let ep = self.endpoint(r.endpoint);
+        ep.outcomes.add(r.status);
+        if let Some(reason) = r.finish_reason {
+            ep.finish_reasons[finish_index(reason)].fetch_add(1, Relaxed);
+        }
+        if !r.load_only {
+            ep.request_duration.observe_duration(r.duration);
+        }
+        if success {
+            if let Some(ns) = u.load_duration_ns {
+                ep.load.observe(ns as f64 / 1e9);
+            }
+        }
+        if !measured {
+            return;
+        }
+        if let Some(ns) = u.prompt_eval_duration_ns {
+            ep.prompt_eval.observe(ns as f64 / 1e9);
+        }
+        if let Some(n) = u.cached_prompt_tokens {
+            ep.cached_prompt_tokens.fetch_add(n, Relaxed);
+        }
+        let completion = u.completion_tokens.unwrap_or(0);
+        if let Some(ttft) = r.ttft {
+            ep.ttft.observe_duration(ttft);
+            if completion >= 2 {
+                let rest = r.duration.saturating_sub(ttft).as_secs_f64();
+                ep.tpot.observe(rest / (completion - 1) as f64);
+            }
+        }
+        match u.eval_duration_ns {
+            Some(ns) if ns > 0 && completion >= 1 => {
+                ep.tokens_per_second
+                    .observe(completion as f64 / (ns as f64 / 1e9));
+            }
+            _ => {}
+        }
+    }
+
+    /// The stats of `endpoint`, allocated on first use.
+    pub fn endpoint(&self, endpoint: Endpoint) -> &EndpointStats {
+        self.endpoints[endpoint.index()].get_or_init(|| Box::new(EndpointStats::new()))
+    }
+
+    /// The endpoints this model was recorded on, in [`Endpoint::ALL`] order.
+    pub fn recorded_endpoints(&self) -> impl Iterator<Item = (Endpoint, &EndpointStats)> {
+        Endpoint::ALL
+            .into_iter()
+            .filter_map(|e| Some((e, &**self.endpoints[e.index()].get()?)))
+    }
+}
+
+/// Position of `reason` in [`FINISH_REASONS`].
+fn finish_index(reason: FinishReason) -> usize {
+    match reason {
+        FinishReason::Stop => 0,
+        FinishReason::Length => 1,
+        FinishReason::ToolCalls => 2,
+        FinishReason::ContentFilter => 3,
+        FinishReason::Load => 4,
+        FinishReason::Unload => 5,
+        FinishReason::Other => 6,
+    }
+}
+
+// === impl EndpointStats ===
+
+impl EndpointStats {
+    fn new() -> Self {
+        EndpointStats {
+            request_duration: Histogram::new(&DURATION_BUCKETS, NANOS),
+            ttft: Histogram::new(&TTFT_BUCKETS, NANOS),
+            tpot: Histogram::new(&TPOT_BUCKETS, NANOS),
+            prompt_eval: Histogram::new(&DURATION_BUCKETS, NANOS),
+            load: Histogram::new(&DURATION_BUCKETS, NANOS),
+            tokens_per_second: Histogram::new(&TOKENS_PER_SECOND_BUCKETS, MICROS),
+            outcomes: OutcomeCounts::new(),
+            finish_reasons: std::array::from_fn(|_| AtomicU64::new(0)),
+            cached_prompt_tokens: AtomicU64::new(0),
+        }
+    }
+}
+
+// === impl OutcomeCounts ===
+
+impl OutcomeCounts {
+    fn new() -> Self {
+        OutcomeCounts {
+            slots: std::array::from_fn(|_| (AtomicU32::new(0), AtomicU64::new(0))),
+            spill: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts one request ending with `status`.
+    pub fn add(&self, status: Status) {
+        let key = status.key();
+        for (k, count) in &self.slots {
+            let mut cur = k.load(Relaxed);
+            if cur == 0 {
+                cur = match k.compare_exchange(0, key, Relaxed, Relaxed) {
+                    Ok(_) => key,
+                    Err(actual) => actual,
+                };
+            }
+            if cur == key {
+                count.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+        let mut spill = self.spill.lock();
+        match spill.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => spill.push((key, 1)),
+        }
+    }
+
+    /// Every status counted at least once, with its count, ordered by status (HTTP codes
+    /// ascending, then stream_error, client_aborted, backend_unreachable, timeout).
+    pub fn snapshot(&self) -> Vec<(Status, u64)> {
+        let mut out: Vec<(u32, u64)> = self
+            .slots
+            .iter()
+            .map(|(k, n)| (k.load(Relaxed), n.load(Relaxed)))
+            .filter(|&(k, n)| k != 0 && n > 0) // a slot is claimed just before its count
+            .collect();
+        out.extend_from_slice(&self.spill.lock());
+        out.sort_unstable();
+        out.into_iter()
+            .filter_map(|(k, n)| Some((Status::from_key(k)?, n)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::thread;
+
+    #[test]
+    fn finish_index_follows_finish_reasons() {
+        for (i, r) in FINISH_REASONS.iter().enumerate() {
+            assert_eq!(finish_index(*r), i);
+        }
+    }
+
+    #[test]
+    fn outcome_table_spills_past_its_slots_without_losing_counts() {
+        let o = OutcomeCounts::new();
+        for code in (200..240).rev() {
+            for _ in 0..(code - 199) {
+                o.add(Status::Http(code));
+            }
+        }
+        o.add(Status::Timeout);
+        o.add(Status::Http(239));
+        let got = o.snapshot();
+        assert_eq!(got.len(), 41);
+        assert_eq!(got[0], (Status::Http(200), 1));
+        assert_eq!(got[39], (Status::Http(239), 41));
+        assert_eq!(got[40], (Status::Timeout, 1));
+        assert_eq!(o.spill.lock().len(), 41 - OUTCOME_SLOTS);
+    }
+
+    #[test]
+    fn outcome_table_is_exact_under_contention() {
+        const THREADS: u32 = 8;
+        const PER: u32 = 5_000;
+        let o = Arc::new(OutcomeCounts::new());
+        let statuses = [
+            Status::Http(200),
+            Status::Http(500),
+            Status::StreamError,
+            Status::ClientAborted,
+            Status::BackendUnreachable,
+        ];
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let o = Arc::clone(&o);
+                thread::spawn(move || {
+                    for i in 0..PER {
+                        o.add(statuses[((t + i) % 5) as usize]);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let got = o.snapshot();
+        let want: Vec<_> = statuses
+            .iter()
+            .map(|&s| (s, u64::from(THREADS * PER / 5)))
+            .collect();
+        assert_eq!(got, want);
+        // each status claimed exactly one slot
+        let claimed = o.slots.iter().filter(|(k, _)| k.load(Relaxed) != 0).count();
+        assert_eq!(claimed, 5);
+    }
+
+    #[test]
+    fn endpoint_stats_are_allocated_on_first_use_only() {
+        let m = ModelStats::new(10);
+        assert_eq!(m.recorded_endpoints().count(), 0);
+        m.endpoint(Endpoint::OpenAiEmbeddings);
+        m.endpoint(Endpoint::Chat);
+        let got: Vec<_> = m.recorded_endpoints().map(|(e, _)| e).collect();
+        assert_eq!(got, [Endpoint::Chat, Endpoint::OpenAiEmbeddings]);
+        let size = std::mem::size_of::<EndpointStats>();
+        assert!(size < 1536, "{size}");
+    }
+}
