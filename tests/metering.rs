@@ -288,3 +288,71 @@ async fn several_instances_run_side_by_side_with_their_own_labels_and_counts() {
             .contains(if gpu == "a" { "gpu=\"b\"" } else { "gpu=\"a\"" }));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_check_exports_version_and_loaded_models() {
+    let fake = FakeOllama::start().await;
+    let agent = InProcess::single(&fake.url()).await;
+    let mut m = agent.metrics().await;
+    for _ in 0..50 {
+        if m.get(
+            "ollama_loaded_model_vram_bytes",
+            &[("model", "llama3.2:latest")],
+        )
+        .is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        m = agent.metrics().await;
+    }
+    assert_eq!(m.get("ollama_up", &[]), Some(1.0));
+    assert_eq!(
+        m.get("ollama_backend_info", &[("version", "0.12.6")]),
+        Some(1.0)
+    );
+    assert!(
+        m.get(
+            "ollama_loaded_model_size_bytes",
+            &[("model", "llama3.2:latest")]
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(
+        m.get(
+            "ollama_loaded_model_vram_bytes",
+            &[("model", "llama3.2:latest")]
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(
+        m.get(
+            "ollama_loaded_model_context_length",
+            &[("model", "llama3.2:latest")]
+        )
+        .unwrap()
+            > 0.0
+    );
+    // Only the two GETs of the check reached the backend: no inference of the agent's own.
+    let paths = fake.stats().paths;
+    assert!(
+        paths
+            .iter()
+            .all(|p| p == "GET /api/version" || p == "GET /api/ps"),
+        "{paths:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_instance_sends_nothing_of_its_own_and_learns_up_from_traffic() {
+    let fake = FakeOllama::start().await;
+    let agent = InProcess::start(common::ConfDir::single(&fake.url(), "passive = true")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(fake.stats().requests, 0);
+    assert_eq!(agent.metrics().await.get("ollama_up", &[]), Some(0.0));
+    post(&agent, "/api/generate", generate("llama3.2", "x", false)).await;
+    assert_eq!(agent.metrics().await.get("ollama_up", &[]), Some(1.0));
+    assert_eq!(fake.stats().requests, 1);
+}
