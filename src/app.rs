@@ -36,7 +36,7 @@ impl InstanceState {
     pub fn new(config: Instance, labeler: Labeler, shared: Arc<Shared>) -> Self {
         InstanceState {
             upstream: Upstream::new(&config.ollama_url, config.timeout),
-            store: Arc::new(Store::new(crate::WINDOW)),
+            store: Arc::new(Store::with_max_models(crate::WINDOW, config.max_models)),
             backend: BackendStatus::default(),
             labeler,
             shared,

@@ -39,6 +39,11 @@ use model::ModelStats;
 
 /// Window size the plugin used: quantiles over the last 1000 observations per model.
 pub const DEFAULT_WINDOW: usize = 1000;
+/// Distinct model labels an instance keeps by default (`max_models`).
+pub const DEFAULT_MAX_MODELS: usize = 100;
+/// The label of requests whose model gets no label of its own: past the cap, a name the
+/// backend answered 404 for, or a first request still in flight.
+pub const OTHER_MODEL: &str = "other";
 
 /// All metrics of one tap instance; shared as `Arc<Store>` by every request.
 #[derive(Debug)]
@@ -46,6 +51,10 @@ pub struct Store {
     window: usize,
     up: AtomicBool,
     models: RwLock<HashMap<Box<str>, Arc<ModelStats>>>,
+    /// Cap on distinct model labels (`other` not included).
+    max_models: usize,
+    /// The cap was reached and said so in the log.
+    cap_logged: AtomicBool,
     overhead: Histogram<13>,
     version: RwLock<Option<Box<str>>>,
     /// Sorted by name, names unique.
@@ -118,10 +127,17 @@ pub struct InFlight {
 impl Store {
     /// An empty store whose summaries compute quantiles over the last `window` observations.
     pub fn new(window: usize) -> Self {
+        Self::with_max_models(window, DEFAULT_MAX_MODELS)
+    }
+
+    /// An empty store that gives at most `max_models` distinct models a label of their own.
+    pub fn with_max_models(window: usize, max_models: usize) -> Self {
         Store {
             window,
             up: AtomicBool::new(false),
             models: RwLock::new(HashMap::new()),
+            max_models,
+            cap_logged: AtomicBool::new(false),
             overhead: Histogram::new(&OVERHEAD_BUCKETS, NANOS),
             version: RwLock::new(None),
             loaded: Mutex::new(Vec::new()),
@@ -129,15 +145,50 @@ impl Store {
     }
 
     /// Accounts one finished request (see the module docs for what counts where).
+    ///
+    /// Cardinality guard: a model gets a label of its own the first time it is recorded with
+    /// an answer other than 404, while fewer than `max_models` have one; otherwise it is
+    /// counted under [`OTHER_MODEL`]. Every request is counted somewhere.
     pub fn record(&self, r: &Record<'_>) {
-        self.stats_for(r.model).record(r);
+        self.admit(r.model, r.status).record(r);
     }
 
-    /// In-flight gauge: +1 now, −1 when the guard drops. Creates the model entry if needed.
+    /// In-flight gauge: +1 now, −1 when the guard drops. A model that has no label of its
+    /// own yet (its first request) is in flight under [`OTHER_MODEL`].
     pub fn in_flight(&self, model: &str) -> InFlight {
-        let stats = self.stats_for(model);
+        let known = self.models.read().get(model).cloned();
+        let stats = known.unwrap_or_else(|| self.stats_for(OTHER_MODEL));
         stats.in_flight.fetch_add(1, Relaxed);
         InFlight { stats }
+    }
+
+    /// The stats a record of `model` goes to (see [`Store::record`]).
+    fn admit(&self, model: &str, status: Status) -> Arc<ModelStats> {
+        if let Some(s) = self.models.read().get(model) {
+            return Arc::clone(s);
+        }
+        if status == Status::Http(404) {
+            return self.stats_for(OTHER_MODEL);
+        }
+        let mut models = self.models.write();
+        if let Some(s) = models.get(model) {
+            return Arc::clone(s);
+        }
+        let named = models.len() - usize::from(models.contains_key(OTHER_MODEL));
+        if named >= self.max_models {
+            drop(models);
+            if !self.cap_logged.swap(true, Relaxed) {
+                tracing::warn!(
+                    max_models = self.max_models,
+                    "model label cap reached: further new model names are counted as model=\"other\""
+                );
+            }
+            return self.stats_for(OTHER_MODEL);
+        }
+        let s = models
+            .entry(Box::from(model))
+            .or_insert_with(|| Arc::new(ModelStats::new(self.window)));
+        Arc::clone(s)
     }
 
     /// Observes the agent's own latency: a request's arrival to its sending upstream.
@@ -186,7 +237,7 @@ impl Store {
         out
     }
 
-    /// distinct models currently tracked
+    /// Distinct model labels tracked, `other` included.
     pub fn models(&self) -> usize {
         self.models.read().len()
     }

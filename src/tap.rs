@@ -460,7 +460,8 @@ mod tests {
             value(
                 &f,
                 "ollama_endpoint_requests_total",
-                &[("model", "nope:latest"), ("outcome", "404")]
+                // A name the backend answered 404 for gets no label of its own.
+                &[("model", "other"), ("outcome", "404")]
             ),
             Some(1.0)
         );

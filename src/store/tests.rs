@@ -259,23 +259,55 @@ fn in_flight_guard_counts_up_and_down() {
     send_sync::<InFlight>();
     let store = Store::new(10);
     let in_flight = |s: &Store| dump(&s.snapshot(), "ollama_requests_in_flight");
-    let a = store.in_flight("m");
-    assert_eq!(store.models(), 1);
-    // known, but not in the original families until recorded
+    // A model's first request is in flight under "other": it has no label of its own yet.
+    let first = store.in_flight("m");
+    assert_eq!(in_flight(&store), ["{model=other} 1"]);
     assert!(dump(&store.snapshot(), "ollama_requests_total").is_empty());
+    drop(first);
+    store.record(&ok("m", 1, 1, 1));
+    store.record(&ok("n", 1, 1, 1));
+    let a = store.in_flight("m");
     let b = store.in_flight("m");
     let c = store.in_flight("n");
-    assert_eq!(in_flight(&store), ["{model=m} 2", "{model=n} 1"]);
+    assert_eq!(
+        in_flight(&store),
+        ["{model=m} 2", "{model=n} 1", "{model=other} 0"]
+    );
     drop(a);
-    assert_eq!(in_flight(&store), ["{model=m} 1", "{model=n} 1"]);
+    assert_eq!(
+        in_flight(&store),
+        ["{model=m} 1", "{model=n} 1", "{model=other} 0"]
+    );
     drop((b, c));
-    assert_eq!(in_flight(&store), ["{model=m} 0", "{model=n} 0"]);
+    assert_eq!(
+        in_flight(&store),
+        ["{model=m} 0", "{model=n} 0", "{model=other} 0"]
+    );
+}
+
+#[test]
+fn model_labels_are_capped_and_404_names_get_none_of_their_own() {
+    let store = Store::with_max_models(10, 2);
+    store.record(&failed("typo", Status::Http(404), 1));
+    store.record(&ok("a", 1, 1, 1));
+    store.record(&ok("b", 1, 1, 1));
+    store.record(&ok("c", 1, 1, 1));
+    store.record(&failed("d", Status::Http(500), 1));
+    store.record(&ok("a", 1, 1, 1));
+    // "other" does not count toward the cap; a known model keeps its label on a later 404.
+    store.record(&failed("a", Status::Http(404), 1));
+    assert_eq!(
+        dump(&store.snapshot(), "ollama_requests_total"),
+        ["{model=a} 3", "{model=b} 1", "{model=other} 3"]
+    );
+    assert_eq!(store.models(), 3);
 }
 
 #[test]
 fn in_flight_guards_move_and_drop_across_threads() {
     const THREADS: usize = 8;
     let store = Arc::new(Store::new(10));
+    store.record(&ok("m", 1, 1, 1));
     let barrier = Arc::new(std::sync::Barrier::new(THREADS + 1));
     let handles: Vec<_> = (0..THREADS)
         .map(|_| {

@@ -332,6 +332,6 @@ fn series_only_for_recorded_pairs_by_model_then_endpoint() {
     );
     assert_eq!(
         dump(&f, "ollama_requests_in_flight"),
-        ["{model=a} 0", "{model=b} 0", "{model=c} 1"]
+        ["{model=a} 0", "{model=b} 0", "{model=other} 1"]
     );
 }
