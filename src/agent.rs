@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::app::{router, InstanceState};
+use crate::app::{own_router, router, InstanceState};
 use crate::config::Config;
 use crate::labels::{self, Labeler};
 use crate::probe;
@@ -25,8 +25,10 @@ pub const FLUSH: Duration = Duration::from_secs(5);
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{file}: instances[{index}].proxy_listen_addr = {text:?}: cannot listen on {addr}: {source}")]
+    #[error("{file}: instances[{index}].{field} = {text:?}: cannot listen on {addr}: {source}")]
     Bind {
+        /// `proxy_listen_addr` or `metrics_listen_addr`.
+        field: &'static str,
         addr: SocketAddr,
         /// The instance's position in its file.
         index: usize,
@@ -51,6 +53,8 @@ pub struct Agent {
     pub instances: Vec<Arc<InstanceState>>,
     pub shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
+    /// Each instance's own listener for `/metrics` and `/health`, when it has one.
+    metrics_listeners: Vec<Option<TcpListener>>,
     writers: Option<Writers>,
     /// `[global] interval`, for the agent's own series.
     interval: Duration,
@@ -88,17 +92,32 @@ impl Agent {
         let hostname = (!config.global.omit_hostname).then(|| resolved.clone());
 
         let mut listeners = Vec::new();
+        let mut metrics_listeners = Vec::new();
         for inst in &config.instances {
-            let listener = TcpListener::bind(inst.proxy_listen_addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: inst.proxy_listen_addr,
-                    index: inst.file_index,
-                    text: inst.listen_text.clone(),
-                    file: inst.file.display().to_string(),
-                    source,
-                })?;
-            listeners.push(listener);
+            let bind = |field, addr: SocketAddr, text: String| async move {
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        field,
+                        addr,
+                        index: inst.file_index,
+                        text,
+                        file: inst.file.display().to_string(),
+                        source,
+                    })
+            };
+            listeners.push(
+                bind(
+                    "proxy_listen_addr",
+                    inst.proxy_listen_addr,
+                    inst.listen_text.clone(),
+                )
+                .await?,
+            );
+            metrics_listeners.push(match inst.metrics_listen_addr {
+                Some(addr) => Some(bind("metrics_listen_addr", addr, addr.to_string()).await?),
+                None => None,
+            });
         }
         let writers = if push && !config.writers.is_empty() {
             let main = config
@@ -129,9 +148,18 @@ impl Agent {
             instances,
             shared,
             listeners,
+            metrics_listeners,
             writers,
             interval: config.global.interval,
         })
+    }
+
+    /// The bound `/metrics` addresses, in instance order (`None`: on the proxy port).
+    pub fn metrics_addrs(&self) -> Vec<Option<SocketAddr>> {
+        self.metrics_listeners
+            .iter()
+            .map(|l| l.as_ref().and_then(|l| l.local_addr().ok()))
+            .collect()
     }
 
     /// The bound addresses, in instance order (useful with port 0).
@@ -151,21 +179,12 @@ impl Agent {
         let writers = self.writers.map(Arc::new);
         let mut servers = JoinSet::new();
         let mut loops = JoinSet::new();
-        for (state, listener) in self.instances.iter().zip(self.listeners) {
-            let app = router(state.clone());
-            let mut rx = stop_rx.clone();
-            servers.spawn(async move {
-                let shutdown = async move { stopped(&mut rx).await };
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!(error = %e, "server stopped");
-                }
-            });
+        let listeners = self.listeners.into_iter().zip(self.metrics_listeners);
+        for (state, (listener, metrics_listener)) in self.instances.iter().zip(listeners) {
+            servers.spawn(serve_one(listener, router(state.clone()), stop_rx.clone()));
+            if let Some(l) = metrics_listener {
+                servers.spawn(serve_one(l, own_router(state.clone()), stop_rx.clone()));
+            }
             loops.spawn(instance_loop(
                 state.clone(),
                 writers.clone(),
@@ -203,6 +222,20 @@ impl Agent {
         if left == 0 {
             tracing::info!("final snapshot delivered");
         }
+    }
+}
+
+/// Serves `app` on `listener` until the stop flag is set, then drains (graceful shutdown).
+async fn serve_one(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
+    let shutdown = async move { stopped(&mut stop).await };
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "server stopped");
     }
 }
 

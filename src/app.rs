@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -28,6 +28,8 @@ pub struct InstanceState {
     pub labeler: Labeler,
     /// What every instance shares (the push's own metrics).
     pub shared: Arc<Shared>,
+    /// Who may see `/metrics` and `/health`.
+    pub access: Access,
 }
 
 // === impl InstanceState ===
@@ -40,6 +42,7 @@ impl InstanceState {
             backend: BackendStatus::default(),
             labeler,
             shared,
+            access: Access::new(&config),
             config,
         }
     }
@@ -56,16 +59,105 @@ impl InstanceState {
     }
 }
 
-/// The instance's router: the agent's own endpoints, then the proxy for everything else.
+/// The instance's router on its proxy port: the agent's own endpoints (unless they have a
+/// listener of their own), then the proxy for everything else.
 pub fn router(state: Arc<InstanceState>) -> Router {
+    let own = state.config.metrics_listen_addr.is_none();
+    let proxy = Router::new()
+        .fallback(proxy::forward)
+        .with_state(state.clone());
+    if own {
+        own_router(state).merge(proxy)
+    } else {
+        proxy
+    }
+}
+
+/// `GET /metrics` and `GET /health`, behind the optional bearer token / basic auth.
+pub fn own_router(state: Arc<InstanceState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
-        .fallback(proxy::forward)
         .with_state(state)
 }
 
-async fn metrics(State(state): State<Arc<InstanceState>>) -> Response {
+/// Credentials `/metrics` and `/health` accept, from the instance config.
+#[derive(Debug, Default)]
+pub struct Access {
+    /// `Bearer <token>`, when a token is configured.
+    bearer: Option<String>,
+    /// `Basic <base64(user:pass)>`, when a user is configured.
+    basic: Option<String>,
+}
+
+// === impl Access ===
+
+impl Access {
+    pub fn new(config: &Instance) -> Self {
+        use base64::Engine;
+        let token = &config.metrics_bearer_token;
+        let user = &config.metrics_basic_auth_user;
+        Access {
+            bearer: (!token.is_empty()).then(|| format!("Bearer {token}")),
+            basic: (!user.is_empty()).then(|| {
+                let pair = format!("{user}:{}", config.metrics_basic_auth_pass);
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            }),
+        }
+    }
+
+    /// `None` when the request may see the agent's endpoints, else the 401 answer.
+    fn check(&self, headers: &HeaderMap) -> Option<Response> {
+        if self.bearer.is_none() && self.basic.is_none() {
+            return None;
+        }
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        let ok = [&self.bearer, &self.basic]
+            .into_iter()
+            .flatten()
+            .any(|want| constant_time_eq(want.as_bytes(), given));
+        if ok {
+            return None;
+        }
+        let challenge = if self.basic.is_some() {
+            "Basic realm=\"ollama-tap\""
+        } else {
+            "Bearer"
+        };
+        let mut res = proxy::error(
+            StatusCode::UNAUTHORIZED,
+            "ollama-tap: credentials required for /metrics and /health",
+        );
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+        Some(res)
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn metrics(
+    State(state): State<Arc<InstanceState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(denied) =
+        proxy::refuse_target(&method, &uri).or_else(|| state.access.check(&headers))
+    {
+        return denied;
+    }
     let mut text = String::with_capacity(8192);
     exposition::render(&state.snapshot(), &mut text);
     exposition::render(&state.shared.snapshot(), &mut text);
@@ -79,7 +171,17 @@ async fn metrics(State(state): State<Arc<InstanceState>>) -> Response {
         .into_response()
 }
 
-async fn health(State(state): State<Arc<InstanceState>>) -> Response {
+async fn health(
+    State(state): State<Arc<InstanceState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(denied) =
+        proxy::refuse_target(&method, &uri).or_else(|| state.access.check(&headers))
+    {
+        return denied;
+    }
     let checked = state.backend.get();
     let up = checked.up;
     let body = serde_json::json!({

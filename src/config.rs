@@ -124,7 +124,11 @@ pub struct Instance {
     pub include_usage: bool,
     /// None = metrics are served on the proxy port.
     pub metrics_listen_addr: Option<SocketAddr>,
+    /// "" = none. With a token and/or a basic-auth user, `/metrics` and `/health` accept
+    /// either credential.
     pub metrics_bearer_token: String,
+    pub metrics_basic_auth_user: String,
+    pub metrics_basic_auth_pass: String,
 }
 
 /// A configuration error; Display is one line naming the file and the field.

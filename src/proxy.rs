@@ -31,6 +31,10 @@ use crate::tap::route::Endpoint;
 use crate::tap::{Meter, TapBody};
 pub use request::{Peeked, PEEK_LIMIT};
 
+/// Request header bytes forwarded at most (names, values and their framing); a larger block
+/// gets a 431 and never reaches Ollama. hyper alone stops only at 100 headers or ~400 KB.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Idle pooled connections kept to the backend (the original plugin's transport kept 100).
 const POOL_IDLE: usize = 100;
 
@@ -128,10 +132,18 @@ impl Upstream {
 pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> Response {
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
-    if parts.uri.authority().is_some() || parts.method == Method::CONNECT {
+    if let Some(refused) = refuse_target(&parts.method, &parts.uri) {
+        return refused;
+    }
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
         return error(
-            StatusCode::BAD_REQUEST,
-            "ollama-tap only forwards origin-form requests (a path, not a URL) to its configured Ollama",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!("ollama-tap: the request headers are larger than {MAX_HEADER_BYTES} bytes"),
         );
     }
     let endpoint = Endpoint::classify(&parts.method, parts.uri.path());
@@ -195,6 +207,14 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
     };
     let res = match answer {
         Ok(res) => res,
+        Err(e) if client_body_failed(&e) => {
+            // The client went away in the middle of its body: nothing is wrong with Ollama.
+            // The meter records `client_aborted` when it drops.
+            return error(
+                StatusCode::BAD_REQUEST,
+                "ollama-tap: the request body broke off",
+            );
+        }
         Err(e) => {
             let timeout = is_timeout(&e);
             if let Some(m) = meter.as_mut() {
@@ -237,6 +257,17 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
     Response::from_parts(parts, body)
 }
 
+/// A 400 for request targets the agent never serves: absolute-form (`GET http://host/`) and
+/// `CONNECT`. Only `ollama_url` is ever contacted, whatever the request names.
+pub fn refuse_target(method: &Method, uri: &Uri) -> Option<Response> {
+    (uri.authority().is_some() || method == Method::CONNECT).then(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "ollama-tap only forwards origin-form requests (a path, not a URL) to its configured Ollama",
+        )
+    })
+}
+
 /// An answer in Ollama's error shape: `{"error": "..."}`.
 pub fn error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string();
@@ -263,6 +294,19 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
     } else {
         cause
     }
+}
+
+/// Whether the upstream request failed because the client's own body failed (the client hung
+/// up mid-upload): the body sent upstream is the only source of an `axum::Error` in the chain.
+fn client_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<axum::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {

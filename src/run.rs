@@ -32,8 +32,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let agent = Agent::bind(&config, !cli.test).await?;
-        for (inst, addr) in agent.instances.iter().zip(agent.local_addrs()) {
-            tracing::info!(listen = %addr, backend = %inst.upstream.url, "proxying");
+        let addrs = agent.local_addrs().into_iter().zip(agent.metrics_addrs());
+        for (inst, (addr, metrics)) in agent.instances.iter().zip(addrs) {
+            let metrics = metrics.unwrap_or(addr);
+            tracing::info!(listen = %addr, backend = %inst.upstream.url, metrics = %metrics, "proxying");
         }
         if cli.test {
             test_once(agent).await

@@ -224,18 +224,25 @@ pub struct RawInstance {
     /// Cap on distinct `model` label values tracked (reserved; parsed and stored).
     #[serde(default = "default_max_models")]
     pub max_models: usize,
-    /// Passive mode (reserved; parsed and stored).
+    /// Passive mode: no `/api/version` or `/api/ps` check of the agent's own.
     #[serde(default)]
     pub passive: bool,
-    /// Inject `stream_options.include_usage` into streamed /v1 requests (reserved; parsed and stored).
+    /// Add `stream_options.include_usage` to streamed `/v1/chat/completions` requests and
+    /// remove the extra usage chunk from the answer.
     #[serde(default)]
     pub include_usage: bool,
-    /// Separate listen address for `/metrics`; "" = served on the proxy port.
+    /// Separate listen address for `/metrics` and `/health`; "" = served on the proxy port.
     #[serde(default)]
     pub metrics_listen_addr: String,
-    /// Bearer token required on `/metrics`; "" = open.
+    /// Bearer token required on `/metrics` and `/health`; "" = no token.
     #[serde(default)]
     pub metrics_bearer_token: String,
+    /// Basic-auth user required on `/metrics` and `/health`; "" = no basic auth.
+    #[serde(default)]
+    pub metrics_basic_auth_user: String,
+    /// Basic-auth password for `metrics_basic_auth_user`.
+    #[serde(default)]
+    pub metrics_basic_auth_pass: String,
 }
 
 /// Keys known in `[global]`.
@@ -301,6 +308,8 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "include_usage",
     "metrics_listen_addr",
     "metrics_bearer_token",
+    "metrics_basic_auth_user",
+    "metrics_basic_auth_pass",
 ];
 
 /// `[global] precision` default.

@@ -164,6 +164,8 @@ pub(super) fn instance(path: &Path, i: usize, raw: RawInstance) -> Result<Instan
         include_usage: raw.include_usage,
         metrics_listen_addr,
         metrics_bearer_token: raw.metrics_bearer_token,
+        metrics_basic_auth_user: raw.metrics_basic_auth_user,
+        metrics_basic_auth_pass: raw.metrics_basic_auth_pass,
     })
 }
 

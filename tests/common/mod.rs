@@ -62,6 +62,8 @@ impl Drop for ConfDir {
 /// The agent running in this process on ephemeral ports.
 pub struct InProcess {
     pub addrs: Vec<SocketAddr>,
+    /// Each instance's own `/metrics` listener, when configured.
+    pub metrics_addrs: Vec<Option<SocketAddr>>,
     pub states: Vec<Arc<InstanceState>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -77,6 +79,7 @@ impl InProcess {
             .await
             .expect("agent binds");
         let addrs = agent.local_addrs();
+        let metrics_addrs = agent.metrics_addrs();
         let states = agent.instances.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(agent.serve(async {
@@ -84,6 +87,7 @@ impl InProcess {
         }));
         InProcess {
             addrs,
+            metrics_addrs,
             states,
             stop: Some(tx),
             task: Some(task),

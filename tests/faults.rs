@@ -1,0 +1,649 @@
+//! Backend faults (down, dying mid-stream, misbehaving, stalling, huge lines): the client gets what the backend sent, the agent counts a failure and keeps serving.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fake_ollama::FakeOllama;
+use common::{command, ConfDir, InProcess, Metrics, Running};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// Generous bound on every wait.
+const T: Duration = Duration::from_secs(10);
+
+const CHAT: &str =
+    r#"{"model":"llama3.2","messages":[{"role":"user","content":"why is the sky blue"}]}"#;
+
+/// Sum of every series `name` whose labels include all of `labels`.
+fn sum(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
+    m.0.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (n, rest) = series.split_at(series.find('{').unwrap_or(series.len()));
+            (n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
+}
+
+async fn metrics_at(url: &str) -> Metrics {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap();
+    Metrics(text)
+}
+
+/// Polls `/metrics` until `pred` holds; panics with the last text after `timeout`.
+async fn wait_metrics(url: &str, timeout: Duration, pred: impl Fn(&Metrics) -> bool) -> Metrics {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let m = metrics_at(url).await;
+        if pred(&m) {
+            return m;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("metrics condition not met within {timeout:?}:\n{}", m.0);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `ollama_up` gauge.
+fn up(m: &Metrics) -> f64 {
+    m.get("ollama_up", &[])
+        .expect("ollama_up is always exposed")
+}
+
+/// Exactly `n` requests recorded in all, and `n` of them with `outcome` under `model`.
+fn assert_outcome(m: &Metrics, model: &str, outcome: &str, n: f64) {
+    let ep = "ollama_endpoint_requests_total";
+    assert_eq!(
+        sum(m, ep, &[("model", model), ("outcome", outcome)]),
+        n,
+        "expected {n} × {outcome} for {model}:\n{}",
+        m.0
+    );
+    assert_eq!(sum(m, ep, &[]), n, "recorded more than once:\n{}", m.0);
+    assert_eq!(m.value("ollama_requests_failed", &[("model", model)]), n);
+    assert_eq!(m.value("ollama_requests_success", &[("model", model)]), 0.0);
+    assert_eq!(sum(m, "ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
+}
+
+async fn post(url: &str, path: &str, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the agent answers")
+}
+
+/// Reads an answer's body chunk by chunk; `Err` carries what arrived before the body broke off.
+async fn read_body(mut res: reqwest::Response) -> Result<Vec<u8>, Vec<u8>> {
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout(T, res.chunk())
+            .await
+            .expect("the body moves")
+        {
+            Ok(Some(c)) => got.extend_from_slice(&c),
+            Ok(None) => return Ok(got),
+            Err(_) => return Err(got),
+        }
+    }
+}
+
+/// A 502 or 504 in Ollama's error shape.
+async fn assert_error_answer(res: reqwest::Response, status: u16) {
+    assert_eq!(res.status(), status);
+    let body: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert!(body["error"].is_string(), "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend down, dying, coming back
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_started_with_the_backend_down_answers_502_and_serves_again_once_it_is_back() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    // Checks every second ([global] interval = 1).
+    let agent = InProcess::single(&format!("http://{addr}")).await;
+    let url = agent.url();
+
+    assert_error_answer(post(&url, "/api/chat", CHAT).await, 502).await;
+    assert_error_answer(reqwest::get(format!("{url}/api/tags")).await.unwrap(), 502).await;
+    let m = wait_metrics(&url, T, |m| up(m) == 0.0).await;
+    assert_outcome(&m, "llama3.2:latest", "backend_unreachable", 1.0);
+    let health = reqwest::get(format!("{url}/health")).await.unwrap();
+    assert_eq!(health.status(), 503);
+
+    // The backend comes up: traffic flows through the same agent, no restart.
+    let fake = FakeOllama::start_on(addr).await.unwrap();
+    let res = post(&url, "/api/chat", CHAT).await;
+    assert_eq!(res.status(), 200);
+    let body = read_body(res).await.expect("a whole stream");
+    assert!(String::from_utf8_lossy(&body).contains("\"done\":true"));
+    let m = wait_metrics(&url, T, |m| up(m) == 1.0).await;
+    assert_eq!(
+        m.get("ollama_requests_success", &[("model", "llama3.2:latest")]),
+        Some(1.0)
+    );
+    let health = reqwest::get(format!("{url}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(fake.stats().requests >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_dying_mid_stream_cuts_the_client_stream_and_ollama_up_drops_until_it_returns() {
+    let fake = FakeOllama::start().await;
+    let addr = fake.addr;
+    let agent = InProcess::single(&fake.url()).await;
+    let url = agent.url();
+    wait_metrics(&url, T, |m| up(m) == 1.0).await;
+
+    let mut res = post(
+        &url,
+        "/api/chat",
+        r#"{"model":"llama3.2","messages":[{"role":"user","content":"long [[tokens:500]] [[delay:20]]"}]}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let first = res.chunk().await.unwrap().expect("a first line");
+    fake.stop().await;
+    let rest = read_body(res)
+        .await
+        .expect_err("the client sees the stream cut, not a clean end");
+    let seen = [&first[..], &rest[..]].concat();
+    assert!(!String::from_utf8_lossy(&seen).contains("\"done\":true"));
+
+    let m = wait_metrics(&url, T, |m| up(m) == 0.0).await;
+    assert_outcome(&m, "llama3.2:latest", "stream_error", 1.0);
+    assert_error_answer(post(&url, "/api/chat", CHAT).await, 502).await;
+
+    let fake = FakeOllama::start_on(addr).await.unwrap();
+    let res = post(&url, "/api/chat", CHAT).await;
+    assert_eq!(res.status(), 200);
+    read_body(res).await.expect("a whole stream");
+    let m = wait_metrics(&url, T, |m| up(m) == 1.0).await;
+    assert_eq!(
+        m.get("ollama_requests_success", &[("model", "llama3.2:latest")]),
+        Some(1.0)
+    );
+    drop(fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_by_the_backend_reaches_the_client_cut_and_is_one_stream_error() {
+    let fake = FakeOllama::start().await;
+    let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
+    let res = post(
+        &agent.url(),
+        "/api/generate",
+        r#"{"model":"llama3.2","prompt":"x [[tokens:10]] [[cut_after:3]]"}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let got = read_body(res).await.expect_err("a cut stream");
+    let text = String::from_utf8(got).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.lines().all(|l| l.contains("\"done\":false")), "{text}");
+    let m = wait_metrics(&agent.url(), T, |m| {
+        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+    })
+    .await;
+    assert_outcome(&m, "llama3.2:latest", "stream_error", 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_cannot_be_connected_to_in_time_is_a_504_and_one_timeout() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connect hangs.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => queued.push(s),
+            Ok(Err(e)) => panic!("connect: {e}"),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    let agent = InProcess::start(ConfDir::new(
+        "[global]\ninterval = 60\n",
+        &format!(
+            "[[instances]]\nollama_url = \"http://{addr}\"\nproxy_listen_addr = \"127.0.0.1:0\"\ntimeout = \"300ms\"\npassive = true\n"
+        ),
+    ))
+    .await;
+    assert_error_answer(post(&agent.url(), "/api/chat", CHAT).await, 504).await;
+    let m = agent.metrics().await;
+    assert_outcome(&m, "llama3.2:latest", "timeout", 1.0);
+    drop(listener);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Misbehaving backends, scripted on raw TCP
+// ---------------------------------------------------------------------------------------------
+
+/// What a scripted backend does once it has read a request.
+#[derive(Clone)]
+enum Script {
+    /// Writes these bytes, then closes the connection.
+    Say(Vec<u8>),
+    /// Writes these bytes, then keeps the connection open and silent.
+    SayThenHang(Vec<u8>),
+}
+
+/// A backend answering every request with `script`; counts the requests.
+struct Scripted {
+    url: String,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Scripted {
+    async fn start(script: Script) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let count = requests.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut sock, _)) = listener.accept().await {
+                read_request(&mut sock).await;
+                count.fetch_add(1, Ordering::SeqCst);
+                match &script {
+                    Script::Say(bytes) => {
+                        let _ = sock.write_all(bytes).await;
+                        let _ = sock.shutdown().await;
+                    }
+                    Script::SayThenHang(bytes) => {
+                        let _ = sock.write_all(bytes).await;
+                        held.push(sock);
+                    }
+                }
+            }
+        });
+        Scripted {
+            url,
+            requests,
+            task,
+        }
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads a request head and its `Content-Length` body.
+async fn read_request(sock: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if sock.read(&mut byte).await.unwrap_or(0) == 0 {
+            return;
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:")?.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    let _ = sock.read_exact(&mut body).await;
+}
+
+/// An HTTP/1.1 answer with `content_type` and `parts` as chunks of a chunked body; the body
+/// ends cleanly.
+fn chunked(content_type: &str, parts: &[&str]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    for p in parts {
+        out.push_str(&format!("{:x}\r\n{p}\r\n", p.len()));
+    }
+    out.push_str("0\r\n\r\n");
+    out.into_bytes()
+}
+
+/// An HTTP/1.1 answer with a sized body.
+fn sized(content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A passive agent in front of `backend` with `timeout`.
+async fn agent_for(backend: &str, timeout: &str) -> InProcess {
+    InProcess::start(ConfDir::new(
+        "[global]\ninterval = 60\n",
+        &format!(
+            "[[instances]]\nollama_url = \"{backend}\"\nproxy_listen_addr = \"127.0.0.1:0\"\ntimeout = \"{timeout}\"\npassive = true\n"
+        ),
+    ))
+    .await
+}
+
+/// One request through a passive agent in front of a backend playing `script`: the client gets
+/// exactly `want_body` with status 200, and the request is one failure with `outcome`.
+async fn misbehaving(
+    script: Script,
+    path: &str,
+    request: &str,
+    want_body: &str,
+    clean_end: bool,
+    outcome: &str,
+) {
+    let backend = Scripted::start(script).await;
+    let agent = agent_for(&backend.url, "300ms").await;
+    let res = post(&agent.url(), path, request).await;
+    assert_eq!(res.status(), 200, "{path} {request}");
+    let body = read_body(res).await;
+    assert_eq!(body.is_ok(), clean_end, "{path} {request}: {body:?}");
+    let body = body.unwrap_or_else(|e| e);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        want_body,
+        "{path} {request}: the client did not get what the backend sent"
+    );
+    let m = wait_metrics(&agent.url(), T, |m| {
+        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+    })
+    .await;
+    let model = if path.starts_with("/v1") {
+        "m:latest"
+    } else {
+        "llama3.2:latest"
+    };
+    assert_outcome(&m, model, outcome, 1.0);
+    assert_eq!(backend.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_instead_of_json_reaches_the_client_as_sent_and_is_one_failure() {
+    let generate = r#"{"model":"llama3.2","prompt":"hi","stream":false}"#;
+    let html = "<html><body>502 Bad Gateway</body></html>\n";
+    misbehaving(
+        Script::Say(sized("application/json; charset=utf-8", html)),
+        "/api/generate",
+        generate,
+        html,
+        true,
+        "stream_error",
+    )
+    .await;
+    let stream = r#"{"model":"llama3.2","prompt":"hi"}"#;
+    let noise = ["\u{0}\u{1}binary\u{7f}", "}}}]]]{{{", "\n\n\"done\":true\n"];
+    misbehaving(
+        Script::Say(chunked("application/x-ndjson", &noise)),
+        "/api/generate",
+        stream,
+        &noise.concat(),
+        true,
+        "stream_error",
+    )
+    .await;
+    let openai = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    misbehaving(
+        Script::Say(sized("application/json", "not json at all")),
+        "/v1/chat/completions",
+        openai,
+        "not json at all",
+        true,
+        "stream_error",
+    )
+    .await;
+    let openai_stream =
+        r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let events = [
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"",
+        "\n\ndata: ][\n\n",
+    ];
+    misbehaving(
+        Script::Say(chunked("text/event-stream", &events)),
+        "/v1/chat/completions",
+        openai_stream,
+        &events.concat(),
+        true,
+        "stream_error",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_line_that_is_not_json_reaches_the_client_as_sent_and_is_one_failure() {
+    let request = r#"{"model":"llama3.2","prompt":"hi"}"#;
+    let line = "{\"model\":\"llama3.2\",\"response\":\"Hi\",\"done\":false}\n";
+    for last in [
+        "this is not json\n",
+        // The final object, broken off before its end: its stats must not count.
+        "{\"model\":\"llama3.2\",\"response\":\"\",\"done\":true,\"eval_count\":3",
+        "{\"model\":\"llama3.2\",\"response\":\"\",\"done\":true,\"eval_count\":3,\n",
+    ] {
+        misbehaving(
+            Script::Say(chunked("application/x-ndjson", &[line, last])),
+            "/api/generate",
+            request,
+            &format!("{line}{last}"),
+            true,
+            "stream_error",
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_is_not_http_is_a_502_and_one_failure() {
+    let backend = Scripted::start(Script::Say(b"SSH-2.0-OpenSSH_9.6\r\n".to_vec())).await;
+    let agent = agent_for(&backend.url, "5s").await;
+    assert_error_answer(post(&agent.url(), "/api/chat", CHAT).await, 502).await;
+    let m = agent.metrics().await;
+    assert_outcome(&m, "llama3.2:latest", "backend_unreachable", 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_never_ends_is_cut_after_timeout_and_is_one_timeout() {
+    let line = "{\"model\":\"llama3.2\",\"response\":\"Hi\",\"done\":false}\n";
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let stalled = format!("{head}{:x}\r\n{line}\r\n", line.len());
+    misbehaving(
+        Script::SayThenHang(stalled.into_bytes()),
+        "/api/generate",
+        r#"{"model":"llama3.2","prompt":"hi"}"#,
+        line,
+        false,
+        "timeout",
+    )
+    .await;
+    // A sized answer that stops half-way.
+    let half = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\":\"llama3.2\",";
+    misbehaving(
+        Script::SayThenHang(half.as_bytes().to_vec()),
+        "/api/generate",
+        r#"{"model":"llama3.2","prompt":"hi","stream":false}"#,
+        "{\"model\":\"llama3.2\",",
+        false,
+        "timeout",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A 100 MB single line, through the real binary
+// ---------------------------------------------------------------------------------------------
+
+/// Byte count and FNV-1a hash of a byte stream, fed in pieces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Digest {
+    len: u64,
+    hash: u64,
+}
+
+impl Digest {
+    fn new() -> Self {
+        Digest {
+            len: 0,
+            hash: 0xcbf2_9ce4_8422_2325,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        for &b in bytes {
+            self.hash = (self.hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Size of the huge line's `response` value.
+const HUGE: usize = 100 * 1024 * 1024;
+/// Pieces the backend writes it in.
+const PIECE: usize = 64 * 1024;
+/// The line around the huge value.
+const LINE_START: &[u8] = b"{\"model\":\"m\",\"response\":\"";
+const LINE_END: &[u8] = b"\",\"done\":false}\n";
+
+/// A backend answering one request with a single NDJSON line carrying a 100 MB `response`
+/// (and no `done`), written in 64 KiB chunks as the agent takes them; returns the digest of
+/// the body it sent.
+async fn huge_line_backend() -> (SocketAddr, tokio::task::JoinHandle<Digest>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        read_request(&mut sock).await;
+        sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        // 26 pieces, each the alphabet from another letter: the content shifts along the line.
+        let pieces: Vec<Vec<u8>> = (0..26u8)
+            .map(|k| {
+                (0..PIECE)
+                    .map(|j| b'a' + ((j as u8 % 26 + k) % 26))
+                    .collect()
+            })
+            .collect();
+        let mut sent = Digest::new();
+        let send = |data: &[u8], sent: &mut Digest| {
+            sent.feed(data);
+            [format!("{:x}\r\n", data.len()).as_bytes(), data, b"\r\n"].concat()
+        };
+        let start = send(LINE_START, &mut sent);
+        sock.write_all(&start).await.unwrap();
+        for i in 0..HUGE / PIECE {
+            let chunk = send(&pieces[i % 26], &mut sent);
+            sock.write_all(&chunk).await.unwrap();
+        }
+        let end = send(LINE_END, &mut sent);
+        sock.write_all(&end).await.unwrap();
+        sock.write_all(b"0\r\n\r\n").await.unwrap();
+        sent
+    });
+    (addr, task)
+}
+
+/// `VmRSS` and `VmHWM` of a process, in kB.
+fn memory_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_single_line_reaches_the_client_whole_without_the_agent_buffering_it() {
+    let (backend, sent) = huge_line_backend().await;
+    let port = common::free_port();
+    let conf = ConfDir::new(
+        "[global]\nhostname = \"test-host\"\ninterval = 60\n",
+        &format!(
+            "[[instances]]\nollama_url = \"http://{backend}\"\nproxy_listen_addr = \"127.0.0.1:{port}\"\npassive = true\ntimeout = \"10s\"\n"
+        ),
+    );
+    let log = std::fs::File::create(conf.path().join("agent.log")).unwrap();
+    let child = command(&conf, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut agent = Running(child);
+    let pid = agent.0.id();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    common::wait_listening(addr).await;
+    let url = format!("http://{addr}");
+    let (rss_before, hwm_before) = memory_kb(pid);
+
+    let res = post(
+        &url,
+        "/api/generate",
+        r#"{"model":"m","prompt":"one huge line"}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let mut res = res;
+    let mut got = Digest::new();
+    let mut tail = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(T, res.chunk())
+        .await
+        .expect("the line keeps moving")
+        .expect("the body ends cleanly")
+    {
+        got.feed(&chunk);
+        tail.extend_from_slice(&chunk[chunk.len().saturating_sub(32)..]);
+        tail.drain(..tail.len().saturating_sub(32));
+    }
+    let sent = sent.await.unwrap();
+    let (rss_after, hwm_after) = memory_kb(pid);
+    let figures =
+        format!("VmRSS {rss_before} → {rss_after} kB, VmHWM {hwm_before} → {hwm_after} kB");
+    eprintln!("100 MB line: {figures}");
+
+    assert_eq!(
+        got, sent,
+        "the client did not get every byte the backend sent"
+    );
+    assert_eq!(got.len, (LINE_START.len() + HUGE + LINE_END.len()) as u64);
+    assert!(tail.ends_with(LINE_END));
+    // The agent passed 100 MB through holding a small part of it at any time.
+    assert!(
+        hwm_after < hwm_before.max(rss_before) + 32 * 1024,
+        "the agent's peak memory grew by 32 MB or more: {figures}"
+    );
+    // A line without `done` is not a success.
+    let m = wait_metrics(&url, T, |m| {
+        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+    })
+    .await;
+    assert_outcome(&m, "m:latest", "stream_error", 1.0);
+    assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
+    let log = std::fs::read_to_string(conf.path().join("agent.log")).unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -1,0 +1,507 @@
+//! Client hang-ups at every point cancel the upstream request, count once as `client_aborted` and leave nothing behind.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::fake_ollama::FakeOllama;
+use common::{command, ConfDir, InProcess, Metrics, Running};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Generous bound on every wait.
+const T: Duration = Duration::from_secs(10);
+
+/// Sum of every series `name` whose labels include all of `labels`.
+fn sum(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
+    m.0.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (n, rest) = series.split_at(series.find('{').unwrap_or(series.len()));
+            (n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
+}
+
+/// `/metrics` at `url`.
+async fn metrics_at(url: &str) -> Metrics {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap();
+    Metrics(text)
+}
+
+/// Polls `/metrics` until `pred` holds; panics with the last text after `timeout`.
+async fn wait_metrics(url: &str, timeout: Duration, pred: impl Fn(&Metrics) -> bool) -> Metrics {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let m = metrics_at(url).await;
+        if pred(&m) {
+            return m;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("metrics condition not met within {timeout:?}:\n{}", m.0);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The request of `model` was recorded exactly once, as `client_aborted`; nothing in flight.
+fn assert_one_client_abort(m: &Metrics, model: &str) {
+    let ep = "ollama_endpoint_requests_total";
+    let mine = [("model", model)];
+    assert_eq!(
+        sum(m, ep, &mine),
+        1.0,
+        "not recorded exactly once:\n{}",
+        m.0
+    );
+    assert_eq!(
+        sum(m, ep, &[("model", model), ("outcome", "client_aborted")]),
+        1.0,
+        "not recorded as client_aborted:\n{}",
+        m.0
+    );
+    assert_eq!(m.get("ollama_requests_total", &mine), Some(1.0));
+    assert_eq!(m.get("ollama_requests_failed", &mine), Some(1.0));
+    assert_eq!(m.value("ollama_requests_success", &mine), 0.0);
+    assert_eq!(sum(m, "ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
+}
+
+/// A passive agent (no backend check of its own) in front of a fresh fake.
+async fn agent_and_fake() -> (InProcess, FakeOllama) {
+    let fake = FakeOllama::start().await;
+    let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
+    (agent, fake)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_request_body_before_the_model_is_known_is_one_client_abort() {
+    let (agent, fake) = agent_and_fake().await;
+    let mut sock = TcpStream::connect(agent.addrs[0]).await.unwrap();
+    sock.write_all(
+        b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"model\":",
+    )
+    .await
+    .unwrap();
+    drop(sock);
+    let m = wait_metrics(&agent.url(), T, |m| {
+        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+    })
+    .await;
+    // Nothing named a model: the request is counted under `unknown`, and never left the agent.
+    assert_one_client_abort(&m, "unknown");
+    assert_eq!(fake.stats().requests, 0, "{:?}", fake.stats().paths);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_request_body_after_the_model_is_known_cancels_the_upstream_request() {
+    let (agent, fake) = agent_and_fake().await;
+    // One whole request first: the passive agent now knows the backend is up.
+    let ok = reqwest::Client::new()
+        .post(format!("{}/api/generate", agent.url()))
+        .body(r#"{"model":"gemma3:1b","prompt":"hi","stream":false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    ok.bytes().await.unwrap();
+    let answered = fake.stats().eval_tokens_sent;
+    let mut sock = TcpStream::connect(agent.addrs[0]).await.unwrap();
+    sock.write_all(
+        b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"model\":\"llama3.2\",\"prompt\":\"",
+    )
+    .await
+    .unwrap();
+    // The agent learnt the model and started the upstream request.
+    fake.wait_until(T, |s| s.requests == 2).await;
+    drop(sock);
+    let m = wait_metrics(&agent.url(), T, |m| {
+        sum(
+            m,
+            "ollama_endpoint_requests_total",
+            &[("model", "llama3.2:latest")],
+        ) >= 1.0
+    })
+    .await;
+    assert_one_client_abort(&m, "llama3.2:latest");
+    // The backend never got a whole request, so it never answered one; it is not down.
+    assert_eq!(fake.stats().eval_tokens_sent, answered);
+    assert_eq!(
+        m.get("ollama_up", &[]),
+        Some(1.0),
+        "a client hang-up marked the backend down"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_while_waiting_for_the_first_token_cancels_the_upstream_request() {
+    let (agent, fake) = agent_and_fake().await;
+    let url = agent.url();
+    let client = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/api/generate"))
+            .body(r#"{"model":"llama3.2","prompt":"slow [[first_delay:2000]]"}"#)
+            .send()
+            .await
+    });
+    // The request reached the backend, which is now "loading the model"; then the client goes.
+    fake.wait_until(T, |s| s.requests == 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.abort();
+    let _ = client.await;
+    fake.wait_until(T, |s| s.disconnects >= 1).await;
+    let m = wait_metrics(&agent.url(), T, |m| {
+        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+    })
+    .await;
+    assert_one_client_abort(&m, "llama3.2:latest");
+    assert_eq!(fake.stats().eval_tokens_sent, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_stream_cancels_the_upstream_request() {
+    let (agent, fake) = agent_and_fake().await;
+    let mut res = reqwest::Client::new()
+        .post(format!("{}/api/chat", agent.url()))
+        .body(
+            r#"{"model":"llama3.2","messages":[{"role":"user","content":"long [[tokens:500]] [[delay:20]]"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let first = res.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"{\"model\":\"llama3.2\""));
+    let during = agent.metrics().await;
+    assert_eq!(
+        sum(&during, "ollama_requests_in_flight", &[]),
+        1.0,
+        "{}",
+        during.0
+    );
+    drop(res);
+    fake.wait_until(T, |s| s.disconnects >= 1).await;
+    let m = wait_metrics(&agent.url(), T, |m| {
+        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+    })
+    .await;
+    assert_one_client_abort(&m, "llama3.2:latest");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A thousand hang-ups against the real binary
+// ---------------------------------------------------------------------------------------------
+
+/// Where a client of the storm hangs up.
+#[derive(Clone, Copy, Debug)]
+enum At {
+    /// Mid-body, before the model name: the request never leaves the agent.
+    Body,
+    /// After the whole request, while the backend has not answered yet.
+    FirstToken,
+    /// After the first streamed line.
+    Stream,
+}
+
+/// A backend that records each request's `?id=` as soon as its head arrives, then holds it:
+/// `at=Stream` gets the answer's head and a line every 20 ms, the others nothing. It counts
+/// the connections the agent closes on it.
+struct HoldBackend {
+    addr: SocketAddr,
+    seen: Arc<Mutex<HashSet<u64>>>,
+    disconnects: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HoldBackend {
+    async fn start() -> HoldBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let disconnects = Arc::new(AtomicUsize::new(0));
+        let (s, d) = (seen.clone(), disconnects.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(hold(sock, s.clone(), d.clone()));
+            }
+        });
+        HoldBackend {
+            addr,
+            seen,
+            disconnects,
+            task,
+        }
+    }
+
+    fn disconnects(&self) -> usize {
+        self.disconnects.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the request `id` reached the backend.
+    async fn wait_seen(&self, id: u64) {
+        let deadline = tokio::time::Instant::now() + T;
+        while !self.seen.lock().unwrap().contains(&id) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request {id} never reached the backend"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for HoldBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn hold(sock: TcpStream, seen: Arc<Mutex<HashSet<u64>>>, disconnects: Arc<AtomicUsize>) {
+    let (rd, mut wr) = sock.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let query = |key: &str| {
+        head.split([' ', '?', '&'])
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    let id: u64 = query("id").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+    let stream = query("at").as_deref() == Some("Stream");
+    seen.lock().unwrap().insert(id);
+    let line = b"{\"model\":\"m\",\"response\":\"a\",\"done\":false}\n";
+    let chunk = [format!("{:x}\r\n", line.len()).as_bytes(), line, b"\r\n"].concat();
+    if stream {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if wr.write_all(&[&answer[..], &chunk].concat()).await.is_err() {
+            disconnects.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut buf = [0u8; 4096];
+    loop {
+        tokio::select! {
+            n = rd.read(&mut buf) => if matches!(n, Ok(0) | Err(_)) { break },
+            _ = tick.tick(), if stream => if wr.write_all(&chunk).await.is_err() { break },
+        }
+    }
+    disconnects.fetch_add(1, Ordering::SeqCst);
+}
+
+/// One client of the storm: sends request `id` and hangs up at `at`.
+async fn hang_up(agent: SocketAddr, backend: &HoldBackend, id: u64, at: At) {
+    let mut sock = TcpStream::connect(agent).await.unwrap();
+    let head = |len: usize| {
+        format!("POST /api/generate?id={id}&at={at:?} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n")
+    };
+    match at {
+        At::Body => {
+            sock.write_all(format!("{}{{\"model\":", head(1000)).as_bytes())
+                .await
+                .unwrap();
+        }
+        At::FirstToken | At::Stream => {
+            let body = r#"{"model":"m","prompt":"hi"}"#;
+            sock.write_all(format!("{}{body}", head(body.len())).as_bytes())
+                .await
+                .unwrap();
+            backend.wait_seen(id).await;
+        }
+    }
+    if let At::Stream = at {
+        // Read the answer's head and its first line.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(11).any(|w| w == b"\"done\":fals") {
+            let n = tokio::time::timeout(T, sock.read(&mut buf))
+                .await
+                .expect("the first line arrives")
+                .unwrap();
+            assert!(
+                n > 0,
+                "answer ended early: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    drop(sock);
+}
+
+/// `count` hang-ups with ids from `first`, 50 at a time, cycling through the points.
+async fn storm(agent: SocketAddr, backend: &Arc<HoldBackend>, first: u64, count: u64) {
+    let gate = Arc::new(Semaphore::new(50));
+    let mut tasks = JoinSet::new();
+    for id in first..first + count {
+        let at = [At::Body, At::FirstToken, At::Stream][(id % 3) as usize];
+        let permit = gate.clone().acquire_owned().await.unwrap();
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            hang_up(agent, &backend, id, at).await;
+            drop(permit);
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+}
+
+/// Hang-ups that reach the backend among ids `0..n` (all but `At::Body`).
+fn forwarded(n: u64) -> usize {
+    (0..n).filter(|id| id % 3 != 0).count()
+}
+
+/// What `/proc` says about a process.
+#[derive(Debug, Clone, Copy)]
+struct ProcStats {
+    fds: usize,
+    threads: u64,
+    rss_kb: u64,
+    hwm_kb: u64,
+}
+
+fn proc_stats(pid: u32) -> ProcStats {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    ProcStats {
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count(),
+        threads: field("Threads:"),
+        rss_kb: field("VmRSS:"),
+        hwm_kb: field("VmHWM:"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_exactly() {
+    let backend = Arc::new(HoldBackend::start().await);
+    let port = common::free_port();
+    let conf = ConfDir::new(
+        "[global]\nhostname = \"test-host\"\ninterval = 60\n",
+        &format!(
+            "[[instances]]\nollama_url = \"http://{}\"\nproxy_listen_addr = \"127.0.0.1:{port}\"\npassive = true\ntimeout = \"5s\"\n",
+            backend.addr
+        ),
+    );
+    let log = std::fs::File::create(conf.path().join("agent.log")).unwrap();
+    let child = command(&conf, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let agent = Running(child);
+    let pid = agent.0.id();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    common::wait_listening(addr).await;
+    let url = format!("http://{addr}");
+    let aborted = |m: &Metrics| {
+        sum(
+            m,
+            "ollama_endpoint_requests_total",
+            &[("outcome", "client_aborted")],
+        )
+    };
+
+    // Warm-up: the runtime, the allocator and the metric series reach their steady size.
+    const WARM: u64 = 60;
+    storm(addr, &backend, 0, WARM).await;
+    wait_metrics(&url, T, |m| {
+        aborted(m) == WARM as f64 && sum(m, "ollama_requests_total", &[]) == WARM as f64
+    })
+    .await;
+    let b = backend.clone();
+    wait_until(T, || b.disconnects() == forwarded(WARM)).await;
+    let before = proc_stats(pid);
+
+    const N: u64 = 1000;
+    storm(addr, &backend, WARM, N).await;
+    // One scrape is not atomic across families: wait until each has seen every record.
+    let all = (WARM + N) as f64;
+    wait_metrics(&url, T, |m| {
+        aborted(m) >= all
+            && sum(m, "ollama_requests_total", &[]) >= all
+            && sum(m, "ollama_requests_failed", &[]) >= all
+    })
+    .await;
+    let b = backend.clone();
+    wait_until(T, || b.disconnects() >= forwarded(WARM + N)).await;
+    // Every socket of the storm is closed again (a little slack for the scrapes' own).
+    wait_until(T, || proc_stats(pid).fds <= before.fds + 2).await;
+    let m = metrics_at(&url).await;
+    let after = proc_stats(pid);
+    let figures = format!(
+        "fds {} → {}, threads {} → {}, VmRSS {} → {} kB, VmHWM {} → {} kB",
+        before.fds,
+        after.fds,
+        before.threads,
+        after.threads,
+        before.rss_kb,
+        after.rss_kb,
+        before.hwm_kb,
+        after.hwm_kb
+    );
+    eprintln!("{N} hang-ups: {figures}");
+
+    // Counted exactly: every hang-up once, as client_aborted, and nothing else.
+    let ep = "ollama_endpoint_requests_total";
+    assert_eq!(aborted(&m), (WARM + N) as f64, "{figures}\n{}", m.0);
+    assert_eq!(sum(&m, ep, &[]), (WARM + N) as f64, "{}", m.0);
+    assert_eq!(sum(&m, "ollama_requests_total", &[]), (WARM + N) as f64);
+    assert_eq!(sum(&m, "ollama_requests_failed", &[]), (WARM + N) as f64);
+    assert_eq!(sum(&m, "ollama_requests_success", &[]), 0.0);
+    assert_eq!(sum(&m, "ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
+    // Every forwarded request was cancelled upstream: the backend saw each connection close.
+    assert_eq!(backend.disconnects(), forwarded(WARM + N));
+    // Nothing left behind.
+    assert!(after.threads <= before.threads, "threads grew: {figures}");
+    assert!(after.fds <= before.fds + 2, "sockets left open: {figures}");
+    assert!(
+        after.rss_kb <= before.rss_kb + 16 * 1024,
+        "RSS grew by more than 16 MB: {figures}"
+    );
+}
+
+/// Polls `pred` every 20 ms; panics after `timeout`.
+async fn wait_until(timeout: Duration, pred: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !pred() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
