@@ -47,6 +47,12 @@ impl InstanceState {
         }
     }
 
+    /// The answer for a request the agent's own endpoints must refuse (absolute-form target,
+    /// missing credentials), if any.
+    fn refuse(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
+        proxy::refuse_target(method, uri).or_else(|| self.access.check(headers))
+    }
+
     /// The store's families with instance labels, global labels and `agent_hostname` applied.
     pub fn snapshot(&self) -> Vec<Family> {
         let mut families = self.store.snapshot();
@@ -153,9 +159,7 @@ async fn metrics(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(denied) =
-        proxy::refuse_target(&method, &uri).or_else(|| state.access.check(&headers))
-    {
+    if let Some(denied) = state.refuse(&method, &uri, &headers) {
         return denied;
     }
     let mut text = String::with_capacity(8192);
@@ -177,9 +181,7 @@ async fn health(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(denied) =
-        proxy::refuse_target(&method, &uri).or_else(|| state.access.check(&headers))
-    {
+    if let Some(denied) = state.refuse(&method, &uri, &headers) {
         return denied;
     }
     let checked = state.backend.get();
