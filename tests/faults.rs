@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake_ollama::FakeOllama;
-use common::{command, ConfDir, InProcess, Metrics, Running};
+use common::{command, wait_metrics, ConfDir, InProcess, Metrics, Running};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -17,48 +17,6 @@ const T: Duration = Duration::from_secs(10);
 
 const CHAT: &str =
     r#"{"model":"llama3.2","messages":[{"role":"user","content":"why is the sky blue"}]}"#;
-
-/// Sum of every series `name` whose labels include all of `labels`.
-fn sum(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
-    m.0.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (n, rest) = series.split_at(series.find('{').unwrap_or(series.len()));
-            (n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-            .then(|| value.parse::<f64>().ok())
-            .flatten()
-        })
-        .sum()
-}
-
-async fn metrics_at(url: &str) -> Metrics {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .unwrap();
-    Metrics(text)
-}
-
-/// Polls `/metrics` until `pred` holds; panics with the last text after `timeout`.
-async fn wait_metrics(url: &str, timeout: Duration, pred: impl Fn(&Metrics) -> bool) -> Metrics {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let m = metrics_at(url).await;
-        if pred(&m) {
-            return m;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("metrics condition not met within {timeout:?}:\n{}", m.0);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The `ollama_up` gauge.
 fn up(m: &Metrics) -> f64 {
@@ -70,15 +28,15 @@ fn up(m: &Metrics) -> f64 {
 fn assert_outcome(m: &Metrics, model: &str, outcome: &str, n: f64) {
     let ep = "ollama_endpoint_requests_total";
     assert_eq!(
-        sum(m, ep, &[("model", model), ("outcome", outcome)]),
+        m.sum(ep, &[("model", model), ("outcome", outcome)]),
         n,
         "expected {n} × {outcome} for {model}:\n{}",
         m.0
     );
-    assert_eq!(sum(m, ep, &[]), n, "recorded more than once:\n{}", m.0);
+    assert_eq!(m.sum(ep, &[]), n, "recorded more than once:\n{}", m.0);
     assert_eq!(m.value("ollama_requests_failed", &[("model", model)]), n);
     assert_eq!(m.value("ollama_requests_success", &[("model", model)]), 0.0);
-    assert_eq!(sum(m, "ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
+    assert_eq!(m.sum("ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
 }
 
 async fn post(url: &str, path: &str, body: &str) -> reqwest::Response {
@@ -203,7 +161,7 @@ async fn a_stream_cut_by_the_backend_reaches_the_client_cut_and_is_one_stream_er
     assert_eq!(text.lines().count(), 3, "{text}");
     assert!(text.lines().all(|l| l.contains("\"done\":false")), "{text}");
     let m = wait_metrics(&agent.url(), T, |m| {
-        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+        m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
     assert_outcome(&m, "llama3.2:latest", "stream_error", 1.0);
@@ -370,7 +328,7 @@ async fn misbehaving(
         "{path} {request}: the client did not get what the backend sent"
     );
     let m = wait_metrics(&agent.url(), T, |m| {
-        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+        m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
     let model = if path.starts_with("/v1") {
@@ -639,7 +597,7 @@ async fn a_100_mb_single_line_reaches_the_client_whole_without_the_agent_bufferi
     );
     // A line without `done` is not a success.
     let m = wait_metrics(&url, T, |m| {
-        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+        m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
     assert_outcome(&m, "m:latest", "stream_error", 1.0);

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::fake_ollama::FakeOllama;
-use common::{command, ConfDir, InProcess, Metrics, Running};
+use common::{command, metrics_at, wait_metrics, ConfDir, InProcess, Metrics, Running};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -18,61 +18,13 @@ use tokio::task::JoinSet;
 /// Generous bound on every wait.
 const T: Duration = Duration::from_secs(10);
 
-/// Sum of every series `name` whose labels include all of `labels`.
-fn sum(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
-    m.0.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (n, rest) = series.split_at(series.find('{').unwrap_or(series.len()));
-            (n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-            .then(|| value.parse::<f64>().ok())
-            .flatten()
-        })
-        .sum()
-}
-
-/// `/metrics` at `url`.
-async fn metrics_at(url: &str) -> Metrics {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .unwrap();
-    Metrics(text)
-}
-
-/// Polls `/metrics` until `pred` holds; panics with the last text after `timeout`.
-async fn wait_metrics(url: &str, timeout: Duration, pred: impl Fn(&Metrics) -> bool) -> Metrics {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let m = metrics_at(url).await;
-        if pred(&m) {
-            return m;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("metrics condition not met within {timeout:?}:\n{}", m.0);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The request of `model` was recorded exactly once, as `client_aborted`; nothing in flight.
 fn assert_one_client_abort(m: &Metrics, model: &str) {
     let ep = "ollama_endpoint_requests_total";
     let mine = [("model", model)];
+    assert_eq!(m.sum(ep, &mine), 1.0, "not recorded exactly once:\n{}", m.0);
     assert_eq!(
-        sum(m, ep, &mine),
-        1.0,
-        "not recorded exactly once:\n{}",
-        m.0
-    );
-    assert_eq!(
-        sum(m, ep, &[("model", model), ("outcome", "client_aborted")]),
+        m.sum(ep, &[("model", model), ("outcome", "client_aborted")]),
         1.0,
         "not recorded as client_aborted:\n{}",
         m.0
@@ -80,7 +32,7 @@ fn assert_one_client_abort(m: &Metrics, model: &str) {
     assert_eq!(m.get("ollama_requests_total", &mine), Some(1.0));
     assert_eq!(m.get("ollama_requests_failed", &mine), Some(1.0));
     assert_eq!(m.value("ollama_requests_success", &mine), 0.0);
-    assert_eq!(sum(m, "ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
+    assert_eq!(m.sum("ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
 }
 
 /// A passive agent (no backend check of its own) in front of a fresh fake.
@@ -101,7 +53,7 @@ async fn a_client_gone_mid_request_body_before_the_model_is_known_is_one_client_
     .unwrap();
     drop(sock);
     let m = wait_metrics(&agent.url(), T, |m| {
-        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+        m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
     // Nothing named a model: the request is counted under `unknown`, and never left the agent.
@@ -132,8 +84,7 @@ async fn a_client_gone_mid_request_body_after_the_model_is_known_cancels_the_ups
     fake.wait_until(T, |s| s.requests == 2).await;
     drop(sock);
     let m = wait_metrics(&agent.url(), T, |m| {
-        sum(
-            m,
+        m.sum(
             "ollama_endpoint_requests_total",
             &[("model", "llama3.2:latest")],
         ) >= 1.0
@@ -167,7 +118,7 @@ async fn a_client_gone_while_waiting_for_the_first_token_cancels_the_upstream_re
     let _ = client.await;
     fake.wait_until(T, |s| s.disconnects >= 1).await;
     let m = wait_metrics(&agent.url(), T, |m| {
-        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+        m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
     assert_one_client_abort(&m, "llama3.2:latest");
@@ -190,7 +141,7 @@ async fn a_client_gone_mid_stream_cancels_the_upstream_request() {
     assert!(first.starts_with(b"{\"model\":\"llama3.2\""));
     let during = agent.metrics().await;
     assert_eq!(
-        sum(&during, "ollama_requests_in_flight", &[]),
+        during.sum("ollama_requests_in_flight", &[]),
         1.0,
         "{}",
         during.0
@@ -198,7 +149,7 @@ async fn a_client_gone_mid_stream_cancels_the_upstream_request() {
     drop(res);
     fake.wait_until(T, |s| s.disconnects >= 1).await;
     let m = wait_metrics(&agent.url(), T, |m| {
-        sum(m, "ollama_endpoint_requests_total", &[]) >= 1.0
+        m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
     assert_one_client_abort(&m, "llama3.2:latest");
@@ -428,8 +379,7 @@ async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_e
     common::wait_listening(addr).await;
     let url = format!("http://{addr}");
     let aborted = |m: &Metrics| {
-        sum(
-            m,
+        m.sum(
             "ollama_endpoint_requests_total",
             &[("outcome", "client_aborted")],
         )
@@ -439,7 +389,7 @@ async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_e
     const WARM: u64 = 60;
     storm(addr, &backend, 0, WARM).await;
     wait_metrics(&url, T, |m| {
-        aborted(m) == WARM as f64 && sum(m, "ollama_requests_total", &[]) == WARM as f64
+        aborted(m) == WARM as f64 && m.sum("ollama_requests_total", &[]) == WARM as f64
     })
     .await;
     let b = backend.clone();
@@ -452,8 +402,8 @@ async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_e
     let all = (WARM + N) as f64;
     wait_metrics(&url, T, |m| {
         aborted(m) >= all
-            && sum(m, "ollama_requests_total", &[]) >= all
-            && sum(m, "ollama_requests_failed", &[]) >= all
+            && m.sum("ollama_requests_total", &[]) >= all
+            && m.sum("ollama_requests_failed", &[]) >= all
     })
     .await;
     let b = backend.clone();
@@ -478,11 +428,11 @@ async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_e
     // Counted exactly: every hang-up once, as client_aborted, and nothing else.
     let ep = "ollama_endpoint_requests_total";
     assert_eq!(aborted(&m), (WARM + N) as f64, "{figures}\n{}", m.0);
-    assert_eq!(sum(&m, ep, &[]), (WARM + N) as f64, "{}", m.0);
-    assert_eq!(sum(&m, "ollama_requests_total", &[]), (WARM + N) as f64);
-    assert_eq!(sum(&m, "ollama_requests_failed", &[]), (WARM + N) as f64);
-    assert_eq!(sum(&m, "ollama_requests_success", &[]), 0.0);
-    assert_eq!(sum(&m, "ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
+    assert_eq!(m.sum(ep, &[]), (WARM + N) as f64, "{}", m.0);
+    assert_eq!(m.sum("ollama_requests_total", &[]), (WARM + N) as f64);
+    assert_eq!(m.sum("ollama_requests_failed", &[]), (WARM + N) as f64);
+    assert_eq!(m.sum("ollama_requests_success", &[]), 0.0);
+    assert_eq!(m.sum("ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
     // Every forwarded request was cancelled upstream: the backend saw each connection close.
     assert_eq!(backend.disconnects(), forwarded(WARM + N));
     // Nothing left behind.

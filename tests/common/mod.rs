@@ -160,9 +160,57 @@ impl Metrics {
             })
     }
 
+    /// Sum of every series `name` whose labels include all of `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (n, rest) = series.split_at(series.find('{').unwrap_or(series.len()));
+                let all = labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+                (n == name && all)
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
+    }
+
     /// Like [`Self::get`], 0 when absent.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.get(name, labels).unwrap_or(0.0)
+    }
+}
+
+/// `GET {url}/metrics`.
+pub async fn metrics_at(url: &str) -> Metrics {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap();
+    Metrics(text)
+}
+
+/// Polls `{url}/metrics` until `pred` holds; panics with the last text after `timeout`.
+pub async fn wait_metrics(
+    url: &str,
+    timeout: Duration,
+    pred: impl Fn(&Metrics) -> bool,
+) -> Metrics {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let m = metrics_at(url).await;
+        if pred(&m) {
+            return m;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("metrics condition not met within {timeout:?}:\n{}", m.0);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
