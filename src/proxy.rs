@@ -22,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
-pub use body::{BoxError, IdleBody, IdleTimeout, UpstreamBody};
+pub use body::{BoxError, IdleBody, IdleTimeout, Progress, UpstreamBody};
 pub use headers::strip_hop_by_hop;
 
 use crate::app::InstanceState;
@@ -180,18 +180,19 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, up.host.clone());
     state.store.observe_overhead(start.elapsed());
+    let progress = body.progress();
     let sent = up
         .client
         .request(axum::http::Request::from_parts(parts, body));
     // Inference answers may legitimately take minutes before their first byte (model load,
     // long prompt, `stream: false`): only the connect timeout bounds them. Everything else
-    // answers quickly or is stuck.
+    // answers within `timeout` of its request body's last move, or is stuck.
     let answer = if meter.is_some() {
         sent.await
     } else {
-        match tokio::time::timeout(up.timeout, sent).await {
-            Ok(r) => r,
-            Err(_) => {
+        match answer_within(up.timeout, sent, &progress).await {
+            Some(r) => r,
+            None => {
                 if state.config.passive {
                     state.store.set_up(false);
                 }
@@ -255,6 +256,27 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
         None => Body::new(idle),
     };
     Response::from_parts(parts, body)
+}
+
+/// Waits for `sent` (the backend's answer head) until `timeout` has passed with neither the
+/// answer nor any progress of the request body upstream: a slow upload is not cut, a backend
+/// that stops reading or answering is. `None` on timeout.
+async fn answer_within<F: std::future::Future>(
+    timeout: Duration,
+    sent: F,
+    progress: &Progress,
+) -> Option<F::Output> {
+    tokio::pin!(sent);
+    let mut deadline = Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, &mut sent).await {
+            Ok(r) => return Some(r),
+            Err(_) => match progress.last().map(|t| t + timeout) {
+                Some(next) if next > deadline => deadline = next,
+                _ => return None,
+            },
+        }
+    }
 }
 
 /// A 400 for request targets the agent never serves: absolute-form (`GET http://host/`) and

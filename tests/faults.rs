@@ -158,7 +158,9 @@ async fn a_stream_cut_by_the_backend_reaches_the_client_cut_and_is_one_stream_er
     assert_eq!(res.status(), 200);
     let got = read_body(res).await.expect_err("a cut stream");
     let text = String::from_utf8(got).unwrap();
-    assert_eq!(text.lines().count(), 3, "{text}");
+    // The backend resets the connection after 3 lines; data still in flight when the reset
+    // arrives may be discarded by the kernel, so the client gets at most those 3 lines.
+    assert!(text.lines().count() <= 3, "{text}");
     assert!(text.lines().all(|l| l.contains("\"done\":false")), "{text}");
     let m = wait_metrics(&agent.url(), T, |m| {
         m.sum("ollama_endpoint_requests_total", &[]) >= 1.0

@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +21,40 @@ pub struct UpstreamBody {
     head: VecDeque<Frame<Bytes>>,
     head_len: u64,
     rest: axum::body::Body,
+    progress: Arc<Progress>,
+}
+
+/// When the request body last moved upstream (a frame taken by the backend connection, or its
+/// end): the wait for a non-inference answer starts again from there, so an upload slower than
+/// `timeout` is not cut while a backend that stops reading still is.
+#[derive(Debug)]
+pub struct Progress {
+    base: Instant,
+    /// Nanoseconds after `base` of the last move, plus one (0 = never moved).
+    last: AtomicU64,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            base: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Progress {
+    pub fn last(&self) -> Option<Instant> {
+        match self.last.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.base + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    fn touch(&self) {
+        let n = self.base.elapsed().as_nanos().min(u128::from(u64::MAX - 1)) as u64;
+        self.last.store(n + 1, Ordering::Relaxed);
+    }
 }
 
 /// A body that fails with [`IdleTimeout`] when the inner body yields nothing for `timeout`.
@@ -49,6 +85,7 @@ impl UpstreamBody {
             head,
             head_len,
             rest,
+            progress: Arc::default(),
         }
     }
 
@@ -58,7 +95,13 @@ impl UpstreamBody {
             head: VecDeque::new(),
             head_len: 0,
             rest,
+            progress: Arc::default(),
         }
+    }
+
+    /// Shared record of the body's progress upstream.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
     }
 
     /// No body (the agent's own requests).
@@ -79,9 +122,14 @@ impl Body for UpstreamBody {
             if let Some(d) = frame.data_ref() {
                 self.head_len -= d.len() as u64;
             }
+            self.progress.touch();
             return Poll::Ready(Some(Ok(frame)));
         }
-        Pin::new(&mut self.rest).poll_frame(cx)
+        let polled = Pin::new(&mut self.rest).poll_frame(cx);
+        if polled.is_ready() {
+            self.progress.touch();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
