@@ -5,12 +5,16 @@
 //! answers and requests (NDJSON Ollama lines, OpenAI SSE chunks with usage, Responses and
 //! Anthropic events, JSON bodies) mutated by truncation, inserted garbage or syntax, deleted
 //! and duplicated ranges, flipped bytes and other line ends, then split at random points.
-//! Asserted: no panic; the reading is the same whether the input arrives whole or split; and
-//! `TapBody` forwards exactly the bytes it received.
+//! Asserted: no panic; the reading (and the SSE framing, the scanner's events, the sniffed
+//! model, the stripped stream) is the same whether the input arrives whole or split; the
+//! sniffed model is serde_json's wherever serde_json reads the body; `inject` only inserts
+//! `INJECTED` after the first `{`; the usage stripper removes nothing but whole usage events;
+//! and `TapBody` forwards exactly the bytes it received, for every endpoint and content type.
 //!
-//! The generator is a fixed-seed xorshift, so a run is reproducible. More cases:
-//! `OLLAMA_TAP_PROPTEST_CASES=100000 cargo test --release --test properties`; another seed:
-//! `OLLAMA_TAP_PROPTEST_SEED=<n>`. A failure prints the property, case, seed and input.
+//! The generator is a fixed-seed xorshift, so a run is reproducible (about 2 s in debug).
+//! More cases: `OLLAMA_TAP_PROPTEST_CASES=100000 cargo test --test properties` (a minute or
+//! two); another seed: `OLLAMA_TAP_PROPTEST_SEED=<n>`. A failure prints the property, case,
+//! seed and input.
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
@@ -620,7 +624,7 @@ fn json_answer_reading_is_the_same_however_the_answer_is_split() {
 fn sniff(chunks: &[&[u8]]) -> (Option<String>, bool) {
     let mut s = ModelSniffer::new();
     for c in chunks {
-        // The proxy stops feeding once the sniffer is finished; feeding on must not matter.
+        // Fed on after it finished (the proxy stops there): that must change nothing.
         s.feed(c);
     }
     let finished = s.finished();

@@ -82,7 +82,13 @@ impl Visitor for Found {
     fn value(&mut self, _path: &[u8], value: Value<'_>) {
         if let Value::Str(s) = value {
             let s = &s[..s.len().min(MODEL_CAP)];
-            self.model = Some(String::from_utf8_lossy(s).into_owned());
+            // `"hf.co\/org\/m"` (PHP's default) is the same model as `"hf.co/org/m"`: decode
+            // escapes when there are any; keep the raw text if they do not decode.
+            let decoded = s
+                .contains(&b'\\')
+                .then(|| serde_json::from_slice::<String>(&[&b"\""[..], s, b"\""].concat()).ok())
+                .flatten();
+            self.model = Some(decoded.unwrap_or_else(|| String::from_utf8_lossy(s).into_owned()));
         } else {
             self.gave_up = true;
         }
@@ -136,6 +142,19 @@ mod tests {
                 "split at {at}"
             );
         }
+    }
+
+    #[test]
+    fn escaped_names_decode_to_one_model() {
+        assert_eq!(
+            sniff(&[br#"{"model":"hf.co\/org\/repo"}"#]).as_deref(),
+            Some("hf.co/org/repo")
+        );
+        assert_eq!(
+            sniff(&[br#"{"model":"q\u0077en"}"#]).as_deref(),
+            Some("qwen")
+        );
+        assert_eq!(sniff(&[br#"{"model":"bad\x"}"#]).as_deref(), Some("bad\\x"));
     }
 
     #[test]
