@@ -59,16 +59,9 @@ impl Agent {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// A `kB` field of `/proc/<pid>/status` (`VmHWM`, `VmRSS`), in bytes.
-    fn status_bytes(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.run.0.id()))
-            .expect("the agent is running");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("{field} missing from /proc/<pid>/status"))
-            * 1024
+    /// Peak RSS of the agent (`VmHWM`), in bytes.
+    fn peak_rss(&self) -> u64 {
+        common::proc_stats(self.run.0.id()).hwm_kb * 1024
     }
 
     fn logs(&self) -> String {
@@ -386,14 +379,14 @@ async fn a_200_mb_blob_upload_streams_through_in_bounded_memory() {
     let fake = FakeOllama::start().await;
     // The default timeout: an upload this size on a fast link takes a few seconds.
     let agent = Agent::start(&fake.url(), "").await;
-    let idle_hwm = agent.status_bytes("VmHWM");
+    let idle_hwm = agent.peak_rss();
 
     for (digest_byte, chunked) in [('a', false), ('b', true)] {
         let digest: String = std::iter::repeat_n(digest_byte, 64).collect();
         let before = fake.stats().bodies_bytes;
         let (answer, took) = upload(&agent.addr(), &digest, TOTAL, chunked, Duration::ZERO).await;
         let received = fake.stats().bodies_bytes - before;
-        let hwm = agent.status_bytes("VmHWM");
+        let hwm = agent.peak_rss();
         let framing = if chunked { "chunked" } else { "Content-Length" };
         println!(
             "200 MB blob upload ({framing}) through the agent: {:.1} s, agent VmHWM {:.1} MB (idle {:.1} MB)",

@@ -525,19 +525,6 @@ async fn huge_line_backend() -> (SocketAddr, tokio::task::JoinHandle<Digest>) {
     (addr, task)
 }
 
-/// `VmRSS` and `VmHWM` of a process, in kB.
-fn memory_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_single_line_reaches_the_client_whole_without_the_agent_buffering_it() {
     let (backend, sent) = huge_line_backend().await;
@@ -559,7 +546,11 @@ async fn a_100_mb_single_line_reaches_the_client_whole_without_the_agent_bufferi
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     common::wait_listening(addr).await;
     let url = format!("http://{addr}");
-    let (rss_before, hwm_before) = memory_kb(pid);
+    let common::ProcStats {
+        rss_kb: rss_before,
+        hwm_kb: hwm_before,
+        ..
+    } = common::proc_stats(pid);
 
     let res = post(
         &url,
@@ -581,7 +572,11 @@ async fn a_100_mb_single_line_reaches_the_client_whole_without_the_agent_bufferi
         tail.drain(..tail.len().saturating_sub(32));
     }
     let sent = sent.await.unwrap();
-    let (rss_after, hwm_after) = memory_kb(pid);
+    let common::ProcStats {
+        rss_kb: rss_after,
+        hwm_kb: hwm_after,
+        ..
+    } = common::proc_stats(pid);
     let figures =
         format!("VmRSS {rss_before} → {rss_after} kB, VmHWM {hwm_before} → {hwm_after} kB");
     eprintln!("100 MB line: {figures}");

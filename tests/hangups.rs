@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::fake_ollama::FakeOllama;
-use common::{command, metrics_at, wait_metrics, ConfDir, InProcess, Metrics, Running};
+use common::{command, metrics_at, proc_stats, wait_metrics, ConfDir, InProcess, Metrics, Running};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -326,34 +326,6 @@ async fn storm(agent: SocketAddr, backend: &Arc<HoldBackend>, first: u64, count:
 /// Hang-ups that reach the backend among ids `0..n` (all but `At::Body`).
 fn forwarded(n: u64) -> usize {
     (0..n).filter(|id| id % 3 != 0).count()
-}
-
-/// What `/proc` says about a process.
-#[derive(Debug, Clone, Copy)]
-struct ProcStats {
-    fds: usize,
-    threads: u64,
-    rss_kb: u64,
-    hwm_kb: u64,
-}
-
-fn proc_stats(pid: u32) -> ProcStats {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-    };
-    ProcStats {
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .count(),
-        threads: field("Threads:"),
-        rss_kb: field("VmRSS:"),
-        hwm_kb: field("VmHWM:"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

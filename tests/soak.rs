@@ -525,21 +525,11 @@ async fn concurrent_streams_held_through_the_agent_stay_exact_and_bounded() {
 
 /// Peak and current RSS, threads and open fds of process `pid`, from `/proc`.
 fn sample(pid: u32) -> Sample {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the agent is running");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("{name} missing from /proc/{pid}/status"))
-    };
+    let p = common::proc_stats(pid);
     Sample {
-        hwm: field("VmHWM") * 1024,
-        rss: field("VmRSS") * 1024,
-        threads: field("Threads"),
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|d| d.count())
-            .unwrap_or(0),
+        hwm: p.hwm_kb * 1024,
+        rss: p.rss_kb * 1024,
+        threads: p.threads,
+        fds: p.fds,
     }
 }

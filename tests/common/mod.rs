@@ -214,6 +214,35 @@ pub async fn wait_metrics(
     }
 }
 
+/// What `/proc` says about a process (the real binary, in memory and leak tests).
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStats {
+    pub fds: usize,
+    pub threads: u64,
+    pub rss_kb: u64,
+    /// Peak RSS (`VmHWM`).
+    pub hwm_kb: u64,
+}
+
+/// Open file descriptors, threads, RSS and peak RSS of process `pid`.
+pub fn proc_stats(pid: u32) -> ProcStats {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process is running");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    ProcStats {
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count()),
+        threads: field("Threads"),
+        rss_kb: field("VmRSS"),
+        hwm_kb: field("VmHWM"),
+    }
+}
+
 /// Path of the real binary built by cargo for these tests.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_ollama-tap")
