@@ -190,7 +190,7 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
     let answer = if meter.is_some() {
         sent.await
     } else {
-        match answer_within(up.timeout, sent, &progress).await {
+        match answer_within(up.timeout, sent, progress.as_deref()).await {
             Some(r) => r,
             None => {
                 if state.config.passive {
@@ -264,14 +264,14 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
 async fn answer_within<F: std::future::Future>(
     timeout: Duration,
     sent: F,
-    progress: &Progress,
+    progress: Option<&Progress>,
 ) -> Option<F::Output> {
     tokio::pin!(sent);
     let mut deadline = Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, &mut sent).await {
             Ok(r) => return Some(r),
-            Err(_) => match progress.last().map(|t| t + timeout) {
+            Err(_) => match progress.and_then(Progress::last).map(|t| t + timeout) {
                 Some(next) if next > deadline => deadline = next,
                 _ => return None,
             },

@@ -21,7 +21,8 @@ pub struct UpstreamBody {
     head: VecDeque<Frame<Bytes>>,
     head_len: u64,
     rest: axum::body::Body,
-    progress: Arc<Progress>,
+    /// Kept for requests whose answer wait is bounded by `timeout` (the pass-through ones).
+    progress: Option<Arc<Progress>>,
 }
 
 /// When the request body last moved upstream (a frame taken by the backend connection, or its
@@ -85,7 +86,7 @@ impl UpstreamBody {
             head,
             head_len,
             rest,
-            progress: Arc::default(),
+            progress: None,
         }
     }
 
@@ -95,12 +96,12 @@ impl UpstreamBody {
             head: VecDeque::new(),
             head_len: 0,
             rest,
-            progress: Arc::default(),
+            progress: Some(Arc::default()),
         }
     }
 
     /// Shared record of the body's progress upstream.
-    pub fn progress(&self) -> Arc<Progress> {
+    pub fn progress(&self) -> Option<Arc<Progress>> {
         self.progress.clone()
     }
 
@@ -122,12 +123,16 @@ impl Body for UpstreamBody {
             if let Some(d) = frame.data_ref() {
                 self.head_len -= d.len() as u64;
             }
-            self.progress.touch();
+            if let Some(p) = &self.progress {
+                p.touch();
+            }
             return Poll::Ready(Some(Ok(frame)));
         }
         let polled = Pin::new(&mut self.rest).poll_frame(cx);
         if polled.is_ready() {
-            self.progress.touch();
+            if let Some(p) = &self.progress {
+                p.touch();
+            }
         }
         polled
     }
