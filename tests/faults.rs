@@ -3,17 +3,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use common::fake_ollama::FakeOllama;
-use common::{command, wait_metrics, ConfDir, InProcess, Metrics, Running};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-
-/// Generous bound on every wait.
-const T: Duration = Duration::from_secs(10);
+use common::raw::{chunk, chunked, chunked_head, sized, Conn, RawBackend, LAST_CHUNK};
+use common::{wait_metrics, Binary, ConfDir, InProcess, Metrics, WAIT as T};
+use tokio::net::{TcpSocket, TcpStream};
 
 const CHAT: &str =
     r#"{"model":"llama3.2","messages":[{"role":"user","content":"why is the sky blue"}]}"#;
@@ -103,7 +97,12 @@ async fn an_agent_started_with_the_backend_down_answers_502_and_serves_again_onc
     );
     let health = reqwest::get(format!("{url}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
-    assert!(fake.stats().requests >= 1);
+    let paths = fake.stats().paths;
+    assert_eq!(
+        paths.iter().filter(|p| *p == "POST /api/chat").count(),
+        1,
+        "{paths:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +121,11 @@ async fn a_backend_dying_mid_stream_cuts_the_client_stream_and_ollama_up_drops_u
     .await;
     assert_eq!(res.status(), 200);
     let first = res.chunk().await.unwrap().expect("a first line");
+    let line = String::from_utf8_lossy(&first).into_owned();
+    assert!(
+        line.starts_with("{\"model\":\"llama3.2\"") && line.contains("\"done\":false"),
+        "{line}"
+    );
     fake.stop().await;
     let rest = read_body(res)
         .await
@@ -147,6 +151,48 @@ async fn a_backend_dying_mid_stream_cuts_the_client_stream_and_ollama_up_drops_u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_cut_by_the_backend_reaches_the_client_cut_and_is_one_stream_error() {
+    // Three lines, then the backend closes the connection inside the chunked body (no last
+    // chunk): the client gets exactly those lines, then a cut, never a clean end.
+    let lines: Vec<String> = (0..3)
+        .map(|i| format!("{{\"model\":\"llama3.2\",\"response\":\"w{i}\",\"done\":false}}\n"))
+        .collect();
+    let script = lines.clone();
+    let backend = RawBackend::start(move |mut conn: Conn| {
+        let lines = script.clone();
+        async move {
+            if conn.read_request().await.is_none() {
+                return;
+            }
+            let mut out = chunked_head("application/x-ndjson", "");
+            for l in &lines {
+                out.extend(chunk(l.as_bytes()));
+            }
+            conn.say(&out).await;
+        }
+    })
+    .await;
+    let agent = agent_for(&backend.url(), "5s").await;
+    let res = post(
+        &agent.url(),
+        "/api/generate",
+        r#"{"model":"llama3.2","prompt":"x"}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let got = read_body(res).await.expect_err("a cut stream");
+    assert_eq!(String::from_utf8(got).unwrap(), lines.concat());
+    let m = wait_metrics(&agent.url(), T, |m| {
+        m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
+    })
+    .await;
+    assert_outcome(&m, "llama3.2:latest", "stream_error", 1.0);
+}
+
+/// The fake's `[[cut_after:K]]` resets the connection (a crashed server): what was in flight
+/// may be lost, but the client never sees a clean end, never more than was sent, and it is
+/// one stream error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_reset_by_the_backend_is_one_stream_error_and_never_a_clean_end() {
     let fake = FakeOllama::start().await;
     let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
     let res = post(
@@ -158,10 +204,15 @@ async fn a_stream_cut_by_the_backend_reaches_the_client_cut_and_is_one_stream_er
     assert_eq!(res.status(), 200);
     let got = read_body(res).await.expect_err("a cut stream");
     let text = String::from_utf8(got).unwrap();
-    // The backend resets the connection after 3 lines; data still in flight when the reset
-    // arrives may be discarded by the kernel, so the client gets at most those 3 lines.
+    let tokens = common::fake_ollama::reply_tokens("x [[tokens:10]] [[cut_after:3]]");
+    // Whatever arrived is a prefix of the three lines the fake sent, line by line.
+    for (line, token) in text.split_inclusive('\n').zip(&tokens) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(v["response"], token.as_str(), "{text}");
+        assert_eq!(v["done"], false, "{text}");
+    }
     assert!(text.lines().count() <= 3, "{text}");
-    assert!(text.lines().all(|l| l.contains("\"done\":false")), "{text}");
     let m = wait_metrics(&agent.url(), T, |m| {
         m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
@@ -171,19 +222,17 @@ async fn a_stream_cut_by_the_backend_reaches_the_client_cut_and_is_one_stream_er
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_cannot_be_connected_to_in_time_is_a_504_and_one_timeout() {
-    // A listener whose accept queue is full: the kernel drops further SYNs, so a connect hangs.
+    // A listener that never accepts, with a backlog of 1: Linux queues backlog + 1 finished
+    // handshakes (the queue is full when it holds *more* than the backlog) and drops every
+    // further SYN, so the agent's connect hangs. Filled by count, not by a timeout.
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(1).unwrap();
+    const BACKLOG: u32 = 1;
+    let listener = socket.listen(BACKLOG).unwrap();
     let addr = listener.local_addr().unwrap();
     let mut queued = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => queued.push(s),
-            Ok(Err(e)) => panic!("connect: {e}"),
-            Err(_) => break,
-        }
-        assert!(queued.len() < 64, "the accept queue never filled");
+    for _ in 0..=BACKLOG {
+        queued.push(TcpStream::connect(addr).await.expect("a queued connection"));
     }
     let agent = InProcess::start(ConfDir::new(
         "[global]\ninterval = 60\n",
@@ -211,89 +260,27 @@ enum Script {
     SayThenHang(Vec<u8>),
 }
 
-/// A backend answering every request with `script`; counts the requests.
-struct Scripted {
-    url: String,
-    requests: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Scripted {
-    async fn start(script: Script) -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(AtomicUsize::new(0));
-        let count = requests.clone();
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((mut sock, _)) = listener.accept().await {
-                read_request(&mut sock).await;
-                count.fetch_add(1, Ordering::SeqCst);
-                match &script {
-                    Script::Say(bytes) => {
-                        let _ = sock.write_all(bytes).await;
-                        let _ = sock.shutdown().await;
-                    }
+impl Script {
+    /// A backend playing this script on every connection.
+    async fn backend(self) -> RawBackend {
+        RawBackend::start(move |mut conn: Conn| {
+            let script = self.clone();
+            async move {
+                if conn.read_request().await.is_none() {
+                    return;
+                }
+                match script {
+                    Script::Say(bytes) => conn.say(&bytes).await,
                     Script::SayThenHang(bytes) => {
-                        let _ = sock.write_all(bytes).await;
-                        held.push(sock);
+                        if conn.write(&bytes).await {
+                            conn.closed().await;
+                        }
                     }
                 }
             }
-        });
-        Scripted {
-            url,
-            requests,
-            task,
-        }
+        })
+        .await
     }
-}
-
-impl Drop for Scripted {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Reads a request head and its `Content-Length` body.
-async fn read_request(sock: &mut TcpStream) {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if sock.read(&mut byte).await.unwrap_or(0) == 0 {
-            return;
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-    let len = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:")?.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    let _ = sock.read_exact(&mut body).await;
-}
-
-/// An HTTP/1.1 answer with `content_type` and `parts` as chunks of a chunked body; the body
-/// ends cleanly.
-fn chunked(content_type: &str, parts: &[&str]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
-    );
-    for p in parts {
-        out.push_str(&format!("{:x}\r\n{p}\r\n", p.len()));
-    }
-    out.push_str("0\r\n\r\n");
-    out.into_bytes()
-}
-
-/// An HTTP/1.1 answer with a sized body.
-fn sized(content_type: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 /// A passive agent in front of `backend` with `timeout`.
@@ -317,8 +304,13 @@ async fn misbehaving(
     clean_end: bool,
     outcome: &str,
 ) {
-    let backend = Scripted::start(script).await;
-    let agent = agent_for(&backend.url, "300ms").await;
+    // A stalled answer is cut after `timeout`; the others must never be (a loaded machine).
+    let timeout = match script {
+        Script::Say(_) => "10s",
+        Script::SayThenHang(_) => "1s",
+    };
+    let backend = script.backend().await;
+    let agent = agent_for(&backend.url(), timeout).await;
     let res = post(&agent.url(), path, request).await;
     assert_eq!(res.status(), 200, "{path} {request}");
     let body = read_body(res).await;
@@ -339,7 +331,7 @@ async fn misbehaving(
         "llama3.2:latest"
     };
     assert_outcome(&m, model, outcome, 1.0);
-    assert_eq!(backend.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(backend.requests(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,8 +409,10 @@ async fn a_final_line_that_is_not_json_reaches_the_client_as_sent_and_is_one_fai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_that_is_not_http_is_a_502_and_one_failure() {
-    let backend = Scripted::start(Script::Say(b"SSH-2.0-OpenSSH_9.6\r\n".to_vec())).await;
-    let agent = agent_for(&backend.url, "5s").await;
+    let backend = Script::Say(b"SSH-2.0-OpenSSH_9.6\r\n".to_vec())
+        .backend()
+        .await;
+    let agent = agent_for(&backend.url(), "5s").await;
     assert_error_answer(post(&agent.url(), "/api/chat", CHAT).await, 502).await;
     let m = agent.metrics().await;
     assert_outcome(&m, "llama3.2:latest", "backend_unreachable", 1.0);
@@ -487,65 +481,50 @@ const LINE_START: &[u8] = b"{\"model\":\"m\",\"response\":\"";
 const LINE_END: &[u8] = b"\",\"done\":false}\n";
 
 /// A backend answering one request with a single NDJSON line carrying a 100 MB `response`
-/// (and no `done`), written in 64 KiB chunks as the agent takes them; returns the digest of
-/// the body it sent.
-async fn huge_line_backend() -> (SocketAddr, tokio::task::JoinHandle<Digest>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        read_request(&mut sock).await;
-        sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await
-            .unwrap();
-        // 26 pieces, each the alphabet from another letter: the content shifts along the line.
-        let pieces: Vec<Vec<u8>> = (0..26u8)
-            .map(|k| {
-                (0..PIECE)
-                    .map(|j| b'a' + ((j as u8 % 26 + k) % 26))
-                    .collect()
-            })
-            .collect();
-        let mut sent = Digest::new();
-        let send = |data: &[u8], sent: &mut Digest| {
-            sent.feed(data);
-            [format!("{:x}\r\n", data.len()).as_bytes(), data, b"\r\n"].concat()
-        };
-        let start = send(LINE_START, &mut sent);
-        sock.write_all(&start).await.unwrap();
-        for i in 0..HUGE / PIECE {
-            let chunk = send(&pieces[i % 26], &mut sent);
-            sock.write_all(&chunk).await.unwrap();
+/// (and no `done`), written in 64 KiB chunks as the agent takes them; the receiver gets the
+/// digest of the body it sent.
+async fn huge_line_backend() -> (RawBackend, tokio::sync::oneshot::Receiver<Digest>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let backend = RawBackend::start(move |mut conn: Conn| {
+        let tx = tx.lock().unwrap().take();
+        async move {
+            let Some(tx) = tx else { return };
+            if conn.read_request().await.is_none() {
+                return;
+            }
+            assert!(conn.write(&chunked_head("application/x-ndjson", "")).await);
+            // 26 pieces, each the alphabet from another letter: the content shifts along the line.
+            let pieces: Vec<Vec<u8>> = (0..26u8)
+                .map(|k| {
+                    (0..PIECE)
+                        .map(|j| b'a' + ((j as u8 % 26 + k) % 26))
+                        .collect()
+                })
+                .collect();
+            let mut sent = Digest::new();
+            let parts = std::iter::once(LINE_START)
+                .chain((0..HUGE / PIECE).map(|i| &pieces[i % 26][..]))
+                .chain(std::iter::once(LINE_END));
+            for data in parts {
+                sent.feed(data);
+                assert!(conn.write(&chunk(data)).await, "the agent hung up");
+            }
+            assert!(conn.write(LAST_CHUNK).await);
+            let _ = tx.send(sent);
+            conn.closed().await;
         }
-        let end = send(LINE_END, &mut sent);
-        sock.write_all(&end).await.unwrap();
-        sock.write_all(b"0\r\n\r\n").await.unwrap();
-        sent
-    });
-    (addr, task)
+    })
+    .await;
+    (backend, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_single_line_reaches_the_client_whole_without_the_agent_buffering_it() {
     let (backend, sent) = huge_line_backend().await;
-    let port = common::free_port();
-    let conf = ConfDir::new(
-        "[global]\nhostname = \"test-host\"\ninterval = 60\n",
-        &format!(
-            "[[instances]]\nollama_url = \"http://{backend}\"\nproxy_listen_addr = \"127.0.0.1:{port}\"\npassive = true\ntimeout = \"10s\"\n"
-        ),
-    );
-    let log = std::fs::File::create(conf.path().join("agent.log")).unwrap();
-    let child = command(&conf, &[])
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut agent = Running(child);
-    let pid = agent.0.id();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    common::wait_listening(addr).await;
-    let url = format!("http://{addr}");
+    let mut agent = Binary::single(&backend.url(), "passive = true").await;
+    let pid = agent.pid();
+    let url = agent.url();
     let common::ProcStats {
         rss_kb: rss_before,
         hwm_kb: hwm_before,
@@ -598,7 +577,5 @@ async fn a_100_mb_single_line_reaches_the_client_whole_without_the_agent_bufferi
     })
     .await;
     assert_outcome(&m, "m:latest", "stream_error", 1.0);
-    assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
-    let log = std::fs::read_to_string(conf.path().join("agent.log")).unwrap();
-    assert!(!log.contains("panicked"), "{log}");
+    agent.assert_healthy();
 }

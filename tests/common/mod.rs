@@ -1,9 +1,14 @@
-//! Test harness: a fake Ollama, temporary conf dirs, the agent in process or as the real
-//! binary, and small helpers to read `/metrics`.
+//! Test harness: a fake Ollama, raw-TCP peers, temporary conf dirs, the agent in process or
+//! as the real binary ([`Binary`]), one "wait until" and small helpers to read `/metrics`.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod fake_ollama;
+pub mod raw;
 pub mod receiver;
+
+#[allow(unused_imports)]
+pub use binary::Binary;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +20,38 @@ use std::time::Duration;
 use ollama_tap::agent::Agent;
 use ollama_tap::app::InstanceState;
 use tokio::sync::oneshot;
+
+/// The bound on every wait for an event: generous, because it only ever fails a broken case
+/// (a test waits for the event, not for the clock).
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Polls `pred` every 10 ms until it holds; panics naming `what` after [`WAIT`].
+pub async fn wait_until(what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !pred() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit and returns the new
+/// soft limit (tests holding thousands of sockets need it; children inherit it).
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    lim.rlim_cur as u64
+}
 
 /// A conf dir in the system temp dir, removed on drop.
 pub struct ConfDir {
