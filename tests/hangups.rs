@@ -4,19 +4,19 @@ mod common;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::fake_ollama::FakeOllama;
-use common::{command, metrics_at, proc_stats, wait_metrics, ConfDir, InProcess, Metrics, Running};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use common::raw::{chunk, chunked_head, Conn, RawBackend};
+use common::{
+    metrics_at, proc_stats, wait_metrics, wait_until, Binary, ConfDir, InProcess, Metrics,
+    WAIT as T,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-
-/// Generous bound on every wait.
-const T: Duration = Duration::from_secs(10);
 
 /// The request of `model` was recorded exactly once, as `client_aborted`; nothing in flight.
 fn assert_one_client_abort(m: &Metrics, model: &str) {
@@ -107,13 +107,13 @@ async fn a_client_gone_while_waiting_for_the_first_token_cancels_the_upstream_re
     let client = tokio::spawn(async move {
         reqwest::Client::new()
             .post(format!("{url}/api/generate"))
-            .body(r#"{"model":"llama3.2","prompt":"slow [[first_delay:2000]]"}"#)
+            .body(r#"{"model":"llama3.2","prompt":"slow [[first_delay:600000]]"}"#)
             .send()
             .await
     });
-    // The request reached the backend, which is now "loading the model"; then the client goes.
+    // The request reached the backend, which is now "loading the model" for ten minutes: the
+    // agent is waiting for the first token. The client goes.
     fake.wait_until(T, |s| s.requests == 1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     client.abort();
     let _ = client.await;
     fake.wait_until(T, |s| s.disconnects >= 1).await;
@@ -171,98 +171,62 @@ enum At {
 }
 
 /// A backend that records each request's `?id=` as soon as its head arrives, then holds it:
-/// `at=Stream` gets the answer's head and a line every 20 ms, the others nothing. It counts
-/// the connections the agent closes on it.
+/// `at=Stream` gets the answer's head and a line every 20 ms, the others nothing. Its
+/// `disconnects` count the connections the agent closed on it.
 struct HoldBackend {
-    addr: SocketAddr,
+    raw: RawBackend,
     seen: Arc<Mutex<HashSet<u64>>>,
-    disconnects: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl HoldBackend {
     async fn start() -> HoldBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(HashSet::new()));
-        let disconnects = Arc::new(AtomicUsize::new(0));
-        let (s, d) = (seen.clone(), disconnects.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(hold(sock, s.clone(), d.clone()));
-            }
-        });
-        HoldBackend {
-            addr,
-            seen,
-            disconnects,
-            task,
-        }
+        let s = seen.clone();
+        let raw = RawBackend::start(move |conn| hold(conn, s.clone())).await;
+        HoldBackend { raw, seen }
     }
 
     fn disconnects(&self) -> usize {
-        self.disconnects.load(Ordering::SeqCst)
+        self.raw.disconnects()
     }
 
     /// Waits until the request `id` reached the backend.
     async fn wait_seen(&self, id: u64) {
-        let deadline = tokio::time::Instant::now() + T;
-        while !self.seen.lock().unwrap().contains(&id) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "request {id} never reached the backend"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_until(&format!("request {id} reaches the backend"), || {
+            self.seen.lock().unwrap().contains(&id)
+        })
+        .await
     }
 }
 
-impl Drop for HoldBackend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn hold(sock: TcpStream, seen: Arc<Mutex<HashSet<u64>>>, disconnects: Arc<AtomicUsize>) {
-    let (rd, mut wr) = sock.into_split();
-    let mut rd = BufReader::new(rd);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let query = |key: &str| {
-        head.split([' ', '?', '&'])
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-            .map(str::to_string)
+async fn hold(mut conn: Conn, seen: Arc<Mutex<HashSet<u64>>>) {
+    let Some(head) = conn.read_head().await else {
+        return;
     };
-    let id: u64 = query("id").and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
-    let stream = query("at").as_deref() == Some("Stream");
+    let id: u64 = head
+        .query("id")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX);
+    let stream = head.query("at") == Some("Stream");
     seen.lock().unwrap().insert(id);
-    let line = b"{\"model\":\"m\",\"response\":\"a\",\"done\":false}\n";
-    let chunk = [format!("{:x}\r\n", line.len()).as_bytes(), line, b"\r\n"].concat();
-    if stream {
-        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n";
-        if wr.write_all(&[&answer[..], &chunk].concat()).await.is_err() {
-            disconnects.fetch_add(1, Ordering::SeqCst);
-            return;
-        }
+    let line = chunk(b"{\"model\":\"m\",\"response\":\"a\",\"done\":false}\n");
+    if !stream {
+        // Reads (and drops) whatever comes until the agent closes the connection.
+        return conn.closed().await;
+    }
+    if !conn
+        .write(&[chunked_head("application/x-ndjson", ""), line.clone()].concat())
+        .await
+    {
+        return;
     }
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut buf = [0u8; 4096];
     loop {
         tokio::select! {
-            n = rd.read(&mut buf) => if matches!(n, Ok(0) | Err(_)) { break },
-            _ = tick.tick(), if stream => if wr.write_all(&chunk).await.is_err() { break },
+            _ = conn.wait_closed() => return,
+            _ = tick.tick() => if !conn.write(&line).await { return },
         }
     }
-    disconnects.fetch_add(1, Ordering::SeqCst);
 }
 
 /// One client of the storm: sends request `id` and hangs up at `at`.
@@ -331,25 +295,10 @@ fn forwarded(n: u64) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_exactly() {
     let backend = Arc::new(HoldBackend::start().await);
-    let port = common::free_port();
-    let conf = ConfDir::new(
-        "[global]\nhostname = \"test-host\"\ninterval = 60\n",
-        &format!(
-            "[[instances]]\nollama_url = \"http://{}\"\nproxy_listen_addr = \"127.0.0.1:{port}\"\npassive = true\ntimeout = \"5s\"\n",
-            backend.addr
-        ),
-    );
-    let log = std::fs::File::create(conf.path().join("agent.log")).unwrap();
-    let child = command(&conf, &[])
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let agent = Running(child);
-    let pid = agent.0.id();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    common::wait_listening(addr).await;
-    let url = format!("http://{addr}");
+    let mut agent = Binary::single(&backend.raw.url(), "passive = true").await;
+    let pid = agent.pid();
+    let addr = agent.addr();
+    let url = agent.url();
     let aborted = |m: &Metrics| {
         m.sum(
             "ollama_endpoint_requests_total",
@@ -364,8 +313,10 @@ async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_e
         aborted(m) == WARM as f64 && m.sum("ollama_requests_total", &[]) == WARM as f64
     })
     .await;
-    let b = backend.clone();
-    wait_until(T, || b.disconnects() == forwarded(WARM)).await;
+    wait_until("the warm-up's upstream requests are cancelled", || {
+        backend.disconnects() == forwarded(WARM)
+    })
+    .await;
     let before = proc_stats(pid);
 
     const N: u64 = 1000;
@@ -378,10 +329,15 @@ async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_e
             && m.sum("ollama_requests_failed", &[]) >= all
     })
     .await;
-    let b = backend.clone();
-    wait_until(T, || b.disconnects() >= forwarded(WARM + N)).await;
+    wait_until("every forwarded hang-up is cancelled upstream", || {
+        backend.disconnects() >= forwarded(WARM + N)
+    })
+    .await;
     // Every socket of the storm is closed again (a little slack for the scrapes' own).
-    wait_until(T, || proc_stats(pid).fds <= before.fds + 2).await;
+    wait_until("the storm's sockets are closed", || {
+        proc_stats(pid).fds <= before.fds + 2
+    })
+    .await;
     let m = metrics_at(&url).await;
     let after = proc_stats(pid);
     let figures = format!(
@@ -414,16 +370,5 @@ async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_e
         after.rss_kb <= before.rss_kb + 16 * 1024,
         "RSS grew by more than 16 MB: {figures}"
     );
-}
-
-/// Polls `pred` every 20 ms; panics after `timeout`.
-async fn wait_until(timeout: Duration, pred: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !pred() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    agent.assert_healthy();
 }

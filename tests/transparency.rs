@@ -3,63 +3,47 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::fake_ollama::FakeOllama;
-use common::{ConfDir, InProcess};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use common::raw::{chunk, chunked_head, exchange, Conn, Head, RawBackend, LAST_CHUNK};
+use common::{wait_metrics, ConfDir, InProcess, WAIT};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
-/// A backend that answers one request with a scripted chunked response: each part is written
-/// as its own HTTP chunk after `gap`. Returns its URL and the request head it received.
-async fn scripted_backend(
+/// A backend that answers one request with a scripted chunked response, writing each part as
+/// its own HTTP chunk when the test says `next` (so the client has read the previous part: no
+/// clock decides whether two parts could be gathered). Returns the backend, the sender of
+/// `next`, and the request head it received.
+async fn stepped_backend(
     parts: Vec<&'static str>,
-    gap: Duration,
-) -> (String, tokio::task::JoinHandle<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let head = read_head(&mut sock).await;
-        sock.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nX-Backend: scripted\r\nTransfer-Encoding: chunked\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        for p in parts {
-            tokio::time::sleep(gap).await;
-            let chunk = format!("{:x}\r\n{p}\r\n", p.len());
-            sock.write_all(chunk.as_bytes()).await.unwrap();
-            sock.flush().await.unwrap();
+) -> (RawBackend, mpsc::Sender<()>, oneshot::Receiver<Head>) {
+    let (next_tx, next_rx) = mpsc::channel::<()>(1);
+    let (head_tx, head_rx) = oneshot::channel();
+    let once = std::sync::Arc::new(Mutex::new(Some((next_rx, head_tx))));
+    let backend = RawBackend::start(move |mut conn: Conn| {
+        let (once, parts) = (once.clone(), parts.clone());
+        async move {
+            let Some((mut next, head_tx)) = once.lock().await.take() else {
+                return;
+            };
+            let Some((head, _)) = conn.read_request().await else {
+                return;
+            };
+            let _ = head_tx.send(head);
+            let mut out = chunked_head("application/x-ndjson", "X-Backend: scripted\r\n");
+            for p in parts {
+                if next.recv().await.is_none() {
+                    return;
+                }
+                out.extend(chunk(p.as_bytes()));
+                if !conn.write(&out).await {
+                    return;
+                }
+                out.clear();
+            }
+            conn.say(LAST_CHUNK).await;
         }
-        sock.write_all(b"0\r\n\r\n").await.unwrap();
-        head
-    });
-    (url, task)
-}
-
-/// Reads an HTTP request head (and a small body announced by Content-Length).
-async fn read_head(sock: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if sock.read(&mut byte).await.unwrap() == 0 {
-            break;
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).to_string();
-    let len = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse::<usize>().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    sock.read_exact(&mut body).await.unwrap();
-    head
+    })
+    .await;
+    (backend, next_tx, head_rx)
 }
 
 #[tokio::test]
@@ -69,28 +53,38 @@ async fn stream_chunks_arrive_one_by_one_and_byte_exact() {
         "{\"model\":\"m\",\"resp",
         "onse\":\" sky\",\"done\":false}\n{\"model\":\"m\",\"response\":\"\",\"done\":true,\"eval_count\":2}\n",
     ];
-    let (backend, head) = scripted_backend(parts.clone(), Duration::from_millis(150)).await;
+    let (backend, next, head) = stepped_backend(parts.clone()).await;
     // Passive: the agent's own backend check would take the scripted backend's one answer.
-    let agent = InProcess::start(ConfDir::single(&backend, "passive = true")).await;
-    let mut res = reqwest::Client::new()
+    let agent = InProcess::start(ConfDir::single(&backend.url(), "passive = true")).await;
+    let client = reqwest::Client::new()
         .post(format!("{}/api/generate", agent.url()))
         .body(r#"{"model":"m","prompt":"hi"}"#)
-        .send()
-        .await
-        .unwrap();
+        .send();
+    // The answer's head comes with the first part, as Ollama sends it.
+    next.send(()).await.unwrap();
+    let mut res = client.await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/x-ndjson");
     assert_eq!(res.headers()["x-backend"], "scripted");
+    // Each backend chunk reaches the client as it is sent, before the next one exists.
     let mut got = Vec::new();
-    while let Some(chunk) = res.chunk().await.unwrap() {
+    for i in 0..parts.len() {
+        let chunk = res.chunk().await.unwrap().expect("a chunk");
         got.push(String::from_utf8(chunk.to_vec()).unwrap());
+        if i + 1 < parts.len() {
+            next.send(()).await.unwrap();
+        }
     }
-    // Each backend chunk is its own chunk at the client: nothing was gathered up.
     assert_eq!(got, parts);
+    assert!(res.chunk().await.unwrap().is_none(), "a clean end");
     let head = head.await.unwrap();
+    assert_eq!(
+        (head.method.as_str(), head.target.as_str()),
+        ("POST", "/api/generate")
+    );
     assert!(
-        head.starts_with("POST /api/generate HTTP/1.1\r\n"),
-        "{head}"
+        head.text.starts_with("POST /api/generate HTTP/1.1\r\n"),
+        "{head:?}"
     );
     let m = agent.metrics().await;
     assert_eq!(
@@ -106,7 +100,8 @@ async fn stream_chunks_arrive_one_by_one_and_byte_exact() {
 #[tokio::test]
 async fn host_header_is_rewritten_to_the_backend() {
     let fake = FakeOllama::start().await;
-    let agent = InProcess::single(&fake.url()).await;
+    // Passive: every request the fake sees is the client's.
+    let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
     let res = reqwest::Client::new()
         .get(format!("{}/api/version", agent.url()))
         .header("host", "evil.example.com")
@@ -115,16 +110,13 @@ async fn host_header_is_rewritten_to_the_backend() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), r#"{"version":"0.12.6"}"#);
-    assert_eq!(
-        fake.stats().host_headers.last().unwrap(),
-        &fake.addr.to_string()
-    );
+    assert_eq!(fake.stats().host_headers, [fake.addr.to_string()]);
 }
 
 #[tokio::test]
 async fn every_method_and_path_is_forwarded() {
     let fake = FakeOllama::start().await;
-    let agent = InProcess::single(&fake.url()).await;
+    let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
     let c = reqwest::Client::new();
     let base = agent.url();
 
@@ -152,6 +144,7 @@ async fn every_method_and_path_is_forwarded() {
     assert_eq!(del.status(), 404);
 
     let blob = vec![7u8; 3 * 1024 * 1024];
+    let before = fake.stats().bodies_bytes;
     let up = c
         .post(format!("{base}/api/blobs/sha256:{}", "0".repeat(64)))
         .body(blob)
@@ -159,6 +152,7 @@ async fn every_method_and_path_is_forwarded() {
         .await
         .unwrap();
     assert_eq!(up.status(), 201);
+    assert_eq!(fake.stats().bodies_bytes - before, 3 * 1024 * 1024);
 
     let pull = c
         .post(format!("{base}/api/pull"))
@@ -170,17 +164,18 @@ async fn every_method_and_path_is_forwarded() {
     let text = pull.text().await.unwrap();
     assert!(text.lines().last().unwrap().contains("success"), "{text}");
 
-    let paths = fake.stats().paths;
-    for want in [
-        "GET /",
-        "HEAD /api/version",
-        "GET /no/such/path?x=1",
-        "DELETE /api/delete",
-        "POST /api/pull",
-    ] {
-        assert!(paths.iter().any(|p| p == want), "{want} not in {paths:?}");
-    }
-    assert!(fake.stats().bodies_bytes >= 3 * 1024 * 1024);
+    // Exactly these, in this order, and nothing else.
+    assert_eq!(
+        fake.stats().paths,
+        [
+            "GET /",
+            "HEAD /api/version",
+            "GET /no/such/path?x=1",
+            "DELETE /api/delete",
+            &format!("POST /api/blobs/sha256:{}", "0".repeat(64)),
+            "POST /api/pull",
+        ]
+    );
     // None of this is inference: no model series.
     assert_eq!(
         agent.metrics().await.get("ollama_requests_total", &[]),
@@ -191,15 +186,14 @@ async fn every_method_and_path_is_forwarded() {
 #[tokio::test]
 async fn absolute_uri_requests_never_leave_for_another_host() {
     let fake = FakeOllama::start().await;
-    let agent = InProcess::single(&fake.url()).await;
-    let mut sock = TcpStream::connect(agent.addrs[0]).await.unwrap();
-    sock.write_all(b"GET http://127.0.0.2:9/api/version HTTP/1.1\r\nHost: 127.0.0.2:9\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    sock.read_to_string(&mut answer).await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    assert!(answer.contains("{\"error\":"), "{answer}");
+    let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
+    let answer = exchange(
+        agent.addrs[0],
+        b"GET http://127.0.0.2:9/api/version HTTP/1.1\r\nHost: 127.0.0.2:9\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(answer.error().contains("origin-form"), "{answer:?}");
     assert_eq!(fake.stats().requests, 0);
 }
 
@@ -236,15 +230,8 @@ async fn unreachable_backend_is_a_502_in_ollama_error_shape_and_a_failure() {
 #[tokio::test]
 async fn slow_non_inference_answer_is_a_504() {
     // A backend that accepts and never answers.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let _hold = tokio::spawn(async move {
-        let mut socks = Vec::new();
-        loop {
-            let (s, _) = listener.accept().await.unwrap();
-            socks.push(s);
-        }
-    });
+    let backend = RawBackend::silent().await;
+    let url = backend.url();
     let agent = InProcess::start(ConfDir::new(
         "[global]\ninterval = 60\n",
         &format!("[[instances]]\nollama_url = \"{url}\"\nproxy_listen_addr = \"127.0.0.1:0\"\ntimeout = \"300ms\"\n"),
@@ -272,9 +259,20 @@ async fn a_client_hanging_up_mid_stream_cancels_the_upstream_request() {
     assert!(first.starts_with(b"{\"model\":\"llama3.2\""));
     drop(res);
     // The backend sees its client (the agent) go away.
-    fake.wait_until(Duration::from_secs(5), |s| s.disconnects == 1)
-        .await;
-    let m = agent.metrics().await;
+    fake.wait_until(WAIT, |s| s.disconnects == 1).await;
+    let m = wait_metrics(&agent.url(), WAIT, |m| {
+        m.sum("ollama_endpoint_requests_total", &[]) == 1.0
+    })
+    .await;
+    assert_eq!(
+        m.sum(
+            "ollama_endpoint_requests_total",
+            &[("outcome", "client_aborted")]
+        ),
+        1.0,
+        "{}",
+        m.0
+    );
     assert_eq!(
         m.get("ollama_requests_total", &[("model", "llama3.2:latest")]),
         Some(1.0)
@@ -305,7 +303,16 @@ async fn a_stream_that_stalls_longer_than_timeout_is_cut_and_failed() {
     assert_eq!(res.status(), 200);
     // The body ends in an error at the client: a cut stream, not a clean end.
     assert!(res.bytes().await.is_err());
-    let m = agent.metrics().await;
+    let m = wait_metrics(&agent.url(), WAIT, |m| {
+        m.sum("ollama_endpoint_requests_total", &[]) == 1.0
+    })
+    .await;
+    assert_eq!(
+        m.sum("ollama_endpoint_requests_total", &[("outcome", "timeout")]),
+        1.0,
+        "{}",
+        m.0
+    );
     assert_eq!(
         m.get("ollama_requests_failed", &[("model", "llama3.2:latest")]),
         Some(1.0)
@@ -331,8 +338,12 @@ async fn a_long_wait_for_the_first_token_is_not_cut_by_timeout() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    res.bytes().await.unwrap();
-    let m = agent.metrics().await;
+    let v: serde_json::Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["done"], true, "{v}");
+    let m = wait_metrics(&agent.url(), WAIT, |m| {
+        m.sum("ollama_endpoint_requests_total", &[]) == 1.0
+    })
+    .await;
     assert_eq!(
         m.get("ollama_requests_success", &[("model", "llama3.2:latest")]),
         Some(1.0)

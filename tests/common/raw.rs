@@ -342,13 +342,23 @@ pub fn chunked(content_type: &str, parts: &[&str]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 
 /// An HTTP answer read off a raw socket.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Answer {
     pub status: u16,
     /// The head as received, up to and including the blank line.
     pub head: String,
     /// The body, de-chunked.
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("head", &self.head)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .finish()
+    }
 }
 
 impl Answer {
