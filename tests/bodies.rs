@@ -5,93 +5,31 @@
 
 mod common;
 
-use std::fs::File;
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::fake_ollama::{self, FakeOllama};
-use common::{binary, free_port, wait_listening, ConfDir, Metrics, Running};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::raw::{chunk, exchange_parts, Answer, Conn, RawBackend};
+use common::{wait_until, Binary, Metrics};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const MIB: u64 = 1024 * 1024;
 
-/// The real binary in front of `backend`, on its own port, logs in a file of its conf dir.
-struct Agent {
-    run: Running,
-    port: u16,
-    conf: ConfDir,
+/// The real binary in front of `backend` (global interval 60 s: no check during a test).
+async fn agent(backend: &str, extra: &str) -> Binary {
+    Binary::start(common::ConfDir::new(
+        "[global]\nhostname = \"test-host\"\ninterval = 60\n",
+        &format!(
+            "[[instances]]\nollama_url = \"{backend}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n{extra}\n"
+        ),
+    ))
+    .await
 }
 
-impl Agent {
-    async fn start(backend: &str, extra: &str) -> Agent {
-        let port = free_port();
-        let conf = ConfDir::new(
-            "[global]\nhostname = \"test-host\"\ninterval = 60\n",
-            &format!(
-                "[[instances]]\nollama_url = \"{backend}\"\nproxy_listen_addr = \"127.0.0.1:{port}\"\n{extra}\n"
-            ),
-        );
-        let log = File::create(conf.path().join("agent.log")).unwrap();
-        let child = Command::new(binary())
-            .arg("--configs")
-            .arg(conf.path())
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("agent starts");
-        let agent = Agent {
-            run: Running(child),
-            port,
-            conf,
-        };
-        wait_listening(agent.addr().parse().unwrap()).await;
-        agent
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Peak RSS of the agent (`VmHWM`), in bytes.
-    fn peak_rss(&self) -> u64 {
-        common::proc_stats(self.run.0.id()).hwm_kb * 1024
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(self.conf.path().join("agent.log")).unwrap_or_default()
-    }
-
-    async fn metrics(&self) -> Metrics {
-        Metrics(
-            reqwest::get(format!("{}/metrics", self.url()))
-                .await
-                .expect("GET /metrics")
-                .text()
-                .await
-                .unwrap(),
-        )
-    }
-
-    /// Polls `/metrics` until `pred` holds (a request is recorded when its answer ends, which
-    /// may be a moment after the client has the last byte); panics after 10 s.
-    async fn metrics_until(&self, what: &str, pred: impl Fn(&Metrics) -> bool) -> Metrics {
-        for _ in 0..200 {
-            let m = self.metrics().await;
-            if pred(&m) {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let m = self.metrics().await;
-        panic!("{what}: not reached within 10 s\n{}", ollama_lines(&m));
-    }
+/// Peak RSS of the agent (`VmHWM`), in bytes.
+fn peak_rss(agent: &Binary) -> u64 {
+    agent.stats().hwm_kb * 1024
 }
 
 /// The `ollama_*` request counters of `/metrics`, for failure messages.
@@ -100,107 +38,6 @@ fn ollama_lines(m: &Metrics) -> String {
         .filter(|l| l.starts_with("ollama_requests") || l.starts_with("ollama_endpoint"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// An HTTP answer read off a raw socket.
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses a whole HTTP/1.1 answer (read to EOF); de-chunks a chunked body.
-fn parse_answer(bytes: &[u8]) -> Raw {
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(bytes)));
-    let head = std::str::from_utf8(&bytes[..end]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.trim().to_string(), v.trim().to_string())
-        })
-        .collect();
-    let mut raw = Raw {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let rest = &bytes[end + 4..];
-    raw.body = if raw
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        dechunk(rest)
-    } else {
-        rest.to_vec()
-    };
-    raw
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size_line = std::str::from_utf8(&data[..eol]).unwrap();
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16).unwrap();
-        data = &data[eol + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
-
-/// One chunk of a `Transfer-Encoding: chunked` body.
-fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// Writes `parts` one by one (`gap` between them) on a fresh connection, then reads the answer
-/// to EOF (the head should say `Connection: close`).
-async fn exchange(addr: &str, parts: &[Vec<u8>], gap: Duration) -> Raw {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.set_nodelay(true).unwrap();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 && !gap.is_zero() {
-            tokio::time::sleep(gap).await;
-        }
-        s.write_all(p).await.unwrap();
-    }
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer))
-        .await
-        .expect("the answer ends within 20 s")
-        .unwrap();
-    parse_answer(&answer)
 }
 
 /// (status, content type, body) of a POST of `body` to `url`.
@@ -227,7 +64,7 @@ async fn post(client: &reqwest::Client, url: &str, body: &'static str) -> (u16, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bodies_reach_ollama_unchanged_and_are_counted_once() {
     let fake = FakeOllama::start().await;
-    let agent = Agent::start(&fake.url(), "timeout = \"10s\"").await;
+    let agent = agent(&fake.url(), "timeout = \"10s\"").await;
     let client = reqwest::Client::new();
     // (body, names a model)
     let bodies: &[(&str, Option<&str>)] = &[
@@ -269,7 +106,7 @@ async fn bad_bodies_reach_ollama_unchanged_and_are_counted_once() {
         }
     }
     let m = agent
-        .metrics_until("every bad body recorded", |m| {
+        .wait_metrics(|m| {
             m.value("ollama_requests_total", &[("model", "unknown")]) >= unknown
                 && m.value("ollama_requests_total", &[("model", "llama3.2:latest")]) >= named
         })
@@ -312,13 +149,15 @@ async fn bad_bodies_reach_ollama_unchanged_and_are_counted_once() {
 
 /// Writes `total` bytes of generated data in 64 KiB pieces (never the whole body in memory),
 /// either with `Content-Length` or as chunks, to `/api/blobs/sha256:<hex>`, and reads the answer.
+/// With `paced_by`, each piece waits until that backend has received the one before, then
+/// [`PACE`] more: an upload slow by construction, whatever the scheduler does.
 async fn upload(
-    addr: &str,
+    addr: SocketAddr,
     digest: &str,
     total: u64,
     chunked: bool,
-    pace: Duration,
-) -> (Raw, Duration) {
+    paced_by: Option<&RawBackend>,
+) -> (Answer, Duration) {
     const PIECE: usize = 64 * 1024;
     let started = std::time::Instant::now();
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -355,20 +194,23 @@ async fn upload(
         }
         sent += len as u64;
         n += 1;
-        if !pace.is_zero() {
-            tokio::time::sleep(pace).await;
+        if let Some(backend) = paced_by {
+            wait_until("the backend receives each piece", || {
+                backend.body_bytes() >= sent
+            })
+            .await;
+            tokio::time::sleep(PACE).await;
         }
     }
     if chunked && sent == total {
         s.write_all(b"0\r\n\r\n").await.unwrap();
     }
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut answer))
-        .await
-        .expect("the upload is answered within 60 s")
-        .unwrap();
-    (parse_answer(&answer), started.elapsed())
+    let answer = common::raw::read_answer(&mut s).await;
+    (answer, started.elapsed())
 }
+
+/// The pause between two pieces of a paced upload.
+const PACE: Duration = Duration::from_millis(100);
 
 /// A 200 MB blob upload streamed by the client in 64 KiB pieces arrives whole, and the agent's
 /// peak RSS stays under 100 MB. The same again with `Transfer-Encoding: chunked`.
@@ -378,15 +220,15 @@ async fn a_200_mb_blob_upload_streams_through_in_bounded_memory() {
     const LIMIT: u64 = 100 * MIB;
     let fake = FakeOllama::start().await;
     // The default timeout: an upload this size on a fast link takes a few seconds.
-    let agent = Agent::start(&fake.url(), "").await;
-    let idle_hwm = agent.peak_rss();
+    let agent = agent(&fake.url(), "").await;
+    let idle_hwm = peak_rss(&agent);
 
     for (digest_byte, chunked) in [('a', false), ('b', true)] {
         let digest: String = std::iter::repeat_n(digest_byte, 64).collect();
         let before = fake.stats().bodies_bytes;
-        let (answer, took) = upload(&agent.addr(), &digest, TOTAL, chunked, Duration::ZERO).await;
+        let (answer, took) = upload(agent.addr(), &digest, TOTAL, chunked, None).await;
         let received = fake.stats().bodies_bytes - before;
-        let hwm = agent.peak_rss();
+        let hwm = peak_rss(&agent);
         let framing = if chunked { "chunked" } else { "Content-Length" };
         println!(
             "200 MB blob upload ({framing}) through the agent: {:.1} s, agent VmHWM {:.1} MB (idle {:.1} MB)",
@@ -431,7 +273,7 @@ async fn a_200_mb_blob_upload_streams_through_in_bounded_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_inference_body_is_forwarded_and_metered_under_its_model() {
     let fake = FakeOllama::start().await;
-    let agent = Agent::start(&fake.url(), "").await;
+    let agent = agent(&fake.url(), "").await;
     let prompt = "why is the sky blue [[tokens:7]]";
     let body = format!("{{\"model\":\"qwen2.5:0.5b\",\"prompt\":\"{prompt}\",\"stream\":false}}");
     let pieces = [&body[..4], &body[4..17], &body[17..]];
@@ -445,7 +287,12 @@ async fn a_chunked_inference_body_is_forwarded_and_metered_under_its_model() {
     parts.extend(pieces.iter().map(|p| chunk(p.as_bytes())));
     parts.push(b"0\r\n\r\n".to_vec());
     let before = fake.stats().bodies_bytes;
-    let answer = exchange(&agent.addr(), &parts, Duration::from_millis(30)).await;
+    // Pieces 30 ms apart, so that they usually arrive as separate reads (the test holds
+    // either way: the split is inside the body either way).
+    let answer = exchange_parts(agent.addr(), &parts, |_| {
+        tokio::time::sleep(Duration::from_millis(30))
+    })
+    .await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(fake.stats().bodies_bytes - before, body.len() as u64);
     let v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
@@ -455,9 +302,7 @@ async fn a_chunked_inference_body_is_forwarded_and_metered_under_its_model() {
 
     let l = [("model", "qwen2.5:0.5b")];
     let m = agent
-        .metrics_until("the chunked request recorded", |m| {
-            m.value("ollama_requests_total", &l) >= 1.0
-        })
+        .wait_metrics(|m| m.value("ollama_requests_total", &l) >= 1.0)
         .await;
     assert_eq!(m.value("ollama_requests_total", &l), 1.0);
     assert_eq!(m.value("ollama_requests_success", &l), 1.0);
@@ -472,27 +317,31 @@ async fn a_chunked_inference_body_is_forwarded_and_metered_under_its_model() {
     );
 }
 
-/// Writes `bytes` (a request whose body stops before its announced end), waits, closes the
-/// connection; then checks that it was counted once, as `client_aborted` under `model`, and that
-/// the agent still answers the next request.
-async fn cut_and_check(agent: &Agent, what: &str, model: Option<&str>, bytes: &[u8]) {
+/// Writes `bytes` (a request whose body stops before its announced end), waits until the fake
+/// has the request when `forwarded` (the agent sent it on), closes the connection; then checks
+/// that it was counted once, as `client_aborted` under `model` (or not at all without a model),
+/// and that the agent still answers the next request, after which the count is still the same.
+async fn cut_and_check(
+    agent: &Binary,
+    fake: &FakeOllama,
+    what: &str,
+    model: Option<&str>,
+    forwarded: bool,
+    bytes: &[u8],
+) {
     let before = agent.metrics().await;
+    let seen = fake.stats().requests;
     let mut s = TcpStream::connect(agent.addr()).await.unwrap();
     s.write_all(bytes).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    if forwarded {
+        fake.wait_until(common::WAIT, |st| st.requests > seen).await;
+    }
     drop(s);
 
-    if let Some(model) = model {
-        let l = [("model", model)];
-        let m = agent
-            .metrics_until(&format!("{what}: recorded"), |m| {
-                m.value("ollama_requests_total", &l) >= 1.0
-            })
-            .await;
-        // Counted once, and only as a client abort, now and a moment later.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let later = agent.metrics().await;
-        for m in [&m, &later] {
+    let recorded = |m: &Metrics| m.sum("ollama_endpoint_requests_total", &[]);
+    let check = |m: &Metrics| match model {
+        Some(model) => {
+            let l = [("model", model)];
             let lines = ollama_lines(m);
             assert_eq!(m.value("ollama_requests_total", &l), 1.0, "{what}\n{lines}");
             assert_eq!(
@@ -510,17 +359,17 @@ async fn cut_and_check(agent: &Agent, what: &str, model: Option<&str>, bytes: &[
             );
             assert_eq!(m.value("ollama_requests_in_flight", &l), 0.0, "{what}");
         }
-    } else {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let m = agent.metrics().await;
-        assert_eq!(
-            ollama_lines(&m),
-            ollama_lines(&before),
-            "{what}: nothing metered"
-        );
+        None => unreachable!("only requests with a model are checked"),
+    };
+    if model.is_some() {
+        let m = agent
+            .wait_metrics(|m| recorded(m) > recorded(&before))
+            .await;
+        check(&m);
     }
 
-    // The agent still serves.
+    // The agent still serves; once the next request is recorded, the cut one is still counted
+    // exactly as before (once, or not at all).
     let label = [("model", "llama3.2:latest")];
     let done = before.value("ollama_requests_success", &label);
     let (status, _, text) = post(
@@ -530,14 +379,22 @@ async fn cut_and_check(agent: &Agent, what: &str, model: Option<&str>, bytes: &[
     )
     .await;
     assert_eq!(status, 200, "{what}: the next request works: {text}");
-    agent
-        .metrics_until(&format!("{what}: the next request recorded"), |m| {
-            m.value("ollama_requests_success", &label) > done
-        })
+    let m = agent
+        .wait_metrics(|m| m.value("ollama_requests_success", &label) > done)
         .await;
+    let cut = if model.is_some() { 1.0 } else { 0.0 };
+    assert_eq!(
+        recorded(&m),
+        recorded(&before) + cut + 1.0,
+        "{what}: the cut request and the next one, nothing else\n{}",
+        ollama_lines(&m)
+    );
+    if model.is_some() {
+        check(&m);
+    }
 }
 
-fn head(addr: &str, path: &str, framing: &str) -> Vec<u8> {
+fn head(addr: &SocketAddr, path: &str, framing: &str) -> Vec<u8> {
     format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
     )
@@ -550,12 +407,20 @@ fn head(addr: &str, path: &str, framing: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_half_way_is_one_client_abort_and_the_agent_keeps_serving() {
     let fake = FakeOllama::start().await;
-    let agent = Agent::start(&fake.url(), "").await;
+    let agent = agent(&fake.url(), "").await;
     let addr = agent.addr();
 
     let mut bytes = head(&addr, "/api/generate", "Content-Length: 1000");
     bytes.extend(b"{\"prompt\":\"half");
-    cut_and_check(&agent, "cut before the model", Some("unknown"), &bytes).await;
+    cut_and_check(
+        &agent,
+        &fake,
+        "cut before the model",
+        Some("unknown"),
+        false,
+        &bytes,
+    )
+    .await;
 
     let digest: String = std::iter::repeat_n('d', 64).collect();
     let mut bytes = head(
@@ -564,7 +429,7 @@ async fn a_body_that_stops_half_way_is_one_client_abort_and_the_agent_keeps_serv
         "Content-Length: 10000000",
     );
     bytes.extend(std::iter::repeat_n(7u8, 300_000));
-    cut_and_check(&agent, "blob upload cut", None, &bytes).await;
+    cut_and_check(&agent, &fake, "blob upload cut", None, true, &bytes).await;
     assert!(!agent.logs().contains("panicked"), "{}", agent.logs());
 }
 
@@ -575,12 +440,20 @@ async fn a_body_that_stops_half_way_is_one_client_abort_and_the_agent_keeps_serv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_after_its_model_was_forwarded_is_a_client_abort() {
     let fake = FakeOllama::start().await;
-    let agent = Agent::start(&fake.url(), "passive = true").await;
+    let agent = agent(&fake.url(), "passive = true").await;
     let addr = agent.addr();
 
     let mut bytes = head(&addr, "/api/generate", "Content-Length: 1000");
     bytes.extend(b"{\"model\":\"gemma3:1b\",\"prompt\":\"half");
-    cut_and_check(&agent, "cut after the model", Some("gemma3:1b"), &bytes).await;
+    cut_and_check(
+        &agent,
+        &fake,
+        "cut after the model",
+        Some("gemma3:1b"),
+        true,
+        &bytes,
+    )
+    .await;
     assert_eq!(agent.metrics().await.get("ollama_up", &[]), Some(1.0));
 
     let mut bytes = head(&addr, "/api/chat", "Transfer-Encoding: chunked");
@@ -588,8 +461,10 @@ async fn a_body_that_stops_after_its_model_was_forwarded_is_a_client_abort() {
     bytes.extend(b"100\r\n\"messages\":[");
     cut_and_check(
         &agent,
+        &fake,
         "cut inside a chunk",
         Some("test-chunked:latest"),
+        true,
         &bytes,
     )
     .await;
@@ -602,7 +477,7 @@ async fn a_body_that_stops_after_its_model_was_forwarded_is_a_client_abort() {
         "Content-Length: 10000000",
     );
     bytes.extend(std::iter::repeat_n(7u8, 300_000));
-    cut_and_check(&agent, "blob upload cut", None, &bytes).await;
+    cut_and_check(&agent, &fake, "blob upload cut", None, true, &bytes).await;
     assert_eq!(
         agent.metrics().await.get("ollama_up", &[]),
         Some(1.0),
@@ -615,27 +490,28 @@ async fn a_body_that_stops_after_its_model_was_forwarded_is_a_client_abort() {
 /// than `timeout` to send (a slow link, a multi-GB model layer) still gets Ollama's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_slower_than_the_timeout_is_not_cut() {
-    let fake = FakeOllama::start().await;
-    let agent = Agent::start(&fake.url(), "timeout = \"1s\"").await;
-    let digest: String = std::iter::repeat_n('c', 64).collect();
-    let total = 40 * 64 * 1024;
-    let before = fake.stats().bodies_bytes;
-    // 40 pieces, 75 ms apart: about 3 s of upload, never idle for anything near 1 s.
-    let (answer, took) = upload(
-        &agent.addr(),
-        &digest,
-        total,
-        false,
-        Duration::from_millis(75),
-    )
+    // A blob endpoint that reads the body as it comes (counting it) and answers 201 at its end.
+    let backend = RawBackend::start(|mut conn: Conn| async move {
+        let Some(head) = conn.read_head().await else {
+            return;
+        };
+        if conn.skip_body(&head).await.is_some() {
+            conn.say(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    })
     .await;
+    let agent = agent(&backend.url(), "timeout = \"2s\"\npassive = true").await;
+    let digest: String = std::iter::repeat_n('c', 64).collect();
+    let total = 30 * 64 * 1024;
+    // 30 pieces, each sent once the backend has the previous one and 100 ms more: the upload
+    // lasts longer than 3 s (so longer than the timeout) while no gap comes near 2 s.
+    let (answer, took) = upload(agent.addr(), &digest, total, false, Some(&backend)).await;
     assert_eq!(
-        answer.status,
-        201,
-        "a 3 s upload with timeout = 1s: {} {}",
-        answer.status,
-        String::from_utf8_lossy(&answer.body)
+        answer.status, 201,
+        "a 3 s upload with timeout = 2s: {answer:?}"
     );
-    assert_eq!(fake.stats().bodies_bytes - before, total);
-    assert!(took > Duration::from_secs(2), "{took:?}");
+    assert_eq!(backend.body_bytes(), total);
+    assert_eq!(backend.requests(), 1);
+    assert!(took >= 30 * PACE, "{took:?}");
 }

@@ -76,12 +76,24 @@ impl ConfDir {
 
     /// A conf dir with no writers, global hostname `test-host`, and one instance on an
     /// ephemeral port in front of `backend`, plus `extra` instance lines.
+    /// `extra` may set `timeout` or `proxy_listen_addr` itself.
     pub fn single(backend: &str, extra: &str) -> ConfDir {
+        let sets = |key: &str| {
+            extra
+                .lines()
+                .any(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
+        };
+        let mut instance = format!("[[instances]]\nollama_url = \"{backend}\"\n");
+        for (key, default) in [("proxy_listen_addr", "127.0.0.1:0"), ("timeout", "5s")] {
+            if !sets(key) {
+                instance.push_str(&format!("{key} = \"{default}\"\n"));
+            }
+        }
+        instance.push_str(extra);
+        instance.push('\n');
         ConfDir::new(
             "[global]\nhostname = \"test-host\"\ninterval = 1\n",
-            &format!(
-                "[[instances]]\nollama_url = \"{backend}\"\nproxy_listen_addr = \"127.0.0.1:0\"\ntimeout = \"5s\"\n{extra}\n"
-            ),
+            &instance,
         )
     }
 
