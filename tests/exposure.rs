@@ -3,8 +3,40 @@
 
 mod common;
 
-use common::fake_ollama::FakeOllama;
+use common::fake_ollama::{self, FakeOllama};
 use common::{ConfDir, InProcess};
+
+/// Polls `GET url` (with `auth` applied) until it answers 200: the agent's first backend check
+/// has found the fake up. Returns that answer's body.
+async fn until_ok(
+    url: &str,
+    auth: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> String {
+    let c = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let res = auth(c.get(url)).send().await.unwrap();
+        if res.status() == 200 {
+            return res.text().await.unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url}: still {} after {:?}",
+            res.status(),
+            common::WAIT
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A `/health` body once the backend check found the fake up.
+fn assert_health_up(body: &str, fake: &FakeOllama) {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["backend_up"], true, "{v}");
+    assert_eq!(v["backend_version"], fake_ollama::VERSION, "{v}");
+    assert_eq!(v["backend"], fake.url(), "{v}");
+}
 
 #[tokio::test]
 async fn a_bearer_token_or_basic_auth_protects_metrics_and_health_not_the_proxy() {
@@ -42,15 +74,20 @@ async fn a_bearer_token_or_basic_auth_protects_metrics_and_health_not_the_proxy(
                 .status(),
             401
         );
-        let ok = c.get(&url).bearer_auth("s3cret").send().await.unwrap();
-        assert_ne!(ok.status(), 401, "{path}");
-        let ok = c
-            .get(&url)
-            .basic_auth("prom", Some("pw"))
-            .send()
-            .await
-            .unwrap();
-        assert_ne!(ok.status(), 401, "{path}");
+        // Either credential opens both endpoints, with their real answers.
+        let bearer = until_ok(&url, |r| r.bearer_auth("s3cret")).await;
+        let basic = until_ok(&url, |r| r.basic_auth("prom", Some("pw"))).await;
+        for body in [bearer, basic] {
+            if path == "/metrics" {
+                assert!(body.contains("\nollama_up{"), "{body}");
+                assert!(
+                    body.contains("# TYPE ollama_requests_total counter"),
+                    "{body}"
+                );
+            } else {
+                assert_health_up(&body, &fake);
+            }
+        }
     }
     // The proxy itself asks for nothing.
     let res = c
@@ -78,20 +115,26 @@ async fn metrics_on_their_own_listener_leave_the_proxy_port_to_ollama() {
         .await
         .unwrap();
     assert!(text.contains("# TYPE ollama_requests_total counter"));
-    let health = reqwest::get(format!("http://{metrics}/health"))
-        .await
-        .unwrap();
-    assert!(health.status() == 200 || health.status() == 503);
+    // The backend is up: once the agent's first check has run, /health says so.
+    let health = until_ok(&format!("http://{metrics}/health"), |r| r).await;
+    assert_health_up(&health, &fake);
     // On the proxy port, /metrics is just a path that goes to Ollama (which has none).
     let res = reqwest::get(format!("{}/metrics", agent.url()))
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(res.text().await.unwrap(), "404 page not found");
-    assert!(fake.stats().paths.iter().any(|p| p == "GET /metrics"));
+    let paths = fake.stats().paths;
+    assert_eq!(
+        paths.iter().filter(|p| *p == "GET /metrics").count(),
+        1,
+        "{paths:?}"
+    );
     // And the metrics listener proxies nothing.
+    // (Ollama would answer 200 with its version.)
     let res = reqwest::get(format!("http://{metrics}/api/version"))
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+    assert!(!res.text().await.unwrap().contains(fake_ollama::VERSION));
 }
