@@ -61,7 +61,7 @@ fn bad_starts_exit_non_zero_with_one_line_naming_the_culprit() {
     ];
     for (conf, needle) in &cases {
         let (code, out, err) = run(conf, &[]);
-        assert_ne!(code, 0, "{needle}: {err}");
+        assert_eq!(code, 64, "{needle}: a configuration error is EX_USAGE: {err}");
         assert!(out.is_empty(), "{out}");
         let lines: Vec<_> = err.lines().collect();
         assert_eq!(lines.len(), 1, "one line expected: {err}");
@@ -78,7 +78,7 @@ fn missing_conf_dir_names_the_file() {
         .arg(&missing)
         .output()
         .unwrap();
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope") && err.contains("config.toml"), "{err}");
 }
@@ -89,7 +89,7 @@ fn a_port_in_use_is_named_and_nothing_starts() {
     let addr = taken.local_addr().unwrap().to_string();
     let conf = ConfDir::new("", &instance("http://127.0.0.1:1", &addr));
     let (code, _, err) = run(&conf, &[]);
-    assert_ne!(code, 0);
+    assert_eq!(code, 1, "a listen address in use exits 1: {err}");
     assert!(
         err.contains(&addr) && err.contains("proxy_listen_addr"),
         "{err}"
@@ -101,7 +101,7 @@ fn a_port_in_use_is_named_and_nothing_starts() {
 fn inputs_without_ollama_is_refused() {
     let conf = ConfDir::new("", &instance("http://127.0.0.1:1", "127.0.0.1:0"));
     let (code, _, err) = run(&conf, &["--inputs", "cpu:mem"]);
-    assert_ne!(code, 0);
+    assert_eq!(code, 64, "{err}");
     assert!(err.contains("cpu:mem") && err.contains("ollama"), "{err}");
 }
 

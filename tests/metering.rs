@@ -307,29 +307,20 @@ async fn the_backend_check_exports_version_and_loaded_models() {
         m.get("ollama_backend_info", &[("version", "0.12.6")]),
         Some(1.0)
     );
-    assert!(
-        m.get(
-            "ollama_loaded_model_size_bytes",
-            &[("model", "llama3.2:latest")]
-        )
-        .unwrap()
-            > 0.0
+    assert_eq!(
+        m.get("ollama_loaded_model_size_bytes", &[("model", "llama3.2:latest")]),
+        Some(3_325_000_000.0),
+        "the fake's /api/ps"
     );
-    assert!(
-        m.get(
-            "ollama_loaded_model_vram_bytes",
-            &[("model", "llama3.2:latest")]
-        )
-        .unwrap()
-            > 0.0
+    assert_eq!(
+        m.get("ollama_loaded_model_vram_bytes", &[("model", "llama3.2:latest")]),
+        Some(3_325_000_000.0),
+        "the fake's /api/ps"
     );
-    assert!(
-        m.get(
-            "ollama_loaded_model_context_length",
-            &[("model", "llama3.2:latest")]
-        )
-        .unwrap()
-            > 0.0
+    assert_eq!(
+        m.get("ollama_loaded_model_context_length", &[("model", "llama3.2:latest")]),
+        Some(4096.0),
+        "the fake's /api/ps"
     );
     // Only the two GETs of the check reached the backend: no inference of the agent's own.
     let paths = fake.stats().paths;
@@ -344,9 +335,25 @@ async fn the_backend_check_exports_version_and_loaded_models() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passive_instance_sends_nothing_of_its_own_and_learns_up_from_traffic() {
     let fake = FakeOllama::start().await;
-    let agent = InProcess::start(common::ConfDir::single(&fake.url(), "passive = true")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(fake.stats().requests, 0);
+    // A second, active instance on the same interval is the clock: once it has run two checks,
+    // the passive one has had a whole interval to make a request of its own.
+    let witness = FakeOllama::start().await;
+    let agent = InProcess::start(common::ConfDir::new(
+        "[global]\nhostname = \"test-host\"\ninterval = 1\n",
+        &format!(
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\npassive = true\n\n\
+             [[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n",
+            fake.url(),
+            witness.url()
+        ),
+    ))
+    .await;
+    witness
+        .wait_until(common::WAIT, |s| {
+            s.paths.iter().filter(|p| *p == "GET /api/version").count() >= 2
+        })
+        .await;
+    assert_eq!(fake.stats().requests, 0, "{:?}", fake.stats().paths);
     assert_eq!(agent.metrics().await.get("ollama_up", &[]), Some(0.0));
     post(&agent, "/api/generate", generate("llama3.2", "x", false)).await;
     assert_eq!(agent.metrics().await.get("ollama_up", &[]), Some(1.0));

@@ -200,9 +200,12 @@ async fn drops_a_400_batch_once_and_later_batches_flow() {
 
     let got = rx.wait_for_accepted_series(6, WAIT).await;
     eventually("counters", || metric(&w, SENT, "") == 6.0).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // One more batch behind them: the queue is FIFO, so a resend of the rejected batch would
+    // come before it.
+    w.enqueue(snapshot(4, 3));
+    rx.wait_for_accepted_series(9, WAIT).await;
     let requests = rx.received();
-    assert_eq!(requests.len(), 3, "the rejected batch is never sent again");
+    assert_eq!(requests.len(), 4, "the rejected batch is never sent again");
     assert_eq!(requests[0].status, 400);
     assert!(requests[0]
         .series
