@@ -4,25 +4,22 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Read;
 
 use common::fake_ollama::FakeOllama;
-use common::{command, ConfDir, Metrics, Running};
+use common::{Binary, ConfDir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_model_names_are_capped_and_counted_under_other() {
     let fake = FakeOllama::start().await;
-    let port = common::free_port();
     let conf = ConfDir::new(
         "[global]\ninterval = 60\n",
         &format!(
-            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:{port}\"\nmax_models = 5\n",
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\nmax_models = 5\n",
             fake.url()
         ),
     );
-    let mut agent = Running(command(&conf, &[]).spawn().unwrap());
-    common::wait_listening(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let base = format!("http://127.0.0.1:{port}");
+    let mut agent = Binary::start(conf).await;
+    let base = agent.url();
     let client = reqwest::Client::new();
     // 2,000 names the backend does not know (404), then 10 it does (`test-*`), 4 at a time.
     let names: Vec<String> = (0..2000)
@@ -42,14 +39,11 @@ async fn made_up_model_names_are_capped_and_counted_under_other() {
             t.await.unwrap();
         }
     }
-    let m = Metrics(
-        reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    // A request is recorded when its answer ends, which may be a moment after the client
+    // has the last byte.
+    let m = agent
+        .wait_metrics(|m| m.sum("ollama_requests_total", &[]) >= 2010.0)
+        .await;
     let models: BTreeSet<&str> =
         m.0.lines()
             .filter(|l| l.starts_with("ollama_requests_total{"))
@@ -80,15 +74,7 @@ async fn made_up_model_names_are_capped_and_counted_under_other() {
         .sum();
     assert_eq!(total, 2010.0, "every request is counted somewhere");
 
-    agent.0.kill().unwrap();
-    agent.0.wait().unwrap();
-    let mut logs = String::new();
-    agent
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    agent.assert_healthy();
+    let logs = agent.logs();
     assert_eq!(logs.matches("model label cap reached").count(), 1, "{logs}");
 }

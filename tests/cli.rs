@@ -61,7 +61,10 @@ fn bad_starts_exit_non_zero_with_one_line_naming_the_culprit() {
     ];
     for (conf, needle) in &cases {
         let (code, out, err) = run(conf, &[]);
-        assert_eq!(code, 64, "{needle}: a configuration error is EX_USAGE: {err}");
+        assert_eq!(
+            code, 64,
+            "{needle}: a configuration error is EX_USAGE: {err}"
+        );
         assert!(out.is_empty(), "{out}");
         let lines: Vec<_> = err.lines().collect();
         assert_eq!(lines.len(), 1, "one line expected: {err}");
@@ -107,10 +110,9 @@ fn inputs_without_ollama_is_refused() {
 
 #[test]
 fn unknown_keys_are_warned_about_by_name() {
-    let backend_port = common::free_port();
     let conf = ConfDir::new(
         "[global]\ninterval = 1\n[heartbeat]\nenable = true\n",
-        &format!("[[instances]]\nolama_url = \"http://127.0.0.1:{backend_port}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n"),
+        "[[instances]]\nolama_url = \"http://127.0.0.1:1\"\nproxy_listen_addr = \"127.0.0.1:0\"\n",
     );
     let (code, _, err) = run(&conf, &["--test", "--inputs", "cpu:ollama"]);
     assert_eq!(code, 0, "{err}");
@@ -125,12 +127,11 @@ fn unknown_keys_are_warned_about_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_mode_prints_categraf_lines_after_one_interval() {
     let fake = FakeOllama::start().await;
-    let port = common::free_port();
     let conf = ConfDir::new(
         "[global]\nhostname = \"h1\"\n[global.labels]\nregion = \"eu\"\n",
         &format!(
             "{}interval = 2\n[instances.labels]\nservice = \"ollama\"\n",
-            instance(&fake.url(), &format!("127.0.0.1:{port}"))
+            instance(&fake.url(), "127.0.0.1:0")
         ),
     );
     let mut child = Running(
@@ -139,15 +140,31 @@ async fn test_mode_prints_categraf_lines_after_one_interval() {
             .unwrap(),
     );
     let stderr = child.0.stderr.take().unwrap();
+    // The log lines, as they come: the "proxying" line names the bound address.
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
     let logs = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
+        let mut all = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line.clone());
+            all.push(line);
+        }
+        all
     });
-    common::wait_listening(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let listen = tokio::task::spawn_blocking(move || {
+        line_rx
+            .iter()
+            .find_map(|l| {
+                let addr = l
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("listen="))?;
+                addr.parse::<std::net::SocketAddr>().ok()
+            })
+            .expect("a proxying line with listen=ADDR")
+    })
+    .await
+    .unwrap();
     let res = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/generate"))
+        .post(format!("http://{listen}/api/generate"))
         .body(r#"{"model":"llama3.2","prompt":"why is the sky blue","stream":false}"#)
         .send()
         .await

@@ -122,6 +122,9 @@ async fn time_to_first_token_lies_between_the_backends_delay_and_what_the_client
         );
         // And it is the first content chunk, not the answer's head or the end.
         let duration = m.get("ollama_request_duration_seconds_sum", &l).unwrap();
-        assert!(agent_ttft < duration, "{path}: TTFT {agent_ttft} ≥ duration {duration}");
+        assert!(
+            agent_ttft < duration,
+            "{path}: TTFT {agent_ttft} ≥ duration {duration}"
+        );
     }
 }

@@ -308,17 +308,26 @@ async fn the_backend_check_exports_version_and_loaded_models() {
         Some(1.0)
     );
     assert_eq!(
-        m.get("ollama_loaded_model_size_bytes", &[("model", "llama3.2:latest")]),
+        m.get(
+            "ollama_loaded_model_size_bytes",
+            &[("model", "llama3.2:latest")]
+        ),
         Some(3_325_000_000.0),
         "the fake's /api/ps"
     );
     assert_eq!(
-        m.get("ollama_loaded_model_vram_bytes", &[("model", "llama3.2:latest")]),
+        m.get(
+            "ollama_loaded_model_vram_bytes",
+            &[("model", "llama3.2:latest")]
+        ),
         Some(3_325_000_000.0),
         "the fake's /api/ps"
     );
     assert_eq!(
-        m.get("ollama_loaded_model_context_length", &[("model", "llama3.2:latest")]),
+        m.get(
+            "ollama_loaded_model_context_length",
+            &[("model", "llama3.2:latest")]
+        ),
         Some(4096.0),
         "the fake's /api/ps"
     );

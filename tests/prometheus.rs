@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fake_ollama::FakeOllama;
-use common::{command, ConfDir, Metrics, Running};
+use common::{Binary, ConfDir, Metrics, Running};
 
 /// A Prometheus server with the remote-write receiver on a free port; killed on drop.
 struct Prometheus {
@@ -89,7 +89,6 @@ impl Drop for Prometheus {
 async fn promql_returns_the_pushed_values() {
     let prom = Prometheus::start().await;
     let fake = FakeOllama::start().await;
-    let port = common::free_port();
     let conf = ConfDir::new(
         &format!(
             "[global]\nhostname = \"gpu-box\"\ninterval = 1\n[global.labels]\nregion = \"eu\"\n\
@@ -97,12 +96,12 @@ async fn promql_returns_the_pushed_values() {
             prom.port
         ),
         &format!(
-            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:{port}\"\n[instances.labels]\nservice = \"ollama\"\n",
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n[instances.labels]\nservice = \"ollama\"\n",
             fake.url()
         ),
     );
-    let _agent = Running(command(&conf, &[]).spawn().unwrap());
-    common::wait_listening(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let agent = Binary::start(conf).await;
+    let port = agent.addr().port();
     let client = reqwest::Client::new();
     for _ in 0..3 {
         let res = client

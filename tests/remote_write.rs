@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::fake_ollama::FakeOllama;
 use common::receiver::{Receiver, Script};
-use common::{command, ConfDir, InProcess, Running};
+use common::{Binary, ConfDir, InProcess};
 use ollama_tap::push::proto::TimeSeries;
 
 /// `name{k="v",...}` → (timestamp, value), the latest sample of every series received.
@@ -267,30 +267,21 @@ async fn a_failing_writer_never_slows_the_proxy_and_catches_up_in_order() {
 async fn sigterm_delivers_the_final_counts() {
     let receiver = Receiver::start(Script::Always(204)).await;
     let fake = FakeOllama::start().await;
-    let port = common::free_port();
     let conf = ConfDir::new(
         &format!(
             "[global]\ninterval = 3600\nhostname = \"h\"\n[[writers]]\nurl = \"{}\"\n",
             receiver.url()
         ),
         &format!(
-            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:{port}\"\n",
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n",
             fake.url()
         ),
     );
-    let mut agent = Running(command(&conf, &[]).spawn().unwrap());
-    common::wait_listening(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let mut agent = Binary::start(conf).await;
     // The first push happens at start, before any traffic.
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
-    generate(&format!("http://127.0.0.1:{port}"), "llama3.2", 4).await;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &agent.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || agent.0.wait().unwrap())
-        .await
-        .unwrap();
+    generate(&agent.url(), "llama3.2", 4).await;
+    let exit = tokio::task::block_in_place(|| agent.terminate());
     assert!(exit.success(), "{exit:?}");
     let got = latest(&receiver.accepted_series());
     assert_eq!(
