@@ -6,9 +6,9 @@
 //! ```
 //!
 //! Prompt directives (`[[tokens:N]]`, `[[delay:MS]]`, `[[error_after:K]]`, ...) are described in
-//! `tests/common/fake_ollama.rs`. Stops on Ctrl-C.
+//! `tests/common/fake_ollama/mod.rs`. Stops on Ctrl-C.
 
-#[path = "../tests/common/fake_ollama.rs"]
+#[path = "../tests/common/fake_ollama/mod.rs"]
 mod fake_ollama;
 
 use std::net::SocketAddr;

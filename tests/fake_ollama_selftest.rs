@@ -1,7 +1,7 @@
-//! Self-test of the fake Ollama backend (tests/common/fake_ollama.rs), over real HTTP with a
+//! Self-test of the fake Ollama backend (tests/common/fake_ollama/mod.rs), over real HTTP with a
 //! minimal raw HTTP/1.1 client so chunk boundaries and aborted bodies are visible.
 
-#[path = "common/fake_ollama.rs"]
+#[path = "common/fake_ollama/mod.rs"]
 mod fake_ollama;
 
 use std::net::SocketAddr;
