@@ -48,6 +48,7 @@ pub struct Directives {
     pub split: bool,
     pub load_ms: Option<u64>,
     pub nocounts: bool,
+    pub gate: bool,
 }
 
 /// Splits the directives out of `text`. Returns them and the text with each directive replaced by
@@ -87,6 +88,7 @@ fn apply_directive(d: &mut Directives, inner: &str) -> bool {
         ("hang", None) => d.hang = true,
         ("split", None) => d.split = true,
         ("nocounts", None) => d.nocounts = true,
+        ("gate", None) => d.gate = true,
         ("tokens", Some(_)) => match num() {
             Some(n) => d.tokens = Some(n as usize),
             None => return false,

@@ -19,6 +19,7 @@
 //! | `[[cut_after:K]]` | stream: after K content lines, abort the connection in the middle of the chunked body. K=0 or not streaming: close the connection without any response |
 //! | `[[hang]]` | send the headers, then nothing, and never finish (not streaming: never answer) |
 //! | `[[split]]` | write each line in 3 separate body frames, split mid-JSON, 2 ms apart |
+//! | `[[gate]]` | stream: hold the done line (the tail) until the test calls [`FakeOllama::open_gate`], so a test can hold many streams open at once without a clock |
 //! | `[[load:MS]]` | `load_duration` = MS ms instead of 2 ms |
 //! | `[[nocounts]]` | leave out `prompt_eval_count` and `eval_count` (as Ollama does when they are 0); /v1 usage then reports 0 |
 //!
@@ -144,6 +145,8 @@ struct Inner {
     blobs: Mutex<HashSet<String>>,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// Open (`true`) once [`FakeOllama::open_gate`] is called: `[[gate]]` streams end then.
+    gate: watch::Sender<bool>,
 }
 
 impl Inner {
@@ -212,6 +215,7 @@ impl FakeOllama {
             blobs: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(0),
             shutdown: rx.clone(),
+            gate: watch::channel(false).0,
         });
         let accept = tokio::spawn(accept_loop(listener, inner.clone(), rx));
         Ok(FakeOllama {
@@ -230,6 +234,11 @@ impl FakeOllama {
     /// A snapshot of the stats.
     pub fn stats(&self) -> FakeStats {
         self.inner.with_stats(|s| s.clone())
+    }
+
+    /// Lets every `[[gate]]` stream (held before its done line) finish, now and from now on.
+    pub fn open_gate(&self) {
+        self.inner.gate.send_replace(true);
     }
 
     /// Zeroes the stats.

@@ -146,6 +146,13 @@ async fn drive(
             send_line(tx, frames.content[i].clone(), d.split).await?;
             continue;
         }
+        if d.gate {
+            let mut gate = inner.gate.subscribe();
+            tokio::select! {
+                _ = gate.wait_for(|open| *open) => {}
+                _ = tx.closed() => return Err(Gone),
+            }
+        }
         send_tail(inner, frames, d, tx).await?;
     }
     Ok(())
