@@ -7,14 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::receiver::{Receiver, Script};
+use common::{wait_until, WAIT};
 use ollama_tap::config::{Writer, WriterOpt};
 use ollama_tap::push::proto::{Label, TimeSeries, WriteRequest};
 use ollama_tap::push::{compress, encode_families, RetryPolicy, Writers};
 use ollama_tap::snapshot::{Family, Kind};
-use tokio::time::Instant;
 
-/// Upper bound for anything the tests wait for; they normally take milliseconds.
-const WAIT: Duration = Duration::from_secs(5);
 const SENT: &str = "ollama_tap_remote_write_samples_sent_total";
 const FAILED: &str = "ollama_tap_remote_write_samples_failed_total";
 const DROPPED: &str = "ollama_tap_remote_write_samples_dropped_total";
@@ -85,14 +83,6 @@ fn metric(w: &Writers, name: &str, suffix: &str) -> f64 {
         .find(|s| s.suffix == suffix)
         .unwrap_or_else(|| panic!("{name}{suffix}"))
         .value
-}
-
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Labels sorted by name (so no name twice), `__name__` present, no empty value, names valid
@@ -184,7 +174,7 @@ async fn retries_5xx_until_accepted_in_order_without_gaps_or_duplicates() {
     for retry in &requests[1..4] {
         assert_eq!(retry.series[0], requests[0].series[0], "oldest first again");
     }
-    eventually("counters", || metric(&w, SENT, "") == 30.0).await;
+    wait_until("counters", || metric(&w, SENT, "") == 30.0).await;
     assert_eq!(metric(&w, RETRIES, ""), 3.0);
     assert_eq!(metric(&w, FAILED, ""), 0.0);
 }
@@ -199,7 +189,7 @@ async fn drops_a_400_batch_once_and_later_batches_flow() {
     w.enqueue(snapshot(3, 3));
 
     let got = rx.wait_for_accepted_series(6, WAIT).await;
-    eventually("counters", || metric(&w, SENT, "") == 6.0).await;
+    wait_until("counters", || metric(&w, SENT, "") == 6.0).await;
     // One more batch behind them: the queue is FIFO, so a resend of the rejected batch would
     // come before it.
     w.enqueue(snapshot(4, 3));
@@ -244,7 +234,7 @@ async fn an_outage_longer_than_the_buffer_keeps_the_newest_and_counts_the_overfl
     };
     let w = Writers::start_with(&[writer(&rx.url())], &opt(6, 6), policy).unwrap();
     w.enqueue(snapshot(1, 2));
-    eventually("a failed try", || metric(&w, RETRIES, "") >= 1.0).await;
+    wait_until("a failed try", || metric(&w, RETRIES, "") >= 1.0).await;
     for ts in 2..=20 {
         w.enqueue(snapshot(ts, 2));
         assert!(
@@ -260,7 +250,7 @@ async fn an_outage_longer_than_the_buffer_keeps_the_newest_and_counts_the_overfl
     for (labels, stamps) in stamps_by_series(&got) {
         assert_eq!(stamps, [18, 19, 20], "{labels:?}: the newest samples");
     }
-    eventually("the queue drained", || metric(&w, SENT, "") == 6.0).await;
+    wait_until("the queue drained", || metric(&w, SENT, "") == 6.0).await;
     assert_eq!(metric(&w, QUEUE, ""), 0.0);
 }
 
@@ -316,7 +306,7 @@ async fn self_metrics_count_per_url_without_userinfo() {
     rx.wait_for_requests(2, WAIT).await;
     w.enqueue(snapshot(2, 3));
     rx.wait_for_accepted_series(3, WAIT).await;
-    eventually("counters", || metric(&w, SENT, "") == 3.0).await;
+    wait_until("counters", || metric(&w, SENT, "") == 3.0).await;
 
     assert_eq!(metric(&w, FAILED, ""), 3.0);
     assert_eq!(metric(&w, RETRIES, ""), 1.0);
