@@ -139,7 +139,7 @@ async fn a_client_gone_mid_stream_cancels_the_upstream_request() {
     assert_eq!(res.status(), 200);
     let first = res.chunk().await.unwrap().unwrap();
     assert!(first.starts_with(b"{\"model\":\"llama3.2\""));
-    let during = agent.metrics().await;
+    let during = metrics_at(&agent.url()).await;
     assert_eq!(
         during.sum("ollama_requests_in_flight", &[]),
         1.0,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use super::{metrics_at, proc_stats, wait_metrics, ConfDir, Metrics, ProcStats, WAIT};
+use super::{proc_stats, wait_metrics, ConfDir, Metrics, ProcStats, WAIT};
 
 /// The real binary, running.
 pub struct Binary {
@@ -109,9 +109,10 @@ impl Binary {
         std::fs::read_to_string(self.conf.path().join("agent.log")).unwrap_or_default()
     }
 
-    /// `/metrics` of the first instance.
+    /// `/metrics` of the first instance once nothing is in flight (see
+    /// [`super::settled_metrics`]).
     pub async fn metrics(&self) -> Metrics {
-        metrics_at(&format!("http://{}", self.metrics_addrs[0])).await
+        super::settled_metrics(&format!("http://{}", self.metrics_addrs[0])).await
     }
 
     /// Polls `/metrics` of the first instance until `pred` holds.

@@ -163,15 +163,9 @@ impl InProcess {
         }
     }
 
-    /// `/metrics` of the first instance.
+    /// `/metrics` of the first instance once nothing is in flight (see [`settled_metrics`]).
     pub async fn metrics(&self) -> Metrics {
-        let text = reqwest::get(format!("{}/metrics", self.url()))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .unwrap();
-        Metrics(text)
+        settled_metrics(&self.url()).await
     }
 }
 
@@ -242,6 +236,18 @@ pub async fn metrics_at(url: &str) -> Metrics {
         .await
         .unwrap();
     Metrics(text)
+}
+
+/// `{url}/metrics` once no request is in flight: every request whose answer a client has
+/// read is recorded. (A request is recorded when the agent's side of its answer ends, which
+/// can be a moment after the client has the last byte; the in-flight gauge drops in the same
+/// step, after the counters, so the scrape after one that shows nothing in flight is whole.)
+pub async fn settled_metrics(url: &str) -> Metrics {
+    wait_metrics(url, WAIT, |m| {
+        m.sum("ollama_requests_in_flight", &[]) == 0.0
+    })
+    .await;
+    metrics_at(url).await
 }
 
 /// Polls `{url}/metrics` until `pred` holds; panics with the last text after `timeout`.
