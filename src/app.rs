@@ -16,7 +16,7 @@ use crate::labels::Labeler;
 use crate::probe::BackendStatus;
 use crate::proxy::{self, Upstream};
 use crate::snapshot::Family;
-use crate::store::Store;
+use crate::store::{Store, DEFAULT_WINDOW};
 use crate::{exposition, VERSION};
 
 /// Everything the requests of one `[[instances]]` entry share.
@@ -38,7 +38,7 @@ impl InstanceState {
     pub fn new(config: Instance, labeler: Labeler, shared: Arc<Shared>) -> Self {
         InstanceState {
             upstream: Upstream::new(&config.ollama_url, config.timeout),
-            store: Arc::new(Store::with_max_models(crate::WINDOW, config.max_models)),
+            store: Arc::new(Store::with_max_models(DEFAULT_WINDOW, config.max_models)),
             backend: BackendStatus::default(),
             labeler,
             shared,

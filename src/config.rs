@@ -20,6 +20,12 @@ use raw::{RawGlobal, RawInput, RawInstance, RawLog, RawMain, RawWriter, RawWrite
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 /// Upstream timeout used when an instance sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// `[[instances]] max_models` when absent (also the cap of `store::Store::new`).
+pub const DEFAULT_MAX_MODELS: usize = 100;
+/// `[writer_opt] batch` when absent or <= 0.
+pub const DEFAULT_BATCH: usize = 1000;
+/// `[writer_opt] chan_size` when absent or <= 0.
+pub const DEFAULT_CHAN_SIZE: usize = 1_000_000;
 /// The main file inside the config directory.
 pub const MAIN_FILE: &str = "config.toml";
 /// The input folder inside the config directory.

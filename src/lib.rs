@@ -33,5 +33,3 @@ pub mod testfmt;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// User-Agent of the agent's own requests.
 pub const USER_AGENT: &str = concat!("ollama-tap/", env!("CARGO_PKG_VERSION"));
-/// Observations kept per model for the summary quantiles (the original plugin's bound).
-pub const WINDOW: usize = 1000;

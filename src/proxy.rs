@@ -37,6 +37,10 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Idle pooled connections kept to the backend (the original plugin's transport kept 100).
 const POOL_IDLE: usize = 100;
+/// How long an idle pooled backend connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// TCP keepalive on backend connections.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -62,7 +66,7 @@ impl Upstream {
         http.set_connect_timeout(Some(timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        http.set_keepalive(Some(Duration::from_secs(60)));
+        http.set_keepalive(Some(TCP_KEEPALIVE));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
@@ -70,7 +74,7 @@ impl Upstream {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(POOL_IDLE)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(https);
         let authority = url
             .authority()

@@ -31,16 +31,16 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::config::DEFAULT_MAX_MODELS;
 use crate::snapshot::Family;
 use crate::tap::reading::{FinishReason, Usage};
 pub use crate::tap::route::Endpoint;
 use histogram::{Histogram, NANOS, OVERHEAD_BUCKETS};
 use model::ModelStats;
 
-/// Window size the plugin used: quantiles over the last 1000 observations per model.
+/// Observations kept per model for the summary quantiles: the original plugin's 1000 (every
+/// instance's store uses it; tests use smaller windows).
 pub const DEFAULT_WINDOW: usize = 1000;
-/// Distinct model labels an instance keeps by default (`max_models`).
-pub const DEFAULT_MAX_MODELS: usize = 100;
 /// The label of requests whose model gets no label of its own: past the cap, a name the
 /// backend answered 404 for, or a first request still in flight.
 pub const OTHER_MODEL: &str = "other";
@@ -125,7 +125,8 @@ pub struct InFlight {
 // === impl Store ===
 
 impl Store {
-    /// An empty store whose summaries compute quantiles over the last `window` observations.
+    /// An empty store whose summaries compute quantiles over the last `window` observations,
+    /// with the default model cap ([`DEFAULT_MAX_MODELS`]).
     pub fn new(window: usize) -> Self {
         Self::with_max_models(window, DEFAULT_MAX_MODELS)
     }

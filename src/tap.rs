@@ -334,6 +334,7 @@ impl<B> Drop for TapBody<B> {
 mod tests {
     use super::*;
     use crate::snapshot::Family;
+    use crate::store::DEFAULT_WINDOW;
     use axum::http::HeaderValue;
     use http_body_util::BodyExt;
 
@@ -388,7 +389,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_whole_stream_is_recorded_once_as_success_under_the_normalised_model() {
-        let store = Arc::new(Store::new(1000));
+        let store = Arc::new(Store::new(DEFAULT_WINDOW));
         let body = chunks(vec![
             br#"{"model":"llama3.2","message":{"content":"Hi"},"done":false}"#,
             b"\n{\"model\":\"llama3.2\",\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":4,",
@@ -415,7 +416,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropped_mid_stream_is_a_client_abort_under_the_answer_model() {
-        let store = Arc::new(Store::new(1000));
+        let store = Arc::new(Store::new(DEFAULT_WINDOW));
         let body = chunks(vec![br#"{"model":"qwen","response":"a","done":false}"#]);
         let mut tapped = TapBody::new(
             body,
@@ -436,7 +437,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_404_and_a_stream_without_done_are_failures() {
-        let store = Arc::new(Store::new(1000));
+        let store = Arc::new(Store::new(DEFAULT_WINDOW));
         let body = chunks(vec![br#"{"error":"model 'nope' not found"}"#]);
         let m = meter(&store, Endpoint::Chat, Some("nope"));
         TapBody::new(
@@ -481,7 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn usage_chunk_is_read_then_stripped_when_the_agent_asked_for_it() {
-        let store = Arc::new(Store::new(1000));
+        let store = Arc::new(Store::new(DEFAULT_WINDOW));
         let body = chunks(vec![
             b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
             b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",

@@ -47,7 +47,7 @@ pub struct RawGlobal {
     /// Timestamp precision ("ms", "s", "m"); accepted, ignored.
     #[serde(default = "default_precision")]
     pub precision: String,
-    /// Default collection interval; zero or absent means 15s.
+    /// Default collection interval; zero or absent means [`super::DEFAULT_INTERVAL`].
     #[serde(default)]
     pub interval: Option<DurationValue>,
     /// Config providers (["local"]); accepted, ignored.
@@ -119,10 +119,10 @@ pub struct RawWriter {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(expecting = "a [writer_opt] table")]
 pub struct RawWriterOpt {
-    /// Samples per remote-write request; <= 0 means 1000.
+    /// Samples per remote-write request; <= 0 means [`super::DEFAULT_BATCH`].
     #[serde(default = "default_batch")]
     pub batch: i64,
-    /// Queue capacity in samples; <= 0 means 1 000 000.
+    /// Queue capacity in samples; <= 0 means [`super::DEFAULT_CHAN_SIZE`].
     #[serde(default = "default_chan_size")]
     pub chan_size: i64,
 }
@@ -194,7 +194,7 @@ pub struct RawInstance {
     /// Go-style listen address of the proxy (":8000" = all IPv4 interfaces).
     #[serde(default = "default_proxy_listen_addr")]
     pub proxy_listen_addr: String,
-    /// Upstream request timeout; zero or absent means 30s.
+    /// Upstream timeout; zero or absent means [`super::DEFAULT_TIMEOUT`].
     #[serde(default)]
     pub timeout: Option<DurationValue>,
     /// Push interval; falls back to the plugin, then the global interval.
@@ -342,14 +342,14 @@ pub fn default_max_idle_conns_per_host() -> usize {
     100
 }
 
-/// `[writer_opt] batch` default.
+/// `[writer_opt] batch` default: [`super::DEFAULT_BATCH`].
 pub fn default_batch() -> i64 {
-    1000
+    super::DEFAULT_BATCH as i64
 }
 
-/// `[writer_opt] chan_size` default.
+/// `[writer_opt] chan_size` default: [`super::DEFAULT_CHAN_SIZE`].
 pub fn default_chan_size() -> i64 {
-    1_000_000
+    super::DEFAULT_CHAN_SIZE as i64
 }
 
 /// `[log] file_name` default.
@@ -372,9 +372,9 @@ pub fn default_proxy_listen_addr() -> String {
     ":8000".to_owned()
 }
 
-/// `[[instances]] max_models` default.
+/// `[[instances]] max_models` default: [`super::DEFAULT_MAX_MODELS`].
 pub fn default_max_models() -> usize {
-    100
+    super::DEFAULT_MAX_MODELS
 }
 
 // === impl RawGlobal ===
