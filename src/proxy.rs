@@ -43,6 +43,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type ClientError = hyper_util::client::legacy::Error;
 
 /// The backend: a pooled HTTP client and the parts of `ollama_url` every request needs.
 pub struct Upstream {
@@ -308,13 +309,16 @@ pub fn error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+/// An error and its sources, outermost first.
+fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |s| s.source())
+}
+
 /// The innermost cause of a client error, which names what went wrong (refused, timed out...).
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    let mut source: &dyn std::error::Error = e;
-    while let Some(next) = source.source() {
-        source = next;
-    }
-    let cause = source.to_string();
+fn describe(e: &ClientError) -> String {
+    let cause = chain(e).last().map(ToString::to_string).unwrap_or_default();
     if e.is_connect() {
         format!("connect: {cause}")
     } else {
@@ -324,28 +328,17 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
 
 /// Whether the upstream request failed because the client's own body failed (the client hung
 /// up mid-upload): the body sent upstream is the only source of an `axum::Error` in the chain.
-fn client_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<axum::Error>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+fn client_body_failed(e: &ClientError) -> bool {
+    chain(e).any(|s| s.is::<axum::Error>())
 }
 
-fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        source = s.source();
-    }
-    false
+/// Whether an I/O timeout is anywhere in the chain (the connect timeout, or the OS timing the
+/// connection out).
+fn is_timeout(e: &ClientError) -> bool {
+    chain(e).any(|s| {
+        s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
 }
 
 #[cfg(test)]
@@ -372,5 +365,19 @@ mod tests {
         );
         assert_eq!(up.host, "gpu.example.com");
         assert_eq!(up.url, "https://gpu.example.com/ollama");
+    }
+
+    #[test]
+    fn the_error_chain_runs_from_the_outermost_error_to_the_innermost_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "inner");
+        let e = Outer(timed_out);
+        let texts: Vec<String> = chain(&e).map(ToString::to_string).collect();
+        assert_eq!(texts, ["outer", "inner"]);
+        assert!(chain(&e).any(|s| s
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)));
     }
 }
