@@ -70,9 +70,7 @@ impl Shared {
             .as_ref()
             .map(PushMetrics::families)
             .unwrap_or_default();
-        for series in families.iter_mut().flat_map(|f| f.series.iter_mut()) {
-            self.labeler.apply(&mut series.labels);
-        }
+        self.labeler.apply_to_families(&mut families);
         families
     }
 }

@@ -56,11 +56,7 @@ impl InstanceState {
     /// The store's families with instance labels, global labels and `agent_hostname` applied.
     pub fn snapshot(&self) -> Vec<Family> {
         let mut families = self.store.snapshot();
-        for family in &mut families {
-            for series in &mut family.series {
-                self.labeler.apply(&mut series.labels);
-            }
-        }
+        self.labeler.apply_to_families(&mut families);
         families
     }
 }
