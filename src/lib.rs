@@ -8,13 +8,14 @@
 //!                                        tap (json_scan, ndjson, sniff)
 //!                                         │
 //!                                       store ──► snapshot ──► exposition (/metrics)
-//!                                                          └─► testfmt (--test)
+//!                                                          └─► categraf_lines (--test)
 //! ```
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod agent;
 pub mod app;
+pub mod categraf_lines;
 pub mod cli;
 pub mod config;
 pub mod exposition;
@@ -27,7 +28,6 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod store;
 pub mod tap;
-pub mod testfmt;
 
 /// The agent's version, as `--version`, `/health` and the User-Agent say it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

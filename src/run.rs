@@ -5,9 +5,9 @@ use std::io::{IsTerminal, Write};
 use anyhow::Context;
 
 use crate::agent::{Agent, StartError};
+use crate::categraf_lines;
 use crate::cli::Cli;
 use crate::config::{self, ConfigError};
-use crate::testfmt;
 
 /// Exit status for a bad command line or configuration (BSD `EX_USAGE`).
 pub const EX_USAGE: i32 = 64;
@@ -62,7 +62,7 @@ async fn test_once(agent: Agent) -> anyhow::Result<()> {
     let hms = now.format("%H:%M:%S").to_string();
     let mut out = String::new();
     for inst in &instances {
-        testfmt::render(&inst.snapshot(), now.timestamp(), &hms, &mut out);
+        categraf_lines::render(&inst.snapshot(), now.timestamp(), &hms, &mut out);
     }
     std::io::stdout()
         .lock()
