@@ -31,7 +31,7 @@ use include_usage::UsageStripper;
 use ndjson::NdjsonReader;
 use openai::OpenAiReader;
 use reading::Reading;
-use route::{Dialect, Endpoint};
+use route::{ApiFamily, Endpoint};
 
 /// Label used when neither the request nor the answer named a model.
 pub const UNKNOWN_MODEL: &str = "unknown";
@@ -151,14 +151,14 @@ impl Drop for Meter {
 impl Reader {
     /// The reader for an answer of `endpoint` with these headers.
     pub fn for_answer(endpoint: Endpoint, headers: &HeaderMap) -> Reader {
-        match (endpoint.dialect(), endpoint) {
+        match (endpoint.api_family(), endpoint) {
             (_, Endpoint::Embeddings) => Reader::Opaque(Reading::default()),
             (_, Endpoint::Embed) => Reader::Native(NdjsonReader::single_object()),
-            (Dialect::Native, _) => Reader::Native(NdjsonReader::new()),
-            (Dialect::OpenAi, _) if is_event_stream(headers) => {
+            (ApiFamily::Native, _) => Reader::Native(NdjsonReader::new()),
+            (ApiFamily::Compat, _) if is_event_stream(headers) => {
                 Reader::OpenAi(OpenAiReader::stream())
             }
-            (Dialect::OpenAi, _) => Reader::OpenAi(OpenAiReader::json()),
+            (ApiFamily::Compat, _) => Reader::OpenAi(OpenAiReader::json()),
         }
     }
 

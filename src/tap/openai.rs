@@ -30,7 +30,7 @@ mod fixtures;
 /// Incremental reader of an OpenAI- or Anthropic-dialect answer: feed it every body chunk.
 pub struct OpenAiReader {
     framing: Framing,
-    state: Dialect,
+    state: OpenAiVisitor,
 }
 
 /// How the answer's JSON reaches the visitor. Choose by the response's Content-Type.
@@ -41,9 +41,10 @@ enum Framing {
     Json(JsonScan),
 }
 
-/// The visitor: the reading so far plus the object being read.
+/// The [`Visitor`] of an OpenAI- or Anthropic-dialect answer: the reading so far plus the
+/// object being read.
 #[derive(Default)]
-struct Dialect {
+struct OpenAiVisitor {
     reading: Reading,
     /// Any whole object that is not an error ends the answer (non-streamed bodies).
     single_object: bool,
@@ -57,7 +58,7 @@ struct Current {
     error: bool,
     content: bool,
     finish: Option<FinishReason>,
-    status: Option<Status>,
+    status: Option<ResponseStatus>,
     incomplete_reason: Option<FinishReason>,
     usage: Usage,
 }
@@ -75,7 +76,7 @@ enum Event {
 
 /// A Responses API `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
+enum ResponseStatus {
     Completed,
     Incomplete,
     Failed,
@@ -120,7 +121,7 @@ impl OpenAiReader {
     pub fn stream() -> Self {
         OpenAiReader {
             framing: Framing::Sse(SseReader::new()),
-            state: Dialect::default(),
+            state: OpenAiVisitor::default(),
         }
     }
 
@@ -128,9 +129,9 @@ impl OpenAiReader {
     pub fn json() -> Self {
         OpenAiReader {
             framing: Framing::Json(JsonScan::new()),
-            state: Dialect {
+            state: OpenAiVisitor {
                 single_object: true,
-                ..Dialect::default()
+                ..OpenAiVisitor::default()
             },
         }
     }
@@ -153,9 +154,9 @@ impl OpenAiReader {
     }
 }
 
-// === impl Dialect ===
+// === impl OpenAiVisitor ===
 
-impl Visitor for Dialect {
+impl Visitor for OpenAiVisitor {
     fn key_id(&self, path: &[u8], key: &[u8]) -> u8 {
         match path {
             [] => match key {
@@ -250,7 +251,7 @@ impl Visitor for Dialect {
             (TOOLS, Value::Container) => c.content = true,
             (ERROR, v) => c.error |= v != Value::Raw(b"null"),
             (TYPE, Value::Str(s)) => c.event = Event::parse(s),
-            (STATUS, Value::Str(s)) => c.status = Some(Status::parse(s)),
+            (STATUS, Value::Str(s)) => c.status = Some(ResponseStatus::parse(s)),
             (REASON, Value::Str(s)) => c.incomplete_reason = Some(FinishReason::parse(s)),
             _ => {}
         }
@@ -269,14 +270,16 @@ impl Visitor for Dialect {
         u.completion_tokens = cur.usage.completion_tokens.or(u.completion_tokens);
         u.cached_prompt_tokens = cur.usage.cached_prompt_tokens.or(u.cached_prompt_tokens);
         let finish = match cur.status {
-            Some(Status::Completed) => Some(FinishReason::Stop),
-            Some(Status::Incomplete) => Some(cur.incomplete_reason.unwrap_or(FinishReason::Other)),
+            Some(ResponseStatus::Completed) => Some(FinishReason::Stop),
+            Some(ResponseStatus::Incomplete) => {
+                Some(cur.incomplete_reason.unwrap_or(FinishReason::Other))
+            }
             _ => cur.finish,
         };
         if finish.is_some() {
             r.finish_reason = finish;
         }
-        if cur.error || cur.event == Event::Error || cur.status == Some(Status::Failed) {
+        if cur.error || cur.event == Event::Error || cur.status == Some(ResponseStatus::Failed) {
             r.error = true;
         } else if cur.event == Event::End || self.single_object {
             r.complete = true;
@@ -300,15 +303,15 @@ impl Event {
     }
 }
 
-// === impl Status ===
+// === impl ResponseStatus ===
 
-impl Status {
+impl ResponseStatus {
     fn parse(s: &[u8]) -> Self {
         match s {
-            b"completed" => Status::Completed,
-            b"incomplete" => Status::Incomplete,
-            b"failed" => Status::Failed,
-            _ => Status::Other,
+            b"completed" => ResponseStatus::Completed,
+            b"incomplete" => ResponseStatus::Incomplete,
+            b"failed" => ResponseStatus::Failed,
+            _ => ResponseStatus::Other,
         }
     }
 }
