@@ -26,7 +26,7 @@ pub use body::{BoxError, IdleBody, IdleTimeout, Progress, UpstreamBody};
 pub use headers::strip_hop_by_hop;
 
 use crate::app::InstanceState;
-use crate::store::Status;
+use crate::store::Outcome;
 use crate::tap::route::Endpoint;
 use crate::tap::{Meter, TapBody};
 pub use request::{Peeked, PEEK_LIMIT};
@@ -225,9 +225,9 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
             let timeout = is_timeout(&e);
             if let Some(m) = meter.as_mut() {
                 m.fail(if timeout {
-                    Status::Timeout
+                    Outcome::Timeout
                 } else {
-                    Status::BackendUnreachable
+                    Outcome::BackendUnreachable
                 });
             }
             if state.config.passive {

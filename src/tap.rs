@@ -26,7 +26,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use crate::proxy::{BoxError, IdleTimeout};
-use crate::store::{InFlight, Outcome, Record, Status, Store};
+use crate::store::{InFlight, Outcome, Record, Store};
 use include_usage::UsageStripper;
 use ndjson::NdjsonReader;
 use openai::OpenAiReader;
@@ -99,12 +99,12 @@ impl Meter {
     }
 
     /// The backend was unreachable or too slow before answering anything.
-    pub fn fail(&mut self, status: Status) {
-        self.record(status, None, None);
+    pub fn fail(&mut self, outcome: Outcome) {
+        self.record(outcome, None, None);
     }
 
-    /// Records the request: `status` says how it ended, `reading` what the answer said.
-    fn record(&mut self, status: Status, reading: Option<&Reading>, ttft: Option<Duration>) {
+    /// Records the request: `outcome` says how it ended, `reading` what the answer said.
+    fn record(&mut self, outcome: Outcome, reading: Option<&Reading>, ttft: Option<Duration>) {
         if self.recorded {
             return;
         }
@@ -118,18 +118,13 @@ impl Meter {
             .or(answer_model.as_deref())
             .filter(|m| !m.is_empty())
             .unwrap_or(UNKNOWN_MODEL);
-        let succeeded = matches!(status, Status::Http(c) if (200..300).contains(&c));
+        let succeeded = outcome.is_success();
         let empty = Reading::default();
         let r = reading.unwrap_or(&empty);
         self.store.record(&Record {
             model,
             endpoint: self.endpoint,
-            outcome: if succeeded {
-                Outcome::Success
-            } else {
-                Outcome::Failed
-            },
-            status,
+            outcome,
             load_only: r.load_only(),
             usage: r.usage,
             finish_reason: r.finish_reason,
@@ -142,7 +137,7 @@ impl Meter {
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        self.record(Status::ClientAborted, None, None);
+        self.record(Outcome::ClientAborted, None, None);
     }
 }
 
@@ -222,19 +217,19 @@ impl<B> TapBody<B> {
     }
 
     /// How the answer ended, from what was read; `failure` is `None` for a clean end of body.
-    fn finish(&mut self, failure: Option<Status>) {
+    fn finish(&mut self, failure: Option<Outcome>) {
         let reading = self.reader.reading();
-        let status = match failure {
+        let outcome = match failure {
             Some(s) => s,
-            None if !self.status.is_success() => Status::Http(self.status.as_u16()),
-            None if !reading.succeeded() => Status::StreamError,
-            None => Status::Http(self.status.as_u16()),
+            None if !self.status.is_success() => Outcome::Http(self.status.as_u16()),
+            None if !reading.succeeded() => Outcome::StreamError,
+            None => Outcome::Http(self.status.as_u16()),
         };
         let ttft = match (self.streamed, self.first_content) {
             (true, Some(at)) => Some(at.duration_since(self.meter.start)),
             _ => None,
         };
-        self.meter.record(status, Some(reading), ttft);
+        self.meter.record(outcome, Some(reading), ttft);
     }
 }
 
@@ -278,12 +273,12 @@ where
                     }
                 }
                 Some(Err(e)) => {
-                    let status = if e.is::<IdleTimeout>() {
-                        Status::Timeout
+                    let outcome = if e.is::<IdleTimeout>() {
+                        Outcome::Timeout
                     } else {
-                        Status::StreamError
+                        Outcome::StreamError
                     };
-                    this.finish(Some(status));
+                    this.finish(Some(outcome));
                     Some(Err(e))
                 }
                 None => {
@@ -325,7 +320,7 @@ impl<B> Drop for TapBody<B> {
         if self.reader.reading().succeeded() || self.all_read {
             self.finish(None);
         } else {
-            self.finish(Some(Status::ClientAborted));
+            self.finish(Some(Outcome::ClientAborted));
         }
     }
 }

@@ -225,9 +225,9 @@ pub fn per_endpoint(models: &Models, out: &mut Vec<Family>) {
         Kind::Counter,
     );
     for (m, e, stats) in pairs() {
-        for (status, n) in stats.outcomes.snapshot() {
+        for (outcome, n) in stats.outcomes.snapshot() {
             let mut labels = pair_labels(m, e);
-            labels.push(("outcome".to_owned(), status.label().into_owned()));
+            labels.push(("outcome".to_owned(), outcome.label().into_owned()));
             requests.push("", labels, n as f64);
         }
         let n = stats.cached_prompt_tokens.load(Relaxed);
