@@ -14,6 +14,7 @@ use std::time::Duration;
 use axum::http::Uri;
 use serde::de::DeserializeOwned;
 
+pub use check::io_reason;
 use raw::{RawGlobal, RawInput, RawInstance, RawLog, RawMain, RawWriter, RawWriterOpt};
 
 /// Interval used when none is configured (Categraf's `GetInterval`).
@@ -101,7 +102,8 @@ pub struct WriterOpt {
 /// `[log]`.
 #[derive(Debug, Clone)]
 pub struct Log {
-    /// "stdout", "stderr" or a file path.
+    /// "stdout" (also for ""), "stderr": the console, which is stderr (see `run::init_logs`);
+    /// anything else: a file path logs are appended to.
     pub file_name: String,
     /// A tracing filter directive, checked to parse.
     pub level: String,

@@ -131,7 +131,7 @@ pub struct RawWriterOpt {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(expecting = "a [log] table")]
 pub struct RawLog {
-    /// "stdout", "stderr" or a file path.
+    /// "stdout", "stderr" (both: the console, which is stderr) or a file path to append to.
     #[serde(default = "default_log_file_name")]
     pub file_name: String,
     /// Rotation size in MB; accepted, ignored.
