@@ -184,6 +184,7 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, up.host.clone());
+    // `start` (handler entry) to here, the body peek included: see `Store::observe_overhead`.
     state.store.observe_overhead(start.elapsed());
     let progress = body.progress();
     let sent = up

@@ -186,7 +186,15 @@ impl Store {
         Arc::clone(s)
     }
 
-    /// Observes the agent's own latency: a request's arrival to its sending upstream.
+    /// Observes `ollama_tap_proxy_overhead_seconds` for one forwarded request (metered or
+    /// not): from the first line of `proxy::forward` (hyper has read the request head, axum
+    /// has routed it; no body byte read yet) to the moment the rewritten request is handed to
+    /// the pooled upstream client (before a connection is checked out or opened, before any
+    /// byte goes upstream). On metered endpoints this includes `Peeked::read`, i.e. waiting
+    /// for the client's body until the model is found, the body ends, or
+    /// [`crate::proxy::PEEK_LIMIT`] (to the end or the limit for zstd bodies and the
+    /// `include_usage` rewrite): a slow upload shows here. Requests refused before forwarding
+    /// (absolute-form, `CONNECT`, 431, a body that broke off during the peek) are not observed.
     pub fn observe_overhead(&self, d: Duration) {
         self.overhead.observe_duration(d);
     }

@@ -299,12 +299,14 @@ pub fn loaded(models: &[LoadedModel], out: &mut Vec<Family>) {
     out.extend([size, vram, ctx]);
 }
 
-/// `ollama_tap_proxy_overhead_seconds`, no labels.
+/// `ollama_tap_proxy_overhead_seconds`, no labels (see [`super::Store::observe_overhead`]).
 pub fn overhead(s: &HistogramSnapshot) -> Family {
     let mut f = Family::new(
         "ollama_tap_proxy_overhead_seconds",
-        "Latency added by the proxy: time from a request's arrival to the moment it is \
-         sent upstream, seconds.",
+        "Time a forwarded request spends in the proxy before it is handed to the upstream \
+         HTTP client, seconds: from the start of the proxy handler (request head already \
+         parsed) to the upstream call, before connecting. On metered inference endpoints it \
+         includes the wait for the start of the request body, read to learn the model.",
         Kind::Histogram,
     );
     push_histogram(&mut f, &Vec::new(), s);
