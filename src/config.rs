@@ -80,7 +80,8 @@ pub struct Writer {
     pub basic_auth_pass: String,
     /// Header pairs in file order; a `Host` pair should set the request host.
     pub headers: Vec<(String, String)>,
-    /// Response-header timeout; `Duration::ZERO` means no limit (Categraf semantics).
+    /// Whole-request timeout of one push (reqwest's: from connecting to the answer's last
+    /// byte; Categraf bounds only the wait for the answer's head); `Duration::ZERO` = no limit.
     pub timeout: Duration,
     /// Connect timeout; `Duration::ZERO` means no limit.
     pub dial_timeout: Duration,
@@ -88,7 +89,8 @@ pub struct Writer {
     /// Categraf applies `tls_ca` / `insecure_skip_verify` only when this is true.
     pub use_tls: bool,
     pub insecure_skip_verify: bool,
-    /// CA certificate: a file path, or inline PEM when it contains "-----BEGIN"; "" = system roots.
+    /// Extra CA certificates (added to the bundled webpki/Mozilla roots; the OS store is not
+    /// read): a file path, or inline PEM when it contains "-----BEGIN"; "" = none.
     pub tls_ca: String,
 }
 
@@ -122,6 +124,8 @@ pub struct Instance {
     pub proxy_listen_addr: SocketAddr,
     /// `proxy_listen_addr` as written, for messages.
     pub listen_text: String,
+    /// Bounds connecting upstream, the wait for a non-inference answer (restarted by upload
+    /// progress), every gap inside an answer, and the agent's own checks as a whole.
     pub timeout: Duration,
     /// Resolved: instance, else plugin, else global interval (or `--interval`).
     pub interval: Duration,

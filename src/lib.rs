@@ -5,10 +5,11 @@
 //! ```text
 //! config ──► agent ──► app (router) ──► proxy ──► Ollama
 //!                                         │
-//!                                        tap (json_scan, ndjson, sniff)
+//!                                        tap (sniff, json_scan, ndjson, sse, openai)
 //!                                         │
 //!                                       store ──► snapshot ──► exposition (/metrics)
-//!                                                          └─► categraf_lines (--test)
+//!                                                          ├─► categraf_lines (--test)
+//!                                                          └─► push (remote write)
 //! ```
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]

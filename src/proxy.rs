@@ -55,7 +55,8 @@ pub struct Upstream {
     prefix: String,
     /// `ollama_url` as configured, for messages.
     pub url: String,
-    /// Bounds connecting, waiting for non-inference answers, and each gap inside an answer.
+    /// Bounds connecting, waiting for non-inference answers, each gap inside an answer, and
+    /// the agent's own GETs as a whole.
     pub timeout: Duration,
 }
 

@@ -1,7 +1,7 @@
 //! Serde mirrors of Categraf's TOML files (`config.toml`, `input.ollama/*.toml`), before validation.
 //!
 //! Every field has a default, so the only errors serde can raise are type mismatches; values are
-//! checked in `config.rs`, which can then name the file and field. Keys we accept for Categraf
+//! checked in `config/validate.rs`, which can then name the file and field. Keys we accept for Categraf
 //! compatibility but do not implement are parsed (so their types are checked) and ignored.
 
 use std::collections::BTreeMap;
@@ -74,7 +74,7 @@ pub struct RawWriter {
     /// Extra headers as a flat list `["Key", "Value", ...]`.
     #[serde(default)]
     pub headers: Vec<String>,
-    /// Response-header timeout in milliseconds (0 = no limit).
+    /// Whole-request timeout in milliseconds, connect to last byte of the answer (0 = no limit).
     #[serde(default = "default_writer_timeout_ms")]
     pub timeout: i64,
     /// Connect timeout in milliseconds (0 = no limit).
@@ -221,7 +221,8 @@ pub struct RawInstance {
     /// Categraf relabel rules; accepted, ignored.
     #[serde(default)]
     pub relabel_configs: Vec<toml::Table>,
-    /// Cap on distinct `model` label values tracked (reserved; parsed and stored).
+    /// Cap on distinct `model` label values per instance: past it (and for names answered
+    /// 404) requests are counted under `model="other"`.
     #[serde(default = "default_max_models")]
     pub max_models: usize,
     /// Passive mode: no `/api/version` or `/api/ps` check of the agent's own.

@@ -119,8 +119,9 @@ pub fn up(up: bool) -> Family {
 }
 
 /// The original plugin's seven per-model families, unchanged: only models recorded at least
-/// once, as before (a model known only from an in-flight guard, e.g. `unknown` for a request
-/// that named none and was recorded under the answer's model, gets no series here).
+/// once, as before (a model known only from in-flight guards, e.g. `other` while the only
+/// requests it stands for are first requests of new names still in flight, gets no series
+/// here).
 pub fn original(models: &Models, window: usize, out: &mut Vec<Family>) {
     let models: Vec<_> = models
         .iter()

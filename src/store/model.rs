@@ -4,7 +4,7 @@
 //! Memory: a model costs 320 bytes (counters, window headers, 9 empty endpoint slots of 16
 //! bytes), plus its two windows' rings (8 bytes per observation, allocated at the first
 //! observation: 2 × 8 KB at the default window of 1000). The [`EndpointStats`] of an endpoint
-//! (1344 bytes: six histograms of 15–21 atomics, 16 outcome slots, 7 finish reasons) is
+//! (1344 bytes: six histograms of 16–21 atomics, 16 outcome slots, 7 finish reasons) is
 //! allocated the first time the model is recorded on that endpoint, which is also what makes
 //! its series appear. A model used on 2 endpoints: about 19 KB.
 

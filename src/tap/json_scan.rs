@@ -2,9 +2,10 @@
 //! [`Visitor`] asks for, without building a document and without buffering the stream.
 //!
 //! It walks a sequence of top-level objects (one JSON body, an NDJSON stream, or the `data:`
-//! payloads of an SSE stream) and tracks only structure: the container stack, whether it is
-//! inside a string, and the key of the first two levels. Memory is fixed: a key buffer and a
-//! value buffer of [`CAP`] bytes, whatever the size of the input or of a single line.
+//! payloads of an SSE stream) and tracks only structure: the container stack (as a bit set,
+//! `MAX_DEPTH` deep), whether it is inside a string, and the key ids of the first
+//! [`MAX_PATH`] levels. Memory is fixed: one buffer of [`CAP`] bytes for the key or captured
+//! value being read, whatever the size of the input or of a single line.
 //!
 //! Bad input never panics: an unexpected byte abandons the current object (the visitor is told
 //! through [`Visitor::abort_object`]) and scanning resumes at the next `{` at top level. A raw

@@ -1,6 +1,6 @@
-//! The reader of Ollama's native answers (`/api/generate`, `/api/chat`): a pure function over
-//! the response bytes, split anywhere, that finds the final `done: true` object's stats and
-//! any `{"error": ...}` line.
+//! The reader of Ollama's native answers (`/api/generate`, `/api/chat`, `/api/embed`): a pure
+//! function over the response bytes, split anywhere, that finds the final `done: true` object's
+//! stats (for `/api/embed`, the one object's) and any `{"error": ...}` line.
 //!
 //! The same reader serves a streamed NDJSON answer and a single `stream: false` object: both
 //! are a sequence of top-level objects to [`JsonScan`].
