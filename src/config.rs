@@ -189,7 +189,7 @@ pub fn load(dir: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     let file = main_path.display().to_string();
     let text = read(&main_path)?;
     let table = parse_table(&file, &text)?;
-    main_warnings(&mut warnings, &file, &table);
+    check::main_warnings(&mut warnings, &file, &table);
     check::array_of_tables(&table, "writers")
         .map_err(|m| validate::invalid(&file, "writers", m))?;
     let raw: RawMain = decode(&file, &text, &table, locate_main)?;
@@ -288,37 +288,6 @@ fn locate_input(table: &toml::Table) -> Vec<String> {
     fields
 }
 
-fn main_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
-    if let Some(global) = table.get("global").and_then(toml::Value::as_table) {
-        check::unknown_keys(warnings, file, "global", global, raw::GLOBAL_KEYS);
-    }
-    if let Some(writers) = table.get("writers").and_then(toml::Value::as_array) {
-        for (i, w) in writers.iter().enumerate() {
-            if let Some(w) = w.as_table() {
-                check::unknown_keys(
-                    warnings,
-                    file,
-                    &format!("writers[{i}]"),
-                    w,
-                    raw::WRITER_KEYS,
-                );
-            }
-        }
-    }
-}
-
-fn input_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
-    check::unknown_keys(warnings, file, "", table, raw::INPUT_KEYS);
-    if let Some(instances) = table.get("instances").and_then(toml::Value::as_array) {
-        for (i, ins) in instances.iter().enumerate() {
-            if let Some(ins) = ins.as_table() {
-                let section = format!("instances[{i}]");
-                check::unknown_keys(warnings, file, &section, ins, raw::INSTANCE_KEYS);
-            }
-        }
-    }
-}
-
 /// Reads every `*.toml` in `dir/input.ollama` (sorted), returning the plugin interval and the
 /// instances (interval zero when unset, index not yet assigned).
 fn load_inputs(
@@ -352,7 +321,7 @@ fn load_inputs(
         let file = path.display().to_string();
         let text = read(&path)?;
         let table = parse_table(&file, &text)?;
-        input_warnings(warnings, &file, &table);
+        check::input_warnings(warnings, &file, &table);
         check::array_of_tables(&table, "instances")
             .map_err(|m| validate::invalid(&file, "instances", m))?;
         let raw: RawInput = decode(&file, &text, &table, locate_input)?;
