@@ -36,8 +36,9 @@ use route::{ApiFamily, Endpoint};
 /// Label used when neither the request nor the answer named a model.
 pub const UNKNOWN_MODEL: &str = "unknown";
 
-/// One metered request. Records exactly once: through [`Meter::finish`], or on drop (the
-/// client went away before the answer ended).
+/// One metered request. Records exactly once: when its [`TapBody`] sees the answer end or
+/// fail, through [`Meter::fail`] when the backend never answered, or on drop as
+/// `client_aborted` (the client went away before the answer ended).
 pub struct Meter {
     store: Arc<Store>,
     pub endpoint: Endpoint,
