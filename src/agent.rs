@@ -40,8 +40,9 @@ pub enum StartError {
     Push(PushError, String),
 }
 
-/// What all instances share: the push's own metrics and the labels they carry.
-pub struct Shared {
+/// The agent's own series, which every instance's `/metrics` shows and the agent pushes:
+/// the push's metrics, and the labeler for them.
+pub struct AgentMetrics {
     /// `None` without writers (or with `--test`).
     pub push: Option<PushMetrics>,
     /// Global labels and `agent_hostname`, for the agent's own series.
@@ -51,7 +52,7 @@ pub struct Shared {
 /// The instances, bound and ready to serve.
 pub struct Agent {
     pub instances: Vec<Arc<InstanceState>>,
-    pub shared: Arc<Shared>,
+    pub agent_metrics: Arc<AgentMetrics>,
     listeners: Vec<TcpListener>,
     /// Each instance's own listener for `/metrics` and `/health`, when it has one.
     metrics_listeners: Vec<Option<TcpListener>>,
@@ -60,9 +61,9 @@ pub struct Agent {
     interval: Duration,
 }
 
-// === impl Shared ===
+// === impl AgentMetrics ===
 
-impl Shared {
+impl AgentMetrics {
     /// The agent's own series (the writers'), labelled.
     pub fn snapshot(&self) -> Vec<Family> {
         let mut families = self
@@ -70,9 +71,7 @@ impl Shared {
             .as_ref()
             .map(PushMetrics::families)
             .unwrap_or_default();
-        for series in families.iter_mut().flat_map(|f| f.series.iter_mut()) {
-            self.labeler.apply(&mut series.labels);
-        }
+        self.labeler.apply_to_families(&mut families);
         families
     }
 }
@@ -132,7 +131,7 @@ impl Agent {
         } else {
             None
         };
-        let shared = Arc::new(Shared {
+        let agent_metrics = Arc::new(AgentMetrics {
             push: writers.as_ref().map(Writers::metrics),
             labeler: Labeler::new(&Default::default(), &global, hostname.clone()),
         });
@@ -141,12 +140,16 @@ impl Agent {
             .iter()
             .map(|inst| {
                 let labeler = Labeler::new(&expand(&inst.labels), &global, hostname.clone());
-                Arc::new(InstanceState::new(inst.clone(), labeler, shared.clone()))
+                Arc::new(InstanceState::new(
+                    inst.clone(),
+                    labeler,
+                    agent_metrics.clone(),
+                ))
             })
             .collect();
         Ok(Agent {
             instances,
-            shared,
+            agent_metrics,
             listeners,
             metrics_listeners,
             writers,
@@ -193,7 +196,7 @@ impl Agent {
         }
         if let Some(w) = &writers {
             loops.spawn(self_loop(
-                self.shared.clone(),
+                self.agent_metrics.clone(),
                 w.clone(),
                 self.interval,
                 stop_rx.clone(),
@@ -217,7 +220,7 @@ impl Agent {
         for state in &self.instances {
             push(&writers, &state.snapshot());
         }
-        push(&writers, &self.shared.snapshot());
+        push(&writers, &self.agent_metrics.snapshot());
         let left = writers.flush(FLUSH).await;
         if left == 0 {
             tracing::info!("final snapshot delivered");
@@ -267,7 +270,7 @@ async fn instance_loop(
 
 /// The agent's own series (the writers' counters), every `[global] interval`.
 async fn self_loop(
-    shared: Arc<Shared>,
+    agent_metrics: Arc<AgentMetrics>,
     writers: Arc<Writers>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
@@ -276,7 +279,7 @@ async fn self_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => push(&writers, &shared.snapshot()),
+            _ = tick.tick() => push(&writers, &agent_metrics.snapshot()),
             _ = stopped(&mut stop) => return,
         }
     }

@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::agent::Shared;
+use crate::agent::AgentMetrics;
 use crate::config::Instance;
 use crate::labels::Labeler;
 use crate::probe::BackendStatus;
 use crate::proxy::{self, Upstream};
 use crate::snapshot::Family;
-use crate::store::Store;
+use crate::store::{Store, DEFAULT_WINDOW};
 use crate::{exposition, VERSION};
 
 /// Everything the requests of one `[[instances]]` entry share.
@@ -26,8 +26,8 @@ pub struct InstanceState {
     pub store: Arc<Store>,
     pub backend: BackendStatus,
     pub labeler: Labeler,
-    /// What every instance shares (the push's own metrics).
-    pub shared: Arc<Shared>,
+    /// The agent's own series (the push's metrics), shown on this instance's `/metrics` too.
+    pub agent_metrics: Arc<AgentMetrics>,
     /// Who may see `/metrics` and `/health`.
     pub access: Access,
 }
@@ -35,13 +35,13 @@ pub struct InstanceState {
 // === impl InstanceState ===
 
 impl InstanceState {
-    pub fn new(config: Instance, labeler: Labeler, shared: Arc<Shared>) -> Self {
+    pub fn new(config: Instance, labeler: Labeler, agent_metrics: Arc<AgentMetrics>) -> Self {
         InstanceState {
             upstream: Upstream::new(&config.ollama_url, config.timeout),
-            store: Arc::new(Store::with_max_models(crate::WINDOW, config.max_models)),
+            store: Arc::new(Store::with_max_models(DEFAULT_WINDOW, config.max_models)),
             backend: BackendStatus::default(),
             labeler,
-            shared,
+            agent_metrics,
             access: Access::new(&config),
             config,
         }
@@ -56,11 +56,7 @@ impl InstanceState {
     /// The store's families with instance labels, global labels and `agent_hostname` applied.
     pub fn snapshot(&self) -> Vec<Family> {
         let mut families = self.store.snapshot();
-        for family in &mut families {
-            for series in &mut family.series {
-                self.labeler.apply(&mut series.labels);
-            }
-        }
+        self.labeler.apply_to_families(&mut families);
         families
     }
 }
@@ -164,7 +160,7 @@ async fn metrics(
     }
     let mut text = String::with_capacity(8192);
     exposition::render(&state.snapshot(), &mut text);
-    exposition::render(&state.shared.snapshot(), &mut text);
+    exposition::render(&state.agent_metrics.snapshot(), &mut text);
     (
         [(
             header::CONTENT_TYPE,

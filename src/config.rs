@@ -14,12 +14,19 @@ use std::time::Duration;
 use axum::http::Uri;
 use serde::de::DeserializeOwned;
 
+pub use check::io_reason;
 use raw::{RawGlobal, RawInput, RawInstance, RawLog, RawMain, RawWriter, RawWriterOpt};
 
 /// Interval used when none is configured (Categraf's `GetInterval`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 /// Upstream timeout used when an instance sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// `[[instances]] max_models` when absent (also the cap of `store::Store::new`).
+pub const DEFAULT_MAX_MODELS: usize = 100;
+/// `[writer_opt] batch` when absent or <= 0.
+pub const DEFAULT_BATCH: usize = 1000;
+/// `[writer_opt] chan_size` when absent or <= 0.
+pub const DEFAULT_CHAN_SIZE: usize = 1_000_000;
 /// The main file inside the config directory.
 pub const MAIN_FILE: &str = "config.toml";
 /// The input folder inside the config directory.
@@ -73,7 +80,8 @@ pub struct Writer {
     pub basic_auth_pass: String,
     /// Header pairs in file order; a `Host` pair should set the request host.
     pub headers: Vec<(String, String)>,
-    /// Response-header timeout; `Duration::ZERO` means no limit (Categraf semantics).
+    /// Whole-request timeout of one push (reqwest's: from connecting to the answer's last
+    /// byte; Categraf bounds only the wait for the answer's head); `Duration::ZERO` = no limit.
     pub timeout: Duration,
     /// Connect timeout; `Duration::ZERO` means no limit.
     pub dial_timeout: Duration,
@@ -81,7 +89,8 @@ pub struct Writer {
     /// Categraf applies `tls_ca` / `insecure_skip_verify` only when this is true.
     pub use_tls: bool,
     pub insecure_skip_verify: bool,
-    /// CA certificate: a file path, or inline PEM when it contains "-----BEGIN"; "" = system roots.
+    /// Extra CA certificates (added to the bundled webpki/Mozilla roots; the OS store is not
+    /// read): a file path, or inline PEM when it contains "-----BEGIN"; "" = none.
     pub tls_ca: String,
 }
 
@@ -95,7 +104,8 @@ pub struct WriterOpt {
 /// `[log]`.
 #[derive(Debug, Clone)]
 pub struct Log {
-    /// "stdout", "stderr" or a file path.
+    /// "stdout" (also for ""), "stderr": the console, which is stderr (see `run::init_logs`);
+    /// anything else: a file path logs are appended to.
     pub file_name: String,
     /// A tracing filter directive, checked to parse.
     pub level: String,
@@ -114,6 +124,8 @@ pub struct Instance {
     pub proxy_listen_addr: SocketAddr,
     /// `proxy_listen_addr` as written, for messages.
     pub listen_text: String,
+    /// Bounds connecting upstream, the wait for a non-inference answer (restarted by upload
+    /// progress), every gap inside an answer, and the agent's own checks as a whole.
     pub timeout: Duration,
     /// Resolved: instance, else plugin, else global interval (or `--interval`).
     pub interval: Duration,
@@ -177,7 +189,7 @@ pub fn load(dir: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     let file = main_path.display().to_string();
     let text = read(&main_path)?;
     let table = parse_table(&file, &text)?;
-    main_warnings(&mut warnings, &file, &table);
+    check::main_warnings(&mut warnings, &file, &table);
     check::array_of_tables(&table, "writers")
         .map_err(|m| validate::invalid(&file, "writers", m))?;
     let raw: RawMain = decode(&file, &text, &table, locate_main)?;
@@ -276,37 +288,6 @@ fn locate_input(table: &toml::Table) -> Vec<String> {
     fields
 }
 
-fn main_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
-    if let Some(global) = table.get("global").and_then(toml::Value::as_table) {
-        check::unknown_keys(warnings, file, "global", global, raw::GLOBAL_KEYS);
-    }
-    if let Some(writers) = table.get("writers").and_then(toml::Value::as_array) {
-        for (i, w) in writers.iter().enumerate() {
-            if let Some(w) = w.as_table() {
-                check::unknown_keys(
-                    warnings,
-                    file,
-                    &format!("writers[{i}]"),
-                    w,
-                    raw::WRITER_KEYS,
-                );
-            }
-        }
-    }
-}
-
-fn input_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
-    check::unknown_keys(warnings, file, "", table, raw::INPUT_KEYS);
-    if let Some(instances) = table.get("instances").and_then(toml::Value::as_array) {
-        for (i, ins) in instances.iter().enumerate() {
-            if let Some(ins) = ins.as_table() {
-                let section = format!("instances[{i}]");
-                check::unknown_keys(warnings, file, &section, ins, raw::INSTANCE_KEYS);
-            }
-        }
-    }
-}
-
 /// Reads every `*.toml` in `dir/input.ollama` (sorted), returning the plugin interval and the
 /// instances (interval zero when unset, index not yet assigned).
 fn load_inputs(
@@ -340,7 +321,7 @@ fn load_inputs(
         let file = path.display().to_string();
         let text = read(&path)?;
         let table = parse_table(&file, &text)?;
-        input_warnings(warnings, &file, &table);
+        check::input_warnings(warnings, &file, &table);
         check::array_of_tables(&table, "instances")
             .map_err(|m| validate::invalid(&file, "instances", m))?;
         let raw: RawInput = decode(&file, &text, &table, locate_input)?;

@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 use axum::http::Uri;
 
+use crate::snapshot::{Family, Labels};
+
 /// The label Categraf adds with the agent's hostname (Nightingale turns it into `ident`).
 pub const AGENT_HOSTNAME: &str = "agent_hostname";
 
@@ -13,10 +15,9 @@ pub const AGENT_HOSTNAME: &str = "agent_hostname";
 pub struct Labeler {
     /// Instance labels in key order; `None` deletes the key (the value was "-").
     instance: Vec<(String, Option<String>)>,
-    /// Global labels in key order, without "-" values.
-    global: Vec<(String, String)>,
-    /// `None` when `omit_hostname` is set.
-    hostname: Option<String>,
+    /// Labels added only where the series lacks the key, in this order: the global labels in
+    /// key order (without "-" values), then `agent_hostname` (unless `omit_hostname`).
+    defaults: Vec<(String, String)>,
 }
 
 // === impl Labeler ===
@@ -29,32 +30,28 @@ impl Labeler {
         global_labels: &BTreeMap<String, String>,
         agent_hostname: Option<String>,
     ) -> Self {
+        let global = global_labels
+            .iter()
+            .filter(|(_, v)| *v != "-")
+            .map(|(k, v)| (k.clone(), v.clone()));
+        let hostname = agent_hostname.map(|h| (AGENT_HOSTNAME.to_owned(), h));
         Labeler {
             instance: instance_labels
                 .iter()
                 .map(|(k, v)| (k.clone(), Some(v.clone()).filter(|v| v != "-")))
                 .collect(),
-            global: global_labels
-                .iter()
-                .filter(|(_, v)| *v != "-")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            hostname: agent_hostname,
+            defaults: global.chain(hostname).collect(),
         }
-    }
-
-    /// The agent_hostname this labeler adds, if any.
-    pub fn hostname(&self) -> Option<&str> {
-        self.hostname.as_deref()
     }
 
     /// Applies, in Categraf's order, to a series' plugin labels:
     /// 1. instance labels overwrite labels the plugin set; an instance value "-" deletes the label;
     /// 2. global labels are added only where the key is absent;
-    /// 3. `agent_hostname` is added when absent (unless None).
+    /// 3. `agent_hostname` is added when absent (unless None): a global `agent_hostname`
+    ///    label, or one the series carries, wins.
     ///
     /// Then the labels are sorted by name.
-    pub fn apply(&self, labels: &mut Vec<(String, String)>) {
+    pub fn apply(&self, labels: &mut Labels) {
         for (key, value) in &self.instance {
             match value {
                 None => labels.retain(|(k, _)| k != key),
@@ -64,17 +61,19 @@ impl Labeler {
                 },
             }
         }
-        for (key, value) in &self.global {
+        for (key, value) in &self.defaults {
             if !labels.iter().any(|(k, _)| k == key) {
                 labels.push((key.clone(), value.clone()));
             }
         }
-        if let Some(host) = &self.hostname {
-            if !labels.iter().any(|(k, _)| k == AGENT_HOSTNAME) {
-                labels.push((AGENT_HOSTNAME.to_owned(), host.clone()));
-            }
-        }
         labels.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    }
+
+    /// [`Labeler::apply`] to every series of every family.
+    pub fn apply_to_families(&self, families: &mut [Family]) {
+        for series in families.iter_mut().flat_map(|f| f.series.iter_mut()) {
+            self.apply(&mut series.labels);
+        }
     }
 }
 
@@ -260,7 +259,47 @@ mod tests {
                 ("zone", "z"),
             ])
         );
-        assert_eq!(labeler.hostname(), Some("host01"));
+    }
+
+    #[test]
+    fn a_global_agent_hostname_label_wins_over_the_hostname() {
+        let labeler = Labeler::new(
+            &map(&[]),
+            &map(&[("agent_hostname", "from-global"), ("b", "2")]),
+            Some("h".into()),
+        );
+        let mut labels = series(&[("a", "1")]);
+        labeler.apply(&mut labels);
+        assert_eq!(
+            labels,
+            series(&[("a", "1"), ("agent_hostname", "from-global"), ("b", "2")])
+        );
+    }
+
+    #[test]
+    fn every_series_of_every_family_is_labelled() {
+        use crate::snapshot::Kind;
+        let labeler = Labeler::new(&map(&[("k", "v")]), &map(&[]), None);
+        let mut families = vec![
+            Family::new("a", "", Kind::Gauge),
+            Family::new("b", "", Kind::Counter),
+        ];
+        families[0].push("", series(&[("model", "m")]), 1.0);
+        families[1].push("", Vec::new(), 2.0);
+        families[1].push("", series(&[("k", "old")]), 3.0);
+        labeler.apply_to_families(&mut families);
+        let got: Vec<_> = families
+            .iter()
+            .flat_map(|f| f.series.iter().map(|s| s.labels.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                series(&[("k", "v"), ("model", "m")]),
+                series(&[("k", "v")]),
+                series(&[("k", "v")]),
+            ]
+        );
     }
 
     #[test]

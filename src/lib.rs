@@ -5,16 +5,18 @@
 //! ```text
 //! config ──► agent ──► app (router) ──► proxy ──► Ollama
 //!                                         │
-//!                                        tap (json_scan, ndjson, sniff)
+//!                                        tap (sniff, json_scan, ndjson, sse, openai)
 //!                                         │
 //!                                       store ──► snapshot ──► exposition (/metrics)
-//!                                                          └─► testfmt (--test)
+//!                                                          ├─► categraf_lines (--test)
+//!                                                          └─► push (remote write)
 //! ```
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod agent;
 pub mod app;
+pub mod categraf_lines;
 pub mod cli;
 pub mod config;
 pub mod exposition;
@@ -27,11 +29,8 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod store;
 pub mod tap;
-pub mod testfmt;
 
 /// The agent's version, as `--version`, `/health` and the User-Agent say it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// User-Agent of the agent's own requests.
 pub const USER_AGENT: &str = concat!("ollama-tap/", env!("CARGO_PKG_VERSION"));
-/// Observations kept per model for the summary quantiles (the original plugin's bound).
-pub const WINDOW: usize = 1000;

@@ -1,6 +1,6 @@
 //! The backend check, once per interval: `GET /api/version` (feeding `ollama_up`,
 //! `ollama_backend_info` and `/health`) and `GET /api/ps` (the loaded models). These two GETs
-//! are the only requests the agent makes on its own; `passive = true` turns both off.
+//! are the only requests the agent sends Ollama on its own; `passive = true` turns both off.
 
 use parking_lot::RwLock;
 

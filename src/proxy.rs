@@ -26,7 +26,7 @@ pub use body::{BoxError, IdleBody, IdleTimeout, Progress, UpstreamBody};
 pub use headers::strip_hop_by_hop;
 
 use crate::app::InstanceState;
-use crate::store::Status;
+use crate::store::Outcome;
 use crate::tap::route::Endpoint;
 use crate::tap::{Meter, TapBody};
 pub use request::{Peeked, PEEK_LIMIT};
@@ -37,8 +37,13 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Idle pooled connections kept to the backend (the original plugin's transport kept 100).
 const POOL_IDLE: usize = 100;
+/// How long an idle pooled backend connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// TCP keepalive on backend connections.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type ClientError = hyper_util::client::legacy::Error;
 
 /// The backend: a pooled HTTP client and the parts of `ollama_url` every request needs.
 pub struct Upstream {
@@ -50,7 +55,8 @@ pub struct Upstream {
     prefix: String,
     /// `ollama_url` as configured, for messages.
     pub url: String,
-    /// Bounds connecting, waiting for non-inference answers, and each gap inside an answer.
+    /// Bounds connecting, waiting for non-inference answers, each gap inside an answer, and
+    /// the agent's own GETs as a whole.
     pub timeout: Duration,
 }
 
@@ -62,7 +68,7 @@ impl Upstream {
         http.set_connect_timeout(Some(timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        http.set_keepalive(Some(Duration::from_secs(60)));
+        http.set_keepalive(Some(TCP_KEEPALIVE));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
@@ -70,7 +76,7 @@ impl Upstream {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(POOL_IDLE)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(https);
         let authority = url
             .authority()
@@ -179,6 +185,7 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, up.host.clone());
+    // `start` (handler entry) to here, the body peek included: see `Store::observe_overhead`.
     state.store.observe_overhead(start.elapsed());
     let progress = body.progress();
     let sent = up
@@ -220,9 +227,9 @@ pub async fn forward(State(state): State<Arc<InstanceState>>, req: Request) -> R
             let timeout = is_timeout(&e);
             if let Some(m) = meter.as_mut() {
                 m.fail(if timeout {
-                    Status::Timeout
+                    Outcome::Timeout
                 } else {
-                    Status::BackendUnreachable
+                    Outcome::BackendUnreachable
                 });
             }
             if state.config.passive {
@@ -304,13 +311,16 @@ pub fn error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+/// An error and its sources, outermost first.
+fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |s| s.source())
+}
+
 /// The innermost cause of a client error, which names what went wrong (refused, timed out...).
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    let mut source: &dyn std::error::Error = e;
-    while let Some(next) = source.source() {
-        source = next;
-    }
-    let cause = source.to_string();
+fn describe(e: &ClientError) -> String {
+    let cause = chain(e).last().map(ToString::to_string).unwrap_or_default();
     if e.is_connect() {
         format!("connect: {cause}")
     } else {
@@ -320,28 +330,17 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
 
 /// Whether the upstream request failed because the client's own body failed (the client hung
 /// up mid-upload): the body sent upstream is the only source of an `axum::Error` in the chain.
-fn client_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<axum::Error>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+fn client_body_failed(e: &ClientError) -> bool {
+    chain(e).any(|s| s.is::<axum::Error>())
 }
 
-fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        source = s.source();
-    }
-    false
+/// Whether an I/O timeout is anywhere in the chain (the connect timeout, or the OS timing the
+/// connection out).
+fn is_timeout(e: &ClientError) -> bool {
+    chain(e).any(|s| {
+        s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
 }
 
 #[cfg(test)]
@@ -368,5 +367,19 @@ mod tests {
         );
         assert_eq!(up.host, "gpu.example.com");
         assert_eq!(up.url, "https://gpu.example.com/ollama");
+    }
+
+    #[test]
+    fn the_error_chain_runs_from_the_outermost_error_to_the_innermost_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "inner");
+        let e = Outer(timed_out);
+        let texts: Vec<String> = chain(&e).map(ToString::to_string).collect();
+        assert_eq!(texts, ["outer", "inner"]);
+        assert!(chain(&e).any(|s| s
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)));
     }
 }

@@ -56,14 +56,14 @@ pub struct RetryPolicy {
 /// The running push: one queue and one sender task per writer.
 #[derive(Debug)]
 pub struct Writers {
-    shared: Vec<Arc<Shared>>,
+    states: Vec<Arc<WriterState>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 /// A cheap, cloneable view of the push's own metrics (for `/metrics`), valid after a flush.
 #[derive(Clone, Debug)]
 pub struct PushMetrics {
-    shared: Vec<Arc<Shared>>,
+    states: Vec<Arc<WriterState>>,
 }
 
 /// Why the push could not start; one line naming the writer's field and URL.
@@ -98,9 +98,10 @@ pub enum PushError {
     NoRuntime,
 }
 
-/// What a writer's sender task shares with [`Writers`].
+/// One writer's queue, counters and wake-ups: what its sender task shares with [`Writers`]
+/// (and, through [`PushMetrics`], with `/metrics`).
 #[derive(Debug)]
-struct Shared {
+struct WriterState {
     /// The writer URL without userinfo: the `url` label and the log field.
     url: String,
     queue: Mutex<Queue>,
@@ -159,10 +160,10 @@ impl Writers {
         let capacity = opt.chan_size.max(1);
         // A batch never exceeds the queue, so the batch in flight can always be held.
         let batch = opt.batch.clamp(1, capacity);
-        let mut shared = Vec::with_capacity(writers.len());
+        let mut states = Vec::with_capacity(writers.len());
         let mut tasks = Vec::with_capacity(writers.len());
         for (w, client) in writers.iter().zip(clients) {
-            let s = Arc::new(Shared {
+            let s = Arc::new(WriterState {
                 url: redact(&w.url),
                 queue: Mutex::new(Queue::new(capacity)),
                 stats: Stats::new(),
@@ -172,15 +173,15 @@ impl Writers {
                 dropping: AtomicBool::new(false),
             });
             tasks.push(runtime.spawn(send_loop(s.clone(), client, retry, batch)));
-            shared.push(s);
+            states.push(s);
         }
-        Ok(Writers { shared, tasks })
+        Ok(Writers { states, tasks })
     }
 
     /// Queues one snapshot for every writer. Never blocks on the network: a short lock per
     /// writer, and a wake-up for its task.
     pub fn enqueue(&self, series: Vec<TimeSeries>) {
-        let Some((last, others)) = self.shared.split_last() else {
+        let Some((last, others)) = self.states.split_last() else {
             return;
         };
         if series.is_empty() {
@@ -194,20 +195,20 @@ impl Writers {
 
     /// The push's own metrics, one series per writer URL (none when no writer is configured).
     pub fn families(&self) -> Vec<Family> {
-        families(&self.shared)
+        families(&self.states)
     }
 
     /// A handle that renders [`Writers::families`] from elsewhere (the `/metrics` handler)
     /// while the push loop owns the `Writers`.
     pub fn metrics(&self) -> PushMetrics {
         PushMetrics {
-            shared: self.shared.clone(),
+            states: self.states.clone(),
         }
     }
 
     /// Samples waiting in every writer's queue (the batches in flight included).
     pub fn queued(&self) -> usize {
-        self.shared.iter().map(|s| s.queue.lock().samples()).sum()
+        self.states.iter().map(|s| s.queue.lock().samples()).sum()
     }
 
     /// Stops the tasks after trying to deliver what is queued, waiting at most `deadline`:
@@ -215,7 +216,7 @@ impl Writers {
     /// (with backoff) until its queue is empty. At the deadline the remaining tasks are
     /// aborted, a request in flight included. Returns the samples left unsent.
     pub async fn flush(mut self, deadline: Duration) -> usize {
-        for s in &self.shared {
+        for s in &self.states {
             s.draining.store(true, Ordering::Release);
             s.data.notify_one();
             s.drain.notify_one();
@@ -243,7 +244,7 @@ impl Writers {
 
     /// True when no writer is configured (then `enqueue` does nothing).
     pub fn is_empty(&self) -> bool {
-        self.shared.is_empty()
+        self.states.is_empty()
     }
 }
 
@@ -260,12 +261,12 @@ impl Drop for Writers {
 impl PushMetrics {
     /// Same as [`Writers::families`].
     pub fn families(&self) -> Vec<Family> {
-        families(&self.shared)
+        families(&self.states)
     }
 }
 
-fn families(shared: &[Arc<Shared>]) -> Vec<Family> {
-    let views: Vec<stats::View<'_>> = shared
+fn families(states: &[Arc<WriterState>]) -> Vec<Family> {
+    let views: Vec<stats::View<'_>> = states
         .iter()
         .map(|s| stats::View {
             url: &s.url,
@@ -276,9 +277,9 @@ fn families(shared: &[Arc<Shared>]) -> Vec<Family> {
     stats::families(&views)
 }
 
-// === impl Shared ===
+// === impl WriterState ===
 
-impl Shared {
+impl WriterState {
     fn push(&self, series: Vec<TimeSeries>) {
         let dropped = self.queue.lock().push(series);
         if dropped > 0 {
@@ -296,44 +297,44 @@ impl Shared {
 
 /// One writer's sender: wait for data, send the oldest batch, then commit it (accepted or
 /// rejected for good) or back off and try again. Ends when flushing and the queue is empty.
-async fn send_loop(shared: Arc<Shared>, client: Client, policy: RetryPolicy, batch: usize) {
+async fn send_loop(state: Arc<WriterState>, client: Client, policy: RetryPolicy, batch: usize) {
     let mut backoff = Backoff::new(policy.min, policy.max, Jitter::Equal);
     let mut outage: Option<Outage> = None;
     // The dropped counter at the last answer, to tell how much an outage cost.
     let mut dropped_mark = 0;
-    let url = shared.url.as_str();
+    let url = state.url.as_str();
     loop {
-        let series = shared.queue.lock().pin_batch(batch);
+        let series = state.queue.lock().pin_batch(batch);
         if series.is_empty() {
-            if shared.draining.load(Ordering::Acquire) {
+            if state.draining.load(Ordering::Acquire) {
                 return;
             }
-            shared.data.notified().await;
+            state.data.notified().await;
             continue;
         }
         let samples: usize = series.iter().map(TimeSeries::sample_count).sum();
         let body = compress(&WriteRequest { timeseries: series });
         let started = Instant::now();
         let reply = client.send(body).await;
-        shared.stats.observe(started.elapsed());
+        state.stats.observe(started.elapsed());
         match reply.action {
             RetryAction::Success | RetryAction::Drop => {
                 let (waited, left) = {
-                    let mut queue = shared.queue.lock();
+                    let mut queue = state.queue.lock();
                     let waited = queue.samples();
                     queue.commit();
                     (waited, queue.samples())
                 };
                 if left == 0 {
                     // Caught up: the next overflow is news again.
-                    shared.dropping.store(false, Ordering::Relaxed);
+                    state.dropping.store(false, Ordering::Relaxed);
                 }
                 backoff.reset();
                 if reply.action == RetryAction::Success {
-                    Stats::add(&shared.stats.sent, samples);
-                    shared.stats.mark_success();
+                    Stats::add(&state.stats.sent, samples);
+                    state.stats.mark_success();
                 } else {
-                    Stats::add(&shared.stats.failed, samples);
+                    Stats::add(&state.stats.failed, samples);
                     tracing::warn!(
                         url = %url,
                         samples,
@@ -341,7 +342,7 @@ async fn send_loop(shared: Arc<Shared>, client: Client, policy: RetryPolicy, bat
                         reply.detail
                     );
                 }
-                let dropped_now = shared.stats.dropped.load(Ordering::Relaxed);
+                let dropped_now = state.stats.dropped.load(Ordering::Relaxed);
                 let dropped = dropped_now - std::mem::replace(&mut dropped_mark, dropped_now);
                 if let Some(o) = outage.take() {
                     tracing::info!(
@@ -355,8 +356,8 @@ async fn send_loop(shared: Arc<Shared>, client: Client, policy: RetryPolicy, bat
                 }
             }
             RetryAction::Retry { after } => {
-                shared.queue.lock().unpin();
-                shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                state.queue.lock().unpin();
+                state.stats.retries.fetch_add(1, Ordering::Relaxed);
                 match &mut outage {
                     Some(o) => o.retries += 1,
                     None => {
@@ -374,7 +375,7 @@ async fn send_loop(shared: Arc<Shared>, client: Client, policy: RetryPolicy, bat
                 let delay = backoff.delay_for(after);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = shared.drain.notified() => {}
+                    () = state.drain.notified() => {}
                 }
             }
         }

@@ -1,13 +1,14 @@
 //! The program's story: flags → config → logs → bind → serve (or `--test` one interval).
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::agent::{Agent, StartError};
+use crate::categraf_lines;
 use crate::cli::Cli;
 use crate::config::{self, ConfigError};
-use crate::testfmt;
 
 /// Exit status for a bad command line or configuration (BSD `EX_USAGE`).
 pub const EX_USAGE: i32 = 64;
@@ -21,7 +22,7 @@ pub struct UsageError(String);
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     cli.check_inputs().map_err(UsageError)?;
     let loaded = config::load(&cli.configs, &cli.overrides())?;
-    init_logs(&cli, &loaded.config);
+    init_logs(&cli, &loaded.config)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -62,7 +63,7 @@ async fn test_once(agent: Agent) -> anyhow::Result<()> {
     let hms = now.format("%H:%M:%S").to_string();
     let mut out = String::new();
     for inst in &instances {
-        testfmt::render(&inst.snapshot(), now.timestamp(), &hms, &mut out);
+        categraf_lines::render(&inst.snapshot(), now.timestamp(), &hms, &mut out);
     }
     std::io::stdout()
         .lock()
@@ -71,21 +72,54 @@ async fn test_once(agent: Agent) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs go to stderr (stdout is for `--test` samples). Level: `RUST_LOG`, else `--debug`,
-/// else `[log] level` from config.toml.
-fn init_logs(cli: &Cli, config: &config::Config) {
+/// Where the logs go, from `[log] file_name` (Categraf's key):
+/// - `"stdout"` (the default), `"stderr"` or `""`: stderr. Categraf's `"stdout"` means "the
+///   console"; here stdout carries the `--test` samples and nothing else, so console logs
+///   always go to stderr.
+/// - anything else: a file, created when missing and appended to (no colours). Categraf's
+///   rotation keys (`max_size`, `max_age`, `max_backups`, `local_time`, `compress`) are read
+///   and ignored. A file that cannot be opened stops the start with a [`ConfigError`] naming
+///   config.toml and `log.file_name` (exit status [`EX_USAGE`]).
+///
+/// Level: `RUST_LOG`, else `--debug`, else `[log] level` from config.toml.
+fn init_logs(cli: &Cli, config: &config::Config) -> Result<(), ConfigError> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
         _ if cli.debug => EnvFilter::new("debug"),
         _ => EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    let (writer, ansi) = match config.log.file_name.as_str() {
+        "" | "stdout" | "stderr" => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+        path => (BoxMakeWriter::new(Arc::new(open_log(config, path)?)), false),
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer)
+        .with_ansi(ansi)
         .with_target(false)
         .try_init();
+    Ok(())
+}
+
+/// Opens `[log] file_name` for appending, creating it when missing.
+fn open_log(config: &config::Config, path: &str) -> Result<std::fs::File, ConfigError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| ConfigError::Invalid {
+            file: config.dir.join(config::MAIN_FILE).display().to_string(),
+            field: "log.file_name".to_owned(),
+            message: format!(
+                "cannot open {path:?} for appending: {}",
+                config::io_reason(&e)
+            ),
+        })
 }
 
 /// [`EX_USAGE`] for flag and configuration errors, 1 for everything else.

@@ -31,16 +31,16 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::config::DEFAULT_MAX_MODELS;
 use crate::snapshot::Family;
 use crate::tap::reading::{FinishReason, Usage};
 pub use crate::tap::route::Endpoint;
 use histogram::{Histogram, NANOS, OVERHEAD_BUCKETS};
 use model::ModelStats;
 
-/// Window size the plugin used: quantiles over the last 1000 observations per model.
+/// Observations kept per model for the summary quantiles: the original plugin's 1000 (every
+/// instance's store uses it; tests use smaller windows).
 pub const DEFAULT_WINDOW: usize = 1000;
-/// Distinct model labels an instance keeps by default (`max_models`).
-pub const DEFAULT_MAX_MODELS: usize = 100;
 /// The label of requests whose model gets no label of its own: past the cap, a name the
 /// backend answered 404 for, or a first request still in flight.
 pub const OTHER_MODEL: &str = "other";
@@ -66,9 +66,9 @@ pub struct Store {
 pub struct Record<'a> {
     pub model: &'a str,
     pub endpoint: Endpoint,
+    /// How it ended: the `outcome` label of `ollama_endpoint_requests_total`; a 2xx answer
+    /// ended cleanly is the original plugin's success, anything else its failure.
     pub outcome: Outcome,
-    /// What the `outcome` label of `ollama_endpoint_requests_total` says.
-    pub status: Status,
     /// Empty prompt / done_reason load|unload: counted as a request, kept out of token and
     /// latency figures (except `ollama_load_duration_seconds`).
     pub load_only: bool,
@@ -81,16 +81,10 @@ pub struct Record<'a> {
     pub ttft: Option<Duration>,
 }
 
-/// How a metered request ended, for the original plugin's success/failed counters.
+/// How a metered request ended: the `outcome` label, and (through [`Outcome::is_success`])
+/// the original plugin's success/failed counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    Success,
-    Failed,
-}
-
-/// How a metered request ended, in detail: the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
     /// The backend answered with this HTTP status and the answer ended cleanly.
     Http(u16),
     /// The answer started but broke off or carried an error.
@@ -125,7 +119,8 @@ pub struct InFlight {
 // === impl Store ===
 
 impl Store {
-    /// An empty store whose summaries compute quantiles over the last `window` observations.
+    /// An empty store whose summaries compute quantiles over the last `window` observations,
+    /// with the default model cap ([`DEFAULT_MAX_MODELS`]).
     pub fn new(window: usize) -> Self {
         Self::with_max_models(window, DEFAULT_MAX_MODELS)
     }
@@ -150,7 +145,7 @@ impl Store {
     /// an answer other than 404, while fewer than `max_models` have one; otherwise it is
     /// counted under [`OTHER_MODEL`]. Every request is counted somewhere.
     pub fn record(&self, r: &Record<'_>) {
-        self.admit(r.model, r.status).record(r);
+        self.admit(r.model, r.outcome).record(r);
     }
 
     /// In-flight gauge: +1 now, −1 when the guard drops. A model that has no label of its
@@ -163,11 +158,11 @@ impl Store {
     }
 
     /// The stats a record of `model` goes to (see [`Store::record`]).
-    fn admit(&self, model: &str, status: Status) -> Arc<ModelStats> {
+    fn admit(&self, model: &str, outcome: Outcome) -> Arc<ModelStats> {
         if let Some(s) = self.models.read().get(model) {
             return Arc::clone(s);
         }
-        if status == Status::Http(404) {
+        if outcome == Outcome::Http(404) {
             return self.stats_for(OTHER_MODEL);
         }
         let mut models = self.models.write();
@@ -191,7 +186,15 @@ impl Store {
         Arc::clone(s)
     }
 
-    /// Observes the agent's own latency: a request's arrival to its sending upstream.
+    /// Observes `ollama_tap_proxy_overhead_seconds` for one forwarded request (metered or
+    /// not): from the first line of `proxy::forward` (hyper has read the request head, axum
+    /// has routed it; no body byte read yet) to the moment the rewritten request is handed to
+    /// the pooled upstream client (before a connection is checked out or opened, before any
+    /// byte goes upstream). On metered endpoints this includes `Peeked::read`, i.e. waiting
+    /// for the client's body until the model is found, the body ends, or
+    /// [`crate::proxy::PEEK_LIMIT`] (to the end or the limit for zstd bodies and the
+    /// `include_usage` rewrite): a slow upload shows here. Requests refused before forwarding
+    /// (absolute-form, `CONNECT`, 431, a body that broke off during the peek) are not observed.
     pub fn observe_overhead(&self, d: Duration) {
         self.overhead.observe_duration(d);
     }
@@ -255,52 +258,58 @@ impl Store {
     }
 }
 
-// === impl Status ===
+// === impl Outcome ===
 
-/// Keys of the non-HTTP statuses in the outcome table (HTTP codes are `code + 1`).
+/// Keys of the non-HTTP outcomes in the outcome table (HTTP codes are `code + 1`).
 const KEY_STREAM_ERROR: u32 = 0x1_0001;
 const KEY_CLIENT_ABORTED: u32 = 0x1_0002;
 const KEY_BACKEND_UNREACHABLE: u32 = 0x1_0003;
 const KEY_TIMEOUT: u32 = 0x1_0004;
 
-impl Status {
+impl Outcome {
+    /// A 2xx answer that ended cleanly: `ollama_requests_success`, and the only outcome whose
+    /// tokens and latencies are measured.
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Http(c) if (200..300).contains(&c))
+    }
+
     /// The `outcome` label value: `"200"`, `"404"`, `"stream_error"`, `"client_aborted"`,
     /// `"backend_unreachable"`, `"timeout"`. Common HTTP codes are static strings.
     pub fn label(self) -> Cow<'static, str> {
         Cow::Borrowed(match self {
-            Status::StreamError => "stream_error",
-            Status::ClientAborted => "client_aborted",
-            Status::BackendUnreachable => "backend_unreachable",
-            Status::Timeout => "timeout",
-            Status::Http(200) => "200",
-            Status::Http(400) => "400",
-            Status::Http(404) => "404",
-            Status::Http(500) => "500",
-            Status::Http(502) => "502",
-            Status::Http(503) => "503",
-            Status::Http(code) => return Cow::Owned(code.to_string()),
+            Outcome::StreamError => "stream_error",
+            Outcome::ClientAborted => "client_aborted",
+            Outcome::BackendUnreachable => "backend_unreachable",
+            Outcome::Timeout => "timeout",
+            Outcome::Http(200) => "200",
+            Outcome::Http(400) => "400",
+            Outcome::Http(404) => "404",
+            Outcome::Http(500) => "500",
+            Outcome::Http(502) => "502",
+            Outcome::Http(503) => "503",
+            Outcome::Http(code) => return Cow::Owned(code.to_string()),
         })
     }
 
     /// A non-zero key that orders HTTP codes first, ascending.
     fn key(self) -> u32 {
         match self {
-            Status::Http(code) => u32::from(code) + 1,
-            Status::StreamError => KEY_STREAM_ERROR,
-            Status::ClientAborted => KEY_CLIENT_ABORTED,
-            Status::BackendUnreachable => KEY_BACKEND_UNREACHABLE,
-            Status::Timeout => KEY_TIMEOUT,
+            Outcome::Http(code) => u32::from(code) + 1,
+            Outcome::StreamError => KEY_STREAM_ERROR,
+            Outcome::ClientAborted => KEY_CLIENT_ABORTED,
+            Outcome::BackendUnreachable => KEY_BACKEND_UNREACHABLE,
+            Outcome::Timeout => KEY_TIMEOUT,
         }
     }
 
-    /// The status of a [`Status::key`].
-    fn from_key(key: u32) -> Option<Status> {
+    /// The outcome of an [`Outcome::key`].
+    fn from_key(key: u32) -> Option<Outcome> {
         Some(match key {
-            KEY_STREAM_ERROR => Status::StreamError,
-            KEY_CLIENT_ABORTED => Status::ClientAborted,
-            KEY_BACKEND_UNREACHABLE => Status::BackendUnreachable,
-            KEY_TIMEOUT => Status::Timeout,
-            k => Status::Http(u16::try_from(k.checked_sub(1)?).ok()?),
+            KEY_STREAM_ERROR => Outcome::StreamError,
+            KEY_CLIENT_ABORTED => Outcome::ClientAborted,
+            KEY_BACKEND_UNREACHABLE => Outcome::BackendUnreachable,
+            KEY_TIMEOUT => Outcome::Timeout,
+            k => Outcome::Http(u16::try_from(k.checked_sub(1)?).ok()?),
         })
     }
 }

@@ -26,18 +26,19 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use crate::proxy::{BoxError, IdleTimeout};
-use crate::store::{InFlight, Outcome, Record, Status, Store};
+use crate::store::{InFlight, Outcome, Record, Store};
 use include_usage::UsageStripper;
 use ndjson::NdjsonReader;
 use openai::OpenAiReader;
 use reading::Reading;
-use route::{Dialect, Endpoint};
+use route::{ApiFamily, Endpoint};
 
 /// Label used when neither the request nor the answer named a model.
 pub const UNKNOWN_MODEL: &str = "unknown";
 
-/// One metered request. Records exactly once: through [`Meter::finish`], or on drop (the
-/// client went away before the answer ended).
+/// One metered request. Records exactly once: when its [`TapBody`] sees the answer end or
+/// fail, through [`Meter::fail`] when the backend never answered, or on drop as
+/// `client_aborted` (the client went away before the answer ended).
 pub struct Meter {
     store: Arc<Store>,
     pub endpoint: Endpoint,
@@ -99,12 +100,12 @@ impl Meter {
     }
 
     /// The backend was unreachable or too slow before answering anything.
-    pub fn fail(&mut self, status: Status) {
-        self.record(status, None, None);
+    pub fn fail(&mut self, outcome: Outcome) {
+        self.record(outcome, None, None);
     }
 
-    /// Records the request: `status` says how it ended, `reading` what the answer said.
-    fn record(&mut self, status: Status, reading: Option<&Reading>, ttft: Option<Duration>) {
+    /// Records the request: `outcome` says how it ended, `reading` what the answer said.
+    fn record(&mut self, outcome: Outcome, reading: Option<&Reading>, ttft: Option<Duration>) {
         if self.recorded {
             return;
         }
@@ -118,18 +119,13 @@ impl Meter {
             .or(answer_model.as_deref())
             .filter(|m| !m.is_empty())
             .unwrap_or(UNKNOWN_MODEL);
-        let succeeded = matches!(status, Status::Http(c) if (200..300).contains(&c));
+        let succeeded = outcome.is_success();
         let empty = Reading::default();
         let r = reading.unwrap_or(&empty);
         self.store.record(&Record {
             model,
             endpoint: self.endpoint,
-            outcome: if succeeded {
-                Outcome::Success
-            } else {
-                Outcome::Failed
-            },
-            status,
+            outcome,
             load_only: r.load_only(),
             usage: r.usage,
             finish_reason: r.finish_reason,
@@ -142,7 +138,7 @@ impl Meter {
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        self.record(Status::ClientAborted, None, None);
+        self.record(Outcome::ClientAborted, None, None);
     }
 }
 
@@ -151,14 +147,14 @@ impl Drop for Meter {
 impl Reader {
     /// The reader for an answer of `endpoint` with these headers.
     pub fn for_answer(endpoint: Endpoint, headers: &HeaderMap) -> Reader {
-        match (endpoint.dialect(), endpoint) {
+        match (endpoint.api_family(), endpoint) {
             (_, Endpoint::Embeddings) => Reader::Opaque(Reading::default()),
             (_, Endpoint::Embed) => Reader::Native(NdjsonReader::single_object()),
-            (Dialect::Native, _) => Reader::Native(NdjsonReader::new()),
-            (Dialect::OpenAi, _) if is_event_stream(headers) => {
+            (ApiFamily::Native, _) => Reader::Native(NdjsonReader::new()),
+            (ApiFamily::Compat, _) if is_event_stream(headers) => {
                 Reader::OpenAi(OpenAiReader::stream())
             }
-            (Dialect::OpenAi, _) => Reader::OpenAi(OpenAiReader::json()),
+            (ApiFamily::Compat, _) => Reader::OpenAi(OpenAiReader::json()),
         }
     }
 
@@ -222,19 +218,19 @@ impl<B> TapBody<B> {
     }
 
     /// How the answer ended, from what was read; `failure` is `None` for a clean end of body.
-    fn finish(&mut self, failure: Option<Status>) {
+    fn finish(&mut self, failure: Option<Outcome>) {
         let reading = self.reader.reading();
-        let status = match failure {
+        let outcome = match failure {
             Some(s) => s,
-            None if !self.status.is_success() => Status::Http(self.status.as_u16()),
-            None if !reading.succeeded() => Status::StreamError,
-            None => Status::Http(self.status.as_u16()),
+            None if !self.status.is_success() => Outcome::Http(self.status.as_u16()),
+            None if !reading.succeeded() => Outcome::StreamError,
+            None => Outcome::Http(self.status.as_u16()),
         };
         let ttft = match (self.streamed, self.first_content) {
             (true, Some(at)) => Some(at.duration_since(self.meter.start)),
             _ => None,
         };
-        self.meter.record(status, Some(reading), ttft);
+        self.meter.record(outcome, Some(reading), ttft);
     }
 }
 
@@ -278,12 +274,12 @@ where
                     }
                 }
                 Some(Err(e)) => {
-                    let status = if e.is::<IdleTimeout>() {
-                        Status::Timeout
+                    let outcome = if e.is::<IdleTimeout>() {
+                        Outcome::Timeout
                     } else {
-                        Status::StreamError
+                        Outcome::StreamError
                     };
-                    this.finish(Some(status));
+                    this.finish(Some(outcome));
                     Some(Err(e))
                 }
                 None => {
@@ -325,191 +321,10 @@ impl<B> Drop for TapBody<B> {
         if self.reader.reading().succeeded() || self.all_read {
             self.finish(None);
         } else {
-            self.finish(Some(Status::ClientAborted));
+            self.finish(Some(Outcome::ClientAborted));
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::snapshot::Family;
-    use axum::http::HeaderValue;
-    use http_body_util::BodyExt;
-
-    /// A body yielding the given chunks, one frame each.
-    struct Chunks(std::vec::IntoIter<Bytes>);
-
-    fn chunks(c: Vec<&'static [u8]>) -> Chunks {
-        Chunks(
-            c.into_iter()
-                .map(Bytes::from_static)
-                .collect::<Vec<_>>()
-                .into_iter(),
-        )
-    }
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = BoxError;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            Poll::Ready(self.0.next().map(|b| Ok(Frame::data(b))))
-        }
-    }
-
-    fn headers(content_type: &'static str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h
-    }
-
-    fn value(fams: &[Family], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        fams.iter()
-            .find(|f| f.name == name)?
-            .series
-            .iter()
-            .find(|s| {
-                s.suffix.is_empty()
-                    && labels
-                        .iter()
-                        .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
-            })
-            .map(|s| s.value)
-    }
-
-    fn meter(store: &Arc<Store>, endpoint: Endpoint, model: Option<&str>) -> Meter {
-        let mut m = Meter::new(store.clone(), endpoint, Instant::now());
-        m.set_model(model.map(String::from));
-        m
-    }
-
-    #[tokio::test]
-    async fn a_whole_stream_is_recorded_once_as_success_under_the_normalised_model() {
-        let store = Arc::new(Store::new(1000));
-        let body = chunks(vec![
-            br#"{"model":"llama3.2","message":{"content":"Hi"},"done":false}"#,
-            b"\n{\"model\":\"llama3.2\",\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":4,",
-            b"\"eval_count\":9}\n",
-        ]);
-        let m = meter(&store, Endpoint::Chat, Some("llama3.2"));
-        let tapped = TapBody::new(body, m, StatusCode::OK, &headers("application/x-ndjson"));
-        let bytes = tapped.collect().await.unwrap().to_bytes();
-        assert!(bytes.ends_with(b"\"eval_count\":9}\n"));
-        let f = store.snapshot();
-        let l = [("model", "llama3.2:latest")];
-        assert_eq!(value(&f, "ollama_requests_total", &l), Some(1.0));
-        assert_eq!(value(&f, "ollama_requests_success", &l), Some(1.0));
-        assert_eq!(value(&f, "ollama_tokens_generated_total", &l), Some(9.0));
-        assert_eq!(value(&f, "ollama_prompt_tokens_total", &l), Some(4.0));
-        assert_eq!(value(&f, "ollama_requests_in_flight", &l), Some(0.0));
-        let e = [
-            ("model", "llama3.2:latest"),
-            ("endpoint", "/api/chat"),
-            ("outcome", "200"),
-        ];
-        assert_eq!(value(&f, "ollama_endpoint_requests_total", &e), Some(1.0));
-    }
-
-    #[tokio::test]
-    async fn dropped_mid_stream_is_a_client_abort_under_the_answer_model() {
-        let store = Arc::new(Store::new(1000));
-        let body = chunks(vec![br#"{"model":"qwen","response":"a","done":false}"#]);
-        let mut tapped = TapBody::new(
-            body,
-            meter(&store, Endpoint::Generate, None),
-            StatusCode::OK,
-            &headers("application/x-ndjson"),
-        );
-        let _ = tapped.frame().await;
-        drop(tapped);
-        let f = store.snapshot();
-        assert_eq!(
-            value(&f, "ollama_requests_failed", &[("model", "qwen:latest")]),
-            Some(1.0)
-        );
-        let e = [("model", "qwen:latest"), ("outcome", "client_aborted")];
-        assert_eq!(value(&f, "ollama_endpoint_requests_total", &e), Some(1.0));
-    }
-
-    #[tokio::test]
-    async fn a_404_and_a_stream_without_done_are_failures() {
-        let store = Arc::new(Store::new(1000));
-        let body = chunks(vec![br#"{"error":"model 'nope' not found"}"#]);
-        let m = meter(&store, Endpoint::Chat, Some("nope"));
-        TapBody::new(
-            body,
-            m,
-            StatusCode::NOT_FOUND,
-            &headers("application/json; charset=utf-8"),
-        )
-        .collect()
-        .await
-        .unwrap();
-        let body = chunks(vec![br#"{"model":"m","response":"a","done":false}"#, b"\n"]);
-        let m = meter(&store, Endpoint::Generate, Some("m"));
-        TapBody::new(body, m, StatusCode::OK, &headers("application/x-ndjson"))
-            .collect()
-            .await
-            .unwrap();
-        drop(Meter::new(store.clone(), Endpoint::Chat, Instant::now()));
-        let f = store.snapshot();
-        assert_eq!(
-            value(
-                &f,
-                "ollama_endpoint_requests_total",
-                // A name the backend answered 404 for gets no label of its own.
-                &[("model", "other"), ("outcome", "404")]
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &f,
-                "ollama_endpoint_requests_total",
-                &[("model", "m:latest"), ("outcome", "stream_error")]
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(&f, "ollama_requests_failed", &[("model", UNKNOWN_MODEL)]),
-            Some(1.0)
-        );
-    }
-
-    #[tokio::test]
-    async fn usage_chunk_is_read_then_stripped_when_the_agent_asked_for_it() {
-        let store = Arc::new(Store::new(1000));
-        let body = chunks(vec![
-            b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
-            b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
-            b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n",
-            b"data: [DONE]\n\n",
-        ]);
-        let mut m = meter(&store, Endpoint::OpenAiChat, Some("m"));
-        m.strip_usage = true;
-        let out = TapBody::new(body, m, StatusCode::OK, &headers("text/event-stream"))
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes();
-        let text = String::from_utf8(out.to_vec()).unwrap();
-        assert!(!text.contains("usage"), "{text}");
-        assert!(text.ends_with("data: [DONE]\n\n"));
-        let f = store.snapshot();
-        assert_eq!(
-            value(
-                &f,
-                "ollama_tokens_generated_total",
-                &[("model", "m:latest")]
-            ),
-            Some(2.0)
-        );
-        assert_eq!(
-            value(&f, "ollama_prompt_tokens_total", &[("model", "m:latest")]),
-            Some(3.0)
-        );
-    }
-}
+mod tests;

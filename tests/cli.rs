@@ -123,6 +123,59 @@ fn unknown_keys_are_warned_about_by_name() {
     assert!(!err.contains("heartbeat"), "{err}");
 }
 
+#[test]
+fn log_file_name_appends_the_logs_to_that_file() {
+    let backend_port = common::free_port();
+    let conf = ConfDir::new("", "");
+    let log = conf.path.join("agent.log");
+    std::fs::write(&log, "an earlier line\n").unwrap();
+    std::fs::write(
+        conf.path.join("config.toml"),
+        format!(
+            "[global]\ninterval = 1\n[log]\nfile_name = {:?}\nmax_size = 100\n",
+            log.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        conf.path.join("input.ollama/ollama.toml"),
+        instance(&format!("http://127.0.0.1:{backend_port}"), "127.0.0.1:0"),
+    )
+    .unwrap();
+    let (code, _, err) = run(&conf, &["--test"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "logs went to stderr too: {err}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("an earlier line\n"),
+        "not appended: {text}"
+    );
+    assert!(
+        text.contains("proxying") && text.contains("--test"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "no colours in a file: {text:?}");
+}
+
+#[test]
+fn a_log_file_that_cannot_be_opened_stops_the_start_naming_it() {
+    let conf = ConfDir::new(
+        "[log]\nfile_name = \"/nonexistent-dir/ollama-tap.log\"\n",
+        &instance("http://127.0.0.1:1", "127.0.0.1:0"),
+    );
+    let (code, out, err) = run(&conf, &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for needle in [
+        "config.toml",
+        "log.file_name",
+        "/nonexistent-dir/ollama-tap.log",
+    ] {
+        assert!(err.contains(needle), "{needle} not named: {err}");
+    }
+}
+
 /// `--test` proxies for one interval, prints Categraf lines to stdout (and only those), exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_mode_prints_categraf_lines_after_one_interval() {

@@ -112,6 +112,39 @@ pub fn unknown_keys(
     }
 }
 
+/// Unknown-key warnings for `config.toml`: `[global]` and every `[[writers]]`.
+pub fn main_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
+    if let Some(global) = table.get("global").and_then(toml::Value::as_table) {
+        unknown_keys(warnings, file, "global", global, super::raw::GLOBAL_KEYS);
+    }
+    if let Some(writers) = table.get("writers").and_then(toml::Value::as_array) {
+        for (i, w) in writers.iter().enumerate() {
+            if let Some(w) = w.as_table() {
+                unknown_keys(
+                    warnings,
+                    file,
+                    &format!("writers[{i}]"),
+                    w,
+                    super::raw::WRITER_KEYS,
+                );
+            }
+        }
+    }
+}
+
+/// Unknown-key warnings for an `input.ollama/*.toml`: top level and every `[[instances]]`.
+pub fn input_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
+    unknown_keys(warnings, file, "", table, super::raw::INPUT_KEYS);
+    if let Some(instances) = table.get("instances").and_then(toml::Value::as_array) {
+        for (i, ins) in instances.iter().enumerate() {
+            if let Some(ins) = ins.as_table() {
+                let section = format!("instances[{i}]");
+                unknown_keys(warnings, file, &section, ins, super::raw::INSTANCE_KEYS);
+            }
+        }
+    }
+}
+
 /// Levenshtein distance, for "did you mean" hints.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

@@ -1,7 +1,7 @@
 //! Serde mirrors of Categraf's TOML files (`config.toml`, `input.ollama/*.toml`), before validation.
 //!
 //! Every field has a default, so the only errors serde can raise are type mismatches; values are
-//! checked in `config.rs`, which can then name the file and field. Keys we accept for Categraf
+//! checked in `config/validate.rs`, which can then name the file and field. Keys we accept for Categraf
 //! compatibility but do not implement are parsed (so their types are checked) and ignored.
 
 use std::collections::BTreeMap;
@@ -47,7 +47,7 @@ pub struct RawGlobal {
     /// Timestamp precision ("ms", "s", "m"); accepted, ignored.
     #[serde(default = "default_precision")]
     pub precision: String,
-    /// Default collection interval; zero or absent means 15s.
+    /// Default collection interval; zero or absent means [`super::DEFAULT_INTERVAL`].
     #[serde(default)]
     pub interval: Option<DurationValue>,
     /// Config providers (["local"]); accepted, ignored.
@@ -74,7 +74,7 @@ pub struct RawWriter {
     /// Extra headers as a flat list `["Key", "Value", ...]`.
     #[serde(default)]
     pub headers: Vec<String>,
-    /// Response-header timeout in milliseconds (0 = no limit).
+    /// Whole-request timeout in milliseconds, connect to last byte of the answer (0 = no limit).
     #[serde(default = "default_writer_timeout_ms")]
     pub timeout: i64,
     /// Connect timeout in milliseconds (0 = no limit).
@@ -119,10 +119,10 @@ pub struct RawWriter {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(expecting = "a [writer_opt] table")]
 pub struct RawWriterOpt {
-    /// Samples per remote-write request; <= 0 means 1000.
+    /// Samples per remote-write request; <= 0 means [`super::DEFAULT_BATCH`].
     #[serde(default = "default_batch")]
     pub batch: i64,
-    /// Queue capacity in samples; <= 0 means 1 000 000.
+    /// Queue capacity in samples; <= 0 means [`super::DEFAULT_CHAN_SIZE`].
     #[serde(default = "default_chan_size")]
     pub chan_size: i64,
 }
@@ -131,7 +131,7 @@ pub struct RawWriterOpt {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(expecting = "a [log] table")]
 pub struct RawLog {
-    /// "stdout", "stderr" or a file path.
+    /// "stdout", "stderr" (both: the console, which is stderr) or a file path to append to.
     #[serde(default = "default_log_file_name")]
     pub file_name: String,
     /// Rotation size in MB; accepted, ignored.
@@ -194,7 +194,7 @@ pub struct RawInstance {
     /// Go-style listen address of the proxy (":8000" = all IPv4 interfaces).
     #[serde(default = "default_proxy_listen_addr")]
     pub proxy_listen_addr: String,
-    /// Upstream request timeout; zero or absent means 30s.
+    /// Upstream timeout; zero or absent means [`super::DEFAULT_TIMEOUT`].
     #[serde(default)]
     pub timeout: Option<DurationValue>,
     /// Push interval; falls back to the plugin, then the global interval.
@@ -221,7 +221,8 @@ pub struct RawInstance {
     /// Categraf relabel rules; accepted, ignored.
     #[serde(default)]
     pub relabel_configs: Vec<toml::Table>,
-    /// Cap on distinct `model` label values tracked (reserved; parsed and stored).
+    /// Cap on distinct `model` label values per instance: past it (and for names answered
+    /// 404) requests are counted under `model="other"`.
     #[serde(default = "default_max_models")]
     pub max_models: usize,
     /// Passive mode: no `/api/version` or `/api/ps` check of the agent's own.
@@ -342,14 +343,14 @@ pub fn default_max_idle_conns_per_host() -> usize {
     100
 }
 
-/// `[writer_opt] batch` default.
+/// `[writer_opt] batch` default: [`super::DEFAULT_BATCH`].
 pub fn default_batch() -> i64 {
-    1000
+    super::DEFAULT_BATCH as i64
 }
 
-/// `[writer_opt] chan_size` default.
+/// `[writer_opt] chan_size` default: [`super::DEFAULT_CHAN_SIZE`].
 pub fn default_chan_size() -> i64 {
-    1_000_000
+    super::DEFAULT_CHAN_SIZE as i64
 }
 
 /// `[log] file_name` default.
@@ -372,9 +373,9 @@ pub fn default_proxy_listen_addr() -> String {
     ":8000".to_owned()
 }
 
-/// `[[instances]] max_models` default.
+/// `[[instances]] max_models` default: [`super::DEFAULT_MAX_MODELS`].
 pub fn default_max_models() -> usize {
-    100
+    super::DEFAULT_MAX_MODELS
 }
 
 // === impl RawGlobal ===

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::duration::DurationValue;
 use super::raw::{self, RawGlobal, RawInstance, RawLog, RawWriter, RawWriterOpt};
 use super::{check, ConfigError, Global, Instance, Log, Writer, WriterOpt};
-use super::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+use super::{DEFAULT_BATCH, DEFAULT_CHAN_SIZE, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 
 /// A validation error for `field` in `file`.
 pub(super) fn invalid(
@@ -37,7 +37,7 @@ pub(super) fn optional_duration(
     }
 }
 
-/// `[global]`: interval zero/absent → 15s; hostname and labels kept as written.
+/// `[global]`: interval zero/absent → [`DEFAULT_INTERVAL`]; hostname and labels kept as written.
 pub(super) fn global(file: &str, raw: RawGlobal) -> Result<Global, ConfigError> {
     let interval = optional_duration(file, "global.interval", raw.interval.as_ref())?;
     Ok(Global {
@@ -98,12 +98,17 @@ pub(super) fn writer(file: &str, i: usize, raw: RawWriter) -> Result<Writer, Con
     })
 }
 
-/// `[writer_opt]`: values <= 0 take Categraf's defaults.
+/// `[writer_opt]`: values <= 0 (or too large for this platform) take Categraf's defaults.
 pub(super) fn writer_opt(raw: RawWriterOpt) -> WriterOpt {
-    let positive = |v: i64, default: i64| usize::try_from(if v > 0 { v } else { default });
+    let positive = |v: i64, default: usize| {
+        usize::try_from(v)
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or(default)
+    };
     WriterOpt {
-        batch: positive(raw.batch, raw::default_batch()).unwrap_or(1000),
-        chan_size: positive(raw.chan_size, raw::default_chan_size()).unwrap_or(1_000_000),
+        batch: positive(raw.batch, DEFAULT_BATCH),
+        chan_size: positive(raw.chan_size, DEFAULT_CHAN_SIZE),
     }
 }
 

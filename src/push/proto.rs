@@ -4,7 +4,7 @@
 //! types. They are written by hand, not generated, because:
 //! - no `protoc`, `protox` or `build.rs` is needed to build the crate;
 //! - the messages are four tiny structs that will not change (remote-write 1.0 is frozen);
-//! - [`tests::golden_bytes_match_the_wire_format`] pins the encoding byte for byte, against a
+//! - `tests::golden_bytes_match_the_wire_format` pins the encoding byte for byte, against a
 //!   vector derived by hand from `proto/remote.proto` and the protobuf wire format, and
 //!   `tests/decode_remote_write.py` decodes an agent-encoded body with Python's `protobuf`, its
 //!   message classes built from `proto/remote.proto` itself.

@@ -34,7 +34,8 @@ const RESPONSE_QUANTILES: [(&str, f64); 5] = [
 /// Quantile label values and their ranks for `ollama_model_load_duration_seconds`.
 const LOAD_QUANTILES: [(&str, f64); 2] = [("0.5", 0.5), ("0.95", 0.95)];
 
-// Summary help texts; the window size is named when it is the default.
+// Summary help texts; the window size is named when it is the default ([`DEFAULT_WINDOW`],
+// checked by a test below).
 const RESPONSE_HELP_DEFAULT: &str = "Response duration measured by the proxy from request \
     arrival to last byte, seconds; quantiles over the last 1000 successful requests, \
     sum and count over all since start.";
@@ -118,8 +119,9 @@ pub fn up(up: bool) -> Family {
 }
 
 /// The original plugin's seven per-model families, unchanged: only models recorded at least
-/// once, as before (a model known only from an in-flight guard, e.g. `unknown` for a request
-/// that named none and was recorded under the answer's model, gets no series here).
+/// once, as before (a model known only from in-flight guards, e.g. `other` while the only
+/// requests it stands for are first requests of new names still in flight, gets no series
+/// here).
 pub fn original(models: &Models, window: usize, out: &mut Vec<Family>) {
     let models: Vec<_> = models
         .iter()
@@ -224,9 +226,9 @@ pub fn per_endpoint(models: &Models, out: &mut Vec<Family>) {
         Kind::Counter,
     );
     for (m, e, stats) in pairs() {
-        for (status, n) in stats.outcomes.snapshot() {
+        for (outcome, n) in stats.outcomes.snapshot() {
             let mut labels = pair_labels(m, e);
-            labels.push(("outcome".to_owned(), status.label().into_owned()));
+            labels.push(("outcome".to_owned(), outcome.label().into_owned()));
             requests.push("", labels, n as f64);
         }
         let n = stats.cached_prompt_tokens.load(Relaxed);
@@ -298,12 +300,14 @@ pub fn loaded(models: &[LoadedModel], out: &mut Vec<Family>) {
     out.extend([size, vram, ctx]);
 }
 
-/// `ollama_tap_proxy_overhead_seconds`, no labels.
+/// `ollama_tap_proxy_overhead_seconds`, no labels (see [`super::Store::observe_overhead`]).
 pub fn overhead(s: &HistogramSnapshot) -> Family {
     let mut f = Family::new(
         "ollama_tap_proxy_overhead_seconds",
-        "Latency added by the proxy: time from a request's arrival to the moment it is \
-         sent upstream, seconds.",
+        "Time a forwarded request spends in the proxy before it is handed to the upstream \
+         HTTP client, seconds: from the start of the proxy handler (request head already \
+         parsed) to the upstream call, before connecting. On metered inference endpoints it \
+         includes the wait for the start of the request body, read to learn the model.",
         Kind::Histogram,
     );
     push_histogram(&mut f, &Vec::new(), s);
@@ -367,4 +371,17 @@ fn push_summary(
     }
     family.push("_sum", model_labels(model), sum);
     family.push("_count", model_labels(model), count as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_help_texts_name_the_default_window() {
+        let last = format!("the last {DEFAULT_WINDOW} successful requests");
+        for help in [RESPONSE_HELP_DEFAULT, LOAD_HELP_DEFAULT] {
+            assert!(help.contains(&last), "{help}");
+        }
+    }
 }

@@ -38,7 +38,8 @@ pub const TOKENS_PER_SECOND_BUCKETS: [f64; 16] = [
     1000.0,
 ];
 
-/// The agent's own added latency, seconds: 10 µs … 100 ms.
+/// `ollama_tap_proxy_overhead_seconds` (time in the proxy before the upstream call), seconds:
+/// 10 µs … 100 ms.
 pub const OVERHEAD_BUCKETS: [f64; 13] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1,

@@ -4,7 +4,7 @@
 //! Memory: a model costs 320 bytes (counters, window headers, 9 empty endpoint slots of 16
 //! bytes), plus its two windows' rings (8 bytes per observation, allocated at the first
 //! observation: 2 × 8 KB at the default window of 1000). The [`EndpointStats`] of an endpoint
-//! (1344 bytes: six histograms of 15–21 atomics, 16 outcome slots, 7 finish reasons) is
+//! (1344 bytes: six histograms of 16–21 atomics, 16 outcome slots, 7 finish reasons) is
 //! allocated the first time the model is recorded on that endpoint, which is also what makes
 //! its series appear. A model used on 2 endpoints: about 19 KB.
 
@@ -18,7 +18,7 @@ use super::histogram::{
     TTFT_BUCKETS,
 };
 use super::window::Window;
-use super::{Outcome, Record, Status};
+use super::{Outcome, Record};
 use crate::tap::reading::FinishReason;
 use crate::tap::route::Endpoint;
 
@@ -66,9 +66,9 @@ pub(super) struct EndpointStats {
     pub cached_prompt_tokens: AtomicU64,
 }
 
-/// Requests by [`Status`]: a lock-free table of `(key, count)` slots claimed in order by CAS
+/// Requests by [`Outcome`]: a lock-free table of `(key, count)` slots claimed in order by CAS
 /// (key 0 = free; slots are never freed, so a key lives in exactly one slot), and a locked
-/// spill list for the unlikely 17th distinct status on one pair.
+/// spill list for the unlikely 17th distinct outcome on one pair.
 #[derive(Debug)]
 pub(super) struct OutcomeCounts {
     slots: [(AtomicU32, AtomicU64); OUTCOME_SLOTS],
@@ -94,16 +94,17 @@ impl ModelStats {
 
     /// Accounts one finished request (see the crate's `Store::record` for what counts where).
     pub fn record(&self, r: &Record<'_>) {
-        let success = r.outcome == Outcome::Success;
+        let success = r.outcome.is_success();
         let measured = success && !r.load_only;
         let u = &r.usage;
 
         // the original plugin's figures
         self.requests.fetch_add(1, Relaxed);
-        match r.outcome {
-            Outcome::Success => self.success.fetch_add(1, Relaxed),
-            Outcome::Failed => self.failed.fetch_add(1, Relaxed),
-        };
+        if success {
+            self.success.fetch_add(1, Relaxed);
+        } else {
+            self.failed.fetch_add(1, Relaxed);
+        }
         if measured {
             let completion = u.completion_tokens.unwrap_or(0);
             self.tokens_generated.fetch_add(completion, Relaxed);
@@ -117,7 +118,7 @@ impl ModelStats {
 
         // per endpoint
         let ep = self.endpoint(r.endpoint);
-        ep.outcomes.add(r.status);
+        ep.outcomes.add(r.outcome);
         if let Some(reason) = r.finish_reason {
             ep.finish_reasons[finish_index(reason)].fetch_add(1, Relaxed);
         }
@@ -209,9 +210,9 @@ impl OutcomeCounts {
         }
     }
 
-    /// Counts one request ending with `status`.
-    pub fn add(&self, status: Status) {
-        let key = status.key();
+    /// Counts one request ending with `outcome`.
+    pub fn add(&self, outcome: Outcome) {
+        let key = outcome.key();
         for (k, count) in &self.slots {
             let mut cur = k.load(Relaxed);
             if cur == 0 {
@@ -232,9 +233,9 @@ impl OutcomeCounts {
         }
     }
 
-    /// Every status counted at least once, with its count, ordered by status (HTTP codes
+    /// Every outcome counted at least once, with its count, in outcome order (HTTP codes
     /// ascending, then stream_error, client_aborted, backend_unreachable, timeout).
-    pub fn snapshot(&self) -> Vec<(Status, u64)> {
+    pub fn snapshot(&self) -> Vec<(Outcome, u64)> {
         let mut out: Vec<(u32, u64)> = self
             .slots
             .iter()
@@ -244,7 +245,7 @@ impl OutcomeCounts {
         out.extend_from_slice(&self.spill.lock());
         out.sort_unstable();
         out.into_iter()
-            .filter_map(|(k, n)| Some((Status::from_key(k)?, n)))
+            .filter_map(|(k, n)| Some((Outcome::from_key(k)?, n)))
             .collect()
     }
 }
@@ -267,16 +268,16 @@ mod tests {
         let o = OutcomeCounts::new();
         for code in (200..240).rev() {
             for _ in 0..(code - 199) {
-                o.add(Status::Http(code));
+                o.add(Outcome::Http(code));
             }
         }
-        o.add(Status::Timeout);
-        o.add(Status::Http(239));
+        o.add(Outcome::Timeout);
+        o.add(Outcome::Http(239));
         let got = o.snapshot();
         assert_eq!(got.len(), 41);
-        assert_eq!(got[0], (Status::Http(200), 1));
-        assert_eq!(got[39], (Status::Http(239), 41));
-        assert_eq!(got[40], (Status::Timeout, 1));
+        assert_eq!(got[0], (Outcome::Http(200), 1));
+        assert_eq!(got[39], (Outcome::Http(239), 41));
+        assert_eq!(got[40], (Outcome::Timeout, 1));
         assert_eq!(o.spill.lock().len(), 41 - OUTCOME_SLOTS);
     }
 
@@ -285,19 +286,19 @@ mod tests {
         const THREADS: u32 = 8;
         const PER: u32 = 5_000;
         let o = Arc::new(OutcomeCounts::new());
-        let statuses = [
-            Status::Http(200),
-            Status::Http(500),
-            Status::StreamError,
-            Status::ClientAborted,
-            Status::BackendUnreachable,
+        let outcomes = [
+            Outcome::Http(200),
+            Outcome::Http(500),
+            Outcome::StreamError,
+            Outcome::ClientAborted,
+            Outcome::BackendUnreachable,
         ];
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let o = Arc::clone(&o);
                 thread::spawn(move || {
                     for i in 0..PER {
-                        o.add(statuses[((t + i) % 5) as usize]);
+                        o.add(outcomes[((t + i) % 5) as usize]);
                     }
                 })
             })
@@ -306,12 +307,12 @@ mod tests {
             h.join().unwrap();
         }
         let got = o.snapshot();
-        let want: Vec<_> = statuses
+        let want: Vec<_> = outcomes
             .iter()
             .map(|&s| (s, u64::from(THREADS * PER / 5)))
             .collect();
         assert_eq!(got, want);
-        // each status claimed exactly one slot
+        // each outcome claimed exactly one slot
         let claimed = o.slots.iter().filter(|(k, _)| k.load(Relaxed) != 0).count();
         assert_eq!(claimed, 5);
     }

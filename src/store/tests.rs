@@ -19,8 +19,7 @@ fn ok(model: &str, prompt: u64, eval: u64, ms: u64) -> Record<'_> {
     Record {
         model,
         endpoint: Endpoint::Chat,
-        outcome: Outcome::Success,
-        status: Status::Http(200),
+        outcome: Outcome::Http(200),
         load_only: false,
         usage: u(prompt, eval),
         finish_reason: None,
@@ -29,10 +28,9 @@ fn ok(model: &str, prompt: u64, eval: u64, ms: u64) -> Record<'_> {
     }
 }
 
-fn failed(model: &str, status: Status, ms: u64) -> Record<'_> {
+fn failed(model: &str, outcome: Outcome, ms: u64) -> Record<'_> {
     Record {
-        outcome: Outcome::Failed,
-        status,
+        outcome,
         usage: Usage::default(),
         ..ok(model, 0, 0, ms)
     }
@@ -114,7 +112,7 @@ fn counters_by_outcome_and_load_only() {
     });
     // failed: counted, but no tokens or latency
     store.record(&Record {
-        outcome: Outcome::Failed,
+        outcome: Outcome::Http(500),
         ..ok("m", 100, 100, 9000)
     });
     // load-only success: counted, but no tokens or latency
@@ -167,7 +165,7 @@ fn no_observations_gives_zero_sum_and_count_only() {
     let store = Store::new(10);
     store.record(&ok("a", 1, 1, 100)); // success without load_duration
     store.record(&Record {
-        outcome: Outcome::Failed,
+        outcome: Outcome::Http(500),
         ..ok("x", 5, 5, 100)
     });
     let f = store.snapshot();
@@ -288,14 +286,14 @@ fn in_flight_guard_counts_up_and_down() {
 #[test]
 fn model_labels_are_capped_and_404_names_get_none_of_their_own() {
     let store = Store::with_max_models(10, 2);
-    store.record(&failed("typo", Status::Http(404), 1));
+    store.record(&failed("typo", Outcome::Http(404), 1));
     store.record(&ok("a", 1, 1, 1));
     store.record(&ok("b", 1, 1, 1));
     store.record(&ok("c", 1, 1, 1));
-    store.record(&failed("d", Status::Http(500), 1));
+    store.record(&failed("d", Outcome::Http(500), 1));
     store.record(&ok("a", 1, 1, 1));
     // "other" does not count toward the cap; a known model keeps its label on a later 404.
-    store.record(&failed("a", Status::Http(404), 1));
+    store.record(&failed("a", Outcome::Http(404), 1));
     assert_eq!(
         dump(&store.snapshot(), "ollama_requests_total"),
         ["{model=a} 3", "{model=b} 1", "{model=other} 3"]
@@ -335,24 +333,29 @@ fn in_flight_guards_move_and_drop_across_threads() {
 }
 
 #[test]
-fn status_keys_round_trip_and_label() {
+fn outcome_keys_round_trip_and_label() {
     for s in [
-        Status::Http(0),
-        Status::Http(200),
-        Status::Http(u16::MAX),
-        Status::StreamError,
-        Status::ClientAborted,
-        Status::BackendUnreachable,
-        Status::Timeout,
+        Outcome::Http(0),
+        Outcome::Http(200),
+        Outcome::Http(u16::MAX),
+        Outcome::StreamError,
+        Outcome::ClientAborted,
+        Outcome::BackendUnreachable,
+        Outcome::Timeout,
     ] {
         assert_ne!(s.key(), 0);
-        assert_eq!(Status::from_key(s.key()), Some(s));
+        assert_eq!(Outcome::from_key(s.key()), Some(s));
     }
-    assert_eq!(Status::from_key(0), None);
-    assert_eq!(Status::Http(200).label(), "200");
-    assert_eq!(Status::Http(429).label(), "429");
-    assert_eq!(Status::BackendUnreachable.label(), "backend_unreachable");
-    assert_eq!(Status::ClientAborted.label(), "client_aborted");
+    assert_eq!(Outcome::from_key(0), None);
+    assert_eq!(Outcome::Http(200).label(), "200");
+    assert_eq!(Outcome::Http(429).label(), "429");
+    assert_eq!(Outcome::BackendUnreachable.label(), "backend_unreachable");
+    assert_eq!(Outcome::ClientAborted.label(), "client_aborted");
+    let successes: Vec<_> = [199, 200, 204, 299, 300, 404]
+        .map(|c| Outcome::Http(c).is_success())
+        .into();
+    assert_eq!(successes, [false, true, true, true, false, false]);
+    assert!(!Outcome::StreamError.is_success() && !Outcome::Timeout.is_success());
 }
 
 #[test]
@@ -378,8 +381,7 @@ fn concurrent_records_are_exact() {
                     };
                     store.record(&if i % 10 == 0 {
                         Record {
-                            outcome: Outcome::Failed,
-                            status: Status::StreamError,
+                            outcome: Outcome::StreamError,
                             ..rec
                         }
                     } else {

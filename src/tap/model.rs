@@ -4,8 +4,8 @@
 /// The label for `name`: a name without a tag gets Ollama's default tag `:latest`.
 ///
 /// The tag is what follows the last `:` after the last `/` (a `:` before it belongs to a
-/// registry host such as `localhost:5000/m`). Returns the name unchanged (no allocation
-/// beyond the copy) when it already has a tag, and `""` stays `""`.
+/// registry host such as `localhost:5000/m`). Always a new `String` (one allocation): a copy
+/// of `name` when it already has a tag (`""` stays `""`), else `name` followed by `:latest`.
 pub fn normalize(name: &str) -> String {
     let base = name.rsplit('/').next().unwrap_or(name);
     if name.is_empty() || base.contains(':') {

@@ -1,6 +1,6 @@
-//! The reader of Ollama's native answers (`/api/generate`, `/api/chat`): a pure function over
-//! the response bytes, split anywhere, that finds the final `done: true` object's stats and
-//! any `{"error": ...}` line.
+//! The reader of Ollama's native answers (`/api/generate`, `/api/chat`, `/api/embed`): a pure
+//! function over the response bytes, split anywhere, that finds the final `done: true` object's
+//! stats (for `/api/embed`, the one object's) and any `{"error": ...}` line.
 //!
 //! The same reader serves a streamed NDJSON answer and a single `stream: false` object: both
 //! are a sequence of top-level objects to [`JsonScan`].
@@ -12,12 +12,12 @@ use super::reading::{parse_u64, FinishReason, Reading, Usage};
 #[derive(Default)]
 pub struct NdjsonReader {
     scan: JsonScan,
-    state: Native,
+    state: NativeVisitor,
 }
 
-/// The visitor: the reading so far plus the object being read.
+/// The [`Visitor`] of a native answer: the reading so far plus the object being read.
 #[derive(Default)]
-struct Native {
+struct NativeVisitor {
     reading: Reading,
     /// Any whole object ends the answer (`/api/embed`, which has no `done`).
     single_object: bool,
@@ -77,7 +77,7 @@ impl NdjsonReader {
     }
 }
 
-impl Visitor for Native {
+impl Visitor for NativeVisitor {
     fn key_id(&self, path: &[u8], key: &[u8]) -> u8 {
         match path {
             [] => match key {

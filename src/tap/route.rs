@@ -25,13 +25,14 @@ pub enum Endpoint {
     AnthropicMessages,
 }
 
-/// How an endpoint's answer is read.
+/// Which of Ollama's APIs an endpoint belongs to, which decides how its answer is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// Ollama's own: NDJSON or one JSON object with nanosecond stats.
+pub enum ApiFamily {
+    /// Ollama's own `/api/*`: NDJSON or one JSON object with nanosecond stats.
     Native,
-    /// OpenAI / Anthropic compatibility: SSE or one JSON object with a `usage` block.
-    OpenAi,
+    /// Ollama's OpenAI and Anthropic compatibility, `/v1/*`: SSE or one JSON object with a
+    /// `usage` block.
+    Compat,
 }
 
 // === impl Endpoint ===
@@ -89,12 +90,13 @@ impl Endpoint {
         }
     }
 
-    pub fn dialect(self) -> Dialect {
+    /// The API the endpoint belongs to.
+    pub fn api_family(self) -> ApiFamily {
         match self {
             Endpoint::Generate | Endpoint::Chat | Endpoint::Embed | Endpoint::Embeddings => {
-                Dialect::Native
+                ApiFamily::Native
             }
-            _ => Dialect::OpenAi,
+            _ => ApiFamily::Compat,
         }
     }
 

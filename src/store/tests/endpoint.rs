@@ -40,8 +40,8 @@ fn request_duration_counts_failures_but_not_load_only() {
     let store = Store::new(10);
     store.record(&ok("m", 1, 1, 10)); // exactly on the first bound: le is inclusive
     store.record(&ok("m", 1, 1, 1500));
-    store.record(&failed("m", Status::Http(500), 9000));
-    store.record(&failed("m", Status::Timeout, 700_000)); // above every bound
+    store.record(&failed("m", Outcome::Http(500), 9000));
+    store.record(&failed("m", Outcome::Timeout, 700_000)); // above every bound
     store.record(&Record {
         load_only: true,
         ..ok("m", 0, 0, 9000)
@@ -79,8 +79,7 @@ fn ttft_only_when_some_and_tpot_spreads_the_rest_over_later_tokens() {
         ..ok("m", 1, 10, 900)
     }); // not streamed: neither
     store.record(&Record {
-        outcome: Outcome::Failed,
-        status: Status::StreamError,
+        outcome: Outcome::StreamError,
         ..stream(900, 100, 10)
     }); // failed: ignored even with a ttft
     store.record(&Record {
@@ -114,7 +113,7 @@ fn tokens_per_second_is_eval_count_over_eval_duration() {
     store.record(&gen(5, Some(0))); // no duration
     store.record(&gen(5, None));
     store.record(&Record {
-        outcome: Outcome::Failed,
+        outcome: Outcome::Http(500),
         ..gen(10, Some(1_000_000_000))
     });
     let f = store.snapshot();
@@ -143,7 +142,7 @@ fn prompt_eval_on_success_and_load_histogram_includes_load_only() {
         ..rec(with(None, Some(3_000_000_000)))
     });
     store.record(&Record {
-        outcome: Outcome::Failed,
+        outcome: Outcome::Http(500),
         ..rec(with(Some(1), Some(1)))
     });
     let f = store.snapshot();
@@ -197,17 +196,17 @@ fn embedding_endpoints_have_no_generation_histograms() {
 // --- per-endpoint counters ----------------------------------------------------------------
 
 #[test]
-fn outcomes_are_labelled_by_status_in_status_order() {
+fn outcomes_are_labelled_in_outcome_order() {
     let store = Store::new(10);
     store.record(&ok("m", 1, 1, 1));
     for s in [
-        Status::Timeout,
-        Status::Http(599),
-        Status::StreamError,
-        Status::ClientAborted,
-        Status::BackendUnreachable,
-        Status::Http(404),
-        Status::Http(500),
+        Outcome::Timeout,
+        Outcome::Http(599),
+        Outcome::StreamError,
+        Outcome::ClientAborted,
+        Outcome::BackendUnreachable,
+        Outcome::Http(404),
+        Outcome::Http(500),
     ] {
         store.record(&failed("m", s, 1));
     }
@@ -244,7 +243,7 @@ fn finish_reasons_count_every_record_that_has_one() {
     store.record(&with(FinishReason::Stop));
     store.record(&with(FinishReason::ToolCalls));
     store.record(&Record {
-        outcome: Outcome::Failed,
+        outcome: Outcome::Http(500),
         ..with(FinishReason::Length)
     });
     store.record(&Record {
@@ -282,7 +281,7 @@ fn cached_prompt_tokens_from_successful_requests_that_report_them() {
     });
     store.record(&ok("m", 10, 1, 1));
     store.record(&Record {
-        outcome: Outcome::Failed,
+        outcome: Outcome::Http(500),
         usage: cached(100),
         ..ok("m", 0, 0, 1)
     });
@@ -311,7 +310,7 @@ fn series_only_for_recorded_pairs_by_model_then_endpoint() {
     store.record(&at("b", Endpoint::Chat));
     store.record(&at("a", Endpoint::AnthropicMessages));
     store.record(&at("b", Endpoint::Generate));
-    let _guard = store.in_flight("c"); // known model, no pair
+    let _guard = store.in_flight("c"); // a new name: in flight under `other`, no pair
     let f = store.snapshot();
     assert_eq!(
         dump(&f, "ollama_endpoint_requests_total"),

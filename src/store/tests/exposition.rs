@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::exposition::render;
-use crate::store::{Endpoint, LoadedModel, Outcome, Record, Status, Store};
+use crate::store::{Endpoint, LoadedModel, Outcome, Record, Store};
 use crate::tap::reading::{FinishReason, Usage};
 
 /// The lines of family `name` in the rendered exposition, without HELP and TYPE.
@@ -144,8 +144,7 @@ fn rendered_exposition_passes_self_check() {
         store.record(&Record {
             model: ["qwen3:8b", "llama3:8b"][i % 2],
             endpoint: e,
-            outcome: Outcome::Success,
-            status: Status::Http(200),
+            outcome: Outcome::Http(200),
             load_only: false,
             usage: Usage {
                 prompt_tokens: Some(12),
@@ -163,8 +162,7 @@ fn rendered_exposition_passes_self_check() {
         store.record(&Record {
             model: "qwen3:8b",
             endpoint: e,
-            outcome: Outcome::Failed,
-            status: Status::BackendUnreachable,
+            outcome: Outcome::BackendUnreachable,
             load_only: false,
             usage: Usage::default(),
             finish_reason: None,

@@ -1,5 +1,6 @@
 //! Renders a snapshot (`&[Family]`) as Categraf `--test` lines, byte for byte what Categraf's
-//! `printTestMetric` prints.
+//! `printTestMetric` prints: what `ollama-tap --test` writes to stdout (production output,
+//! not a test helper).
 //!
 //! Line: `<unix_seconds> <HH:MM:SS local> <metric> <k=v> <k=v> ... <value>`, single spaces;
 //! labels raw (no quoting or escaping), sorted as whole `key=value` strings (Go `sort.Strings`,
