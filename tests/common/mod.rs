@@ -50,7 +50,7 @@ pub fn raise_fd_limit() -> u64 {
         lim.rlim_cur = lim.rlim_max;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// A conf dir in the system temp dir, removed on drop.
