@@ -326,17 +326,6 @@ impl Drop for Running {
     }
 }
 
-/// Waits until something accepts TCP connections on `addr`.
-pub async fn wait_listening(addr: SocketAddr) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("nothing listens on {addr}");
-}
-
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
