@@ -82,9 +82,10 @@ mod tests {
     #[test]
     fn defaults() {
         let cli = parse(&[]);
-        if std::env::var_os("CATEGRAF_CONFIGS").is_none() {
-            assert_eq!(cli.configs, PathBuf::from("conf"));
-        }
+        // `conf`, unless the environment of this test run names another directory.
+        let want =
+            std::env::var_os("CATEGRAF_CONFIGS").map_or_else(|| "conf".into(), PathBuf::from);
+        assert_eq!(cli.configs, want);
         assert!(!cli.test && !cli.debug);
         assert_eq!(cli.inputs, None);
         assert_eq!(cli.overrides().interval, None);
@@ -108,8 +109,19 @@ mod tests {
         assert_eq!(cli.overrides().interval, Some(Duration::from_secs(5)));
         assert_eq!(cli.check_inputs(), Ok(()));
         assert_eq!(parse(&["--interval", "0"]).overrides().interval, None);
-        assert!(Cli::try_parse_from(["ollama-tap", "--interval", "-3"]).is_err());
-        assert!(Cli::try_parse_from(["ollama-tap", "--bogus"]).is_err());
+        let kind = |args: &[&str]| Cli::try_parse_from(args).map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(
+            kind(&["ollama-tap", "--interval", "-3"]),
+            Err(clap::error::ErrorKind::UnknownArgument)
+        );
+        assert_eq!(
+            kind(&["ollama-tap", "--interval", "x"]),
+            Err(clap::error::ErrorKind::ValueValidation)
+        );
+        assert_eq!(
+            kind(&["ollama-tap", "--bogus"]),
+            Err(clap::error::ErrorKind::UnknownArgument)
+        );
     }
 
     #[test]
@@ -123,6 +135,11 @@ mod tests {
             parse(&["--inputs", "cpu:mem"]).check_inputs(),
             Err(r#"--inputs "cpu:mem": ollama-tap only provides the "ollama" input"#.to_owned())
         );
-        assert!(parse(&["--inputs", "ollama2"]).check_inputs().is_err());
+        // A name is matched whole, not as a prefix.
+        assert_eq!(
+            parse(&["--inputs", "ollama2:x"]).check_inputs(),
+            Err(r#"--inputs "ollama2:x": ollama-tap only provides the "ollama" input"#.to_owned())
+        );
+        assert_eq!(parse(&["--inputs", " ollama "]).check_inputs(), Ok(()));
     }
 }

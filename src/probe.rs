@@ -143,8 +143,15 @@ mod tests {
                 context_length: Some(4096)
             }
         );
-        assert_eq!(models[1].name, "qwen:latest");
-        assert_eq!(models[1].context_length, None);
+        assert_eq!(
+            models[1],
+            LoadedModel {
+                name: "qwen:latest".into(),
+                size_bytes: 10,
+                vram_bytes: 0,
+                context_length: None
+            }
+        );
         assert_eq!(parse_ps(br#"{"models":null}"#), Some(vec![]));
         assert_eq!(parse_ps(b"garbage"), None);
     }

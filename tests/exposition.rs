@@ -10,11 +10,11 @@ use std::process::{Command, Stdio};
 use common::fake_ollama::FakeOllama;
 use common::InProcess;
 
-/// The lint lines allowed: the original plugin's counter names.
-const ALLOWED: [&str; 2] = ["ollama_requests_success", "ollama_requests_failed"];
+/// The lint lines allowed: the original plugin's counter names, in byte order.
+const ALLOWED: [&str; 2] = ["ollama_requests_failed", "ollama_requests_success"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promtool_accepts_metrics() {
+async fn promtool_finds_nothing_but_the_two_kept_counter_names() {
     let fake = FakeOllama::start().await;
     let agent = InProcess::single(&fake.url()).await;
     let client = reqwest::Client::new();
@@ -66,17 +66,17 @@ async fn promtool_accepts_metrics() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let problems: Vec<&str> = report
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter(|l| {
-            !ALLOWED
-                .iter()
-                .any(|name| l.starts_with(name) && l.contains("_total"))
-        })
+    // Exactly the two lint findings for the kept names, nothing else: exit code 3 is
+    // promtool's "lint problems only" (1 would be a parse error).
+    let mut findings: Vec<&str> = report.lines().filter(|l| !l.trim().is_empty()).collect();
+    findings.sort_unstable();
+    let want: Vec<String> = ALLOWED
+        .iter()
+        .map(|name| format!("{name} counter metrics should have \"_total\" suffix"))
         .collect();
-    assert!(
-        problems.is_empty(),
+    assert_eq!(
+        findings, want,
         "promtool found problems:\n{report}\n---\n{text}"
     );
+    assert_eq!(out.status.code(), Some(3), "{report}");
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::fake_ollama::FakeOllama;
+use common::fake_ollama::{FakeOllama, MODEL_ERROR};
 use common::{InProcess, Metrics};
 use serde_json::{json, Value};
 
@@ -37,12 +37,21 @@ async fn a_known_mix_gives_exact_counters() {
         let (status, body) =
             post(&agent, "/api/chat", chat("llama3.2", "why sky blue", true)).await;
         assert_eq!(status, 200);
-        assert!(body
-            .trim_end()
+        let lines: Vec<Value> = body
             .lines()
-            .last()
-            .unwrap()
-            .contains("\"done\":true"));
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 6, "5 tokens and the final object: {body}");
+        let last = &lines[5];
+        assert_eq!(
+            (
+                &last["done"],
+                &last["prompt_eval_count"],
+                &last["eval_count"]
+            ),
+            (&json!(true), &json!(3), &json!(5)),
+            "{body}"
+        );
     }
     let (status, body) = post(
         &agent,
@@ -51,7 +60,10 @@ async fn a_known_mix_gives_exact_counters() {
     )
     .await;
     assert_eq!(status, 200);
-    assert!(body.contains("\"error\""), "{body}");
+    // Two content lines, then the error line: no final object.
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 3, "{body}");
+    assert_eq!(lines[2], format!(r#"{{"error":"{MODEL_ERROR}"}}"#));
     // qwen2.5:0.5b: 2 non-streamed generates of 2 prompt words and 7 tokens.
     for _ in 0..2 {
         let (status, _) = post(
@@ -109,12 +121,15 @@ async fn a_known_mix_gives_exact_counters() {
 
     assert_eq!(m.get("ollama_requests_total", &n), Some(1.0));
     assert_eq!(m.get("ollama_requests_failed", &n), Some(1.0));
-    assert_eq!(m.value("ollama_tokens_generated_total", &n), 0.0);
+    assert_eq!(m.get("ollama_tokens_generated_total", &n), Some(0.0));
 
     assert_eq!(m.get("ollama_requests_total", &g), Some(1.0));
     assert_eq!(m.get("ollama_requests_success", &g), Some(1.0));
-    assert_eq!(m.value("ollama_tokens_generated_total", &g), 0.0);
-    assert_eq!(m.value("ollama_response_duration_seconds_count", &g), 0.0);
+    assert_eq!(m.get("ollama_tokens_generated_total", &g), Some(0.0));
+    assert_eq!(
+        m.get("ollama_response_duration_seconds_count", &g),
+        Some(0.0)
+    );
 
     // Every token the backend reported in a final object is in the counters, no more.
     let stats = fake.stats();
@@ -221,14 +236,21 @@ async fn instance_and_global_labels_are_on_every_series() {
         ("model", "llama3.2:latest"),
     ];
     assert_eq!(m.get("ollama_requests_total", &want), Some(1.0));
-    for line in
+    let series: Vec<&str> =
         m.0.lines()
             .filter(|l| l.starts_with("ollama_") && !l.starts_with('#'))
-    {
-        assert!(
-            line.contains("agent_hostname=\"box-1\"") && line.contains("service=\"ollama\""),
-            "{line}"
-        );
+            .collect();
+    assert!(series.len() > 100, "{}", m.0);
+    for line in series {
+        // The instance's `service` wins over the global one; the global `region` is added.
+        for label in [
+            "agent_hostname=\"box-1\"",
+            "region=\"eu\"",
+            "service=\"ollama\"",
+        ] {
+            assert_eq!(line.matches(label).count(), 1, "{label} in {line}");
+        }
+        assert!(!line.contains("global-loses"), "{line}");
     }
 }
 
@@ -289,19 +311,15 @@ async fn several_instances_run_side_by_side_with_their_own_labels_and_counts() {
 async fn the_backend_check_exports_version_and_loaded_models() {
     let fake = FakeOllama::start().await;
     let agent = InProcess::single(&fake.url()).await;
-    let mut m = agent.metrics().await;
-    for _ in 0..50 {
-        if m.get(
+    // The check runs at start; wait for its result, not for the clock.
+    let m = common::wait_metrics(&agent.url(), common::WAIT, |m| {
+        m.get(
             "ollama_loaded_model_vram_bytes",
             &[("model", "llama3.2:latest")],
         )
         .is_some()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        m = agent.metrics().await;
-    }
+    })
+    .await;
     assert_eq!(m.get("ollama_up", &[]), Some(1.0));
     assert_eq!(
         m.get("ollama_backend_info", &[("version", "0.12.6")]),
@@ -331,12 +349,13 @@ async fn the_backend_check_exports_version_and_loaded_models() {
         Some(4096.0),
         "the fake's /api/ps"
     );
-    // Only the two GETs of the check reached the backend: no inference of the agent's own.
+    // Only the two GETs of the check reached the backend, both of them (once per interval):
+    // no inference of the agent's own.
     let paths = fake.stats().paths;
-    assert!(
-        paths
-            .iter()
-            .all(|p| p == "GET /api/version" || p == "GET /api/ps"),
+    let distinct: std::collections::BTreeSet<&str> = paths.iter().map(String::as_str).collect();
+    assert_eq!(
+        distinct.into_iter().collect::<Vec<_>>(),
+        ["GET /api/ps", "GET /api/version"],
         "{paths:?}"
     );
 }

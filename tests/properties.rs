@@ -687,14 +687,43 @@ fn the_sniffed_model_is_the_same_however_the_request_is_split() {
     assert!(found > cases() / 4, "few models found: {found}");
 }
 
+/// Whether Ollama would stream `body` without `stream_options`, by serde_json, when that is
+/// plain: one JSON object, ASCII without escapes (no key can decode to another), and at most
+/// one top-level key that is `stream` ASCII case-insensitively (a map keeps no order to tell
+/// which of several comes last, as Go's decoder takes). `None` when it is not plain.
+fn serde_streams_without_options(body: &[u8]) -> Option<bool> {
+    if !body.is_ascii() || body.contains(&b'\\') {
+        return None;
+    }
+    let serde_json::Value::Object(map) = serde_json::from_slice(body).ok()? else {
+        return Some(false);
+    };
+    let named = |name: &'static str| {
+        map.iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>()
+    };
+    match named("stream")[..] {
+        [] => Some(false),
+        [v] => Some(*v == serde_json::Value::Bool(true) && named("stream_options").is_empty()),
+        _ => None,
+    }
+}
+
 #[test]
 fn inject_only_adds_include_usage_right_after_the_first_brace() {
-    let mut injected = 0;
+    let (mut injected, mut decided) = (0, 0);
     property(
         "inject",
         |rng| input(rng, request),
         |i| {
-            let Some(out) = inject(&i.body) else { return };
+            let got = inject(&i.body);
+            if let Some(want) = serde_streams_without_options(&i.body) {
+                decided += 1;
+                assert_eq!(got.is_some(), want, "inject disagrees with serde_json");
+            }
+            let Some(out) = got else { return };
             injected += 1;
             let open = i.body.iter().position(|&b| b == b'{').unwrap() + 1;
             assert_eq!(out, [&i.body[..open], INJECTED, &i.body[open..]].concat());
@@ -706,6 +735,10 @@ fn inject_only_adds_include_usage_right_after_the_first_brace() {
         },
     );
     assert!(injected > cases() / 20, "few bodies injected: {injected}");
+    assert!(
+        decided > cases() / 4,
+        "few bodies decided by serde_json: {decided}"
+    );
 }
 
 fn strip(chunks: &[&[u8]]) -> Vec<u8> {

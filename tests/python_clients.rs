@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::fake_ollama::FakeOllama;
 use common::{InProcess, Metrics};
@@ -182,32 +181,31 @@ async fn python_clients_work_through_the_agent_and_counts_match() {
         "{ctx}"
     );
 
-    // The agent may record a stream's outcome a moment after the client read its last byte.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let m = loop {
-        let m = agent.metrics().await;
-        let done = sum_all(&m, "ollama_requests_success") + sum_all(&m, "ollama_requests_failed");
-        if done >= calls.len() as f64 || Instant::now() > deadline {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // The settled scrape: nothing in flight, so every call the clients finished is recorded
+    // (the agent may record a stream's outcome a moment after the client read its last byte).
+    let m = agent.metrics().await;
+    assert_eq!(
+        sum_all(&m, "ollama_requests_success") + sum_all(&m, "ollama_requests_failed"),
+        calls.len() as f64,
+        "{}",
+        m.0
+    );
 
     for (model, w) in &want {
         let l = [("model", model.as_str())];
+        // Every series present (a missing one is not a zero).
+        let get = |name: &str| {
+            m.get(name, &l)
+                .unwrap_or_else(|| panic!("no {name} {l:?}\n{}", m.0))
+        };
         let got = PerModel {
-            total: m.value("ollama_requests_total", &l),
-            success: m.value("ollama_requests_success", &l),
-            failed: m.value("ollama_requests_failed", &l),
-            prompt: m.value("ollama_prompt_tokens_total", &l),
-            generated: m.value("ollama_tokens_generated_total", &l),
+            total: get("ollama_requests_total"),
+            success: get("ollama_requests_success"),
+            failed: get("ollama_requests_failed"),
+            prompt: get("ollama_prompt_tokens_total"),
+            generated: get("ollama_tokens_generated_total"),
         };
         assert_eq!(&got, w, "{ctx}: model {model}\n{}", m.0);
-        assert!(
-            m.get("ollama_requests_total", &l).is_some(),
-            "{model}\n{}",
-            m.0
-        );
     }
     // No series under another model name (e.g. the un-normalised `llama3.2`).
     assert_eq!(

@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use common::fake_ollama::FakeOllama;
 use common::receiver::{Receiver, Script};
@@ -53,20 +52,18 @@ fn exposed(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Waits (up to 10 s) until a series named `name` was accepted; returns all accepted series.
+/// Waits until a series named `name` was accepted; returns all accepted series.
 async fn until_pushed(receiver: &Receiver, name: &str) -> Vec<TimeSeries> {
-    for _ in 0..100 {
-        let series = receiver.accepted_series();
-        if series.iter().any(|ts| {
-            ts.labels
-                .iter()
-                .any(|l| l.name == "__name__" && l.value == name)
-        }) {
-            return series;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{name} was never pushed");
+    let named = |ts: &TimeSeries| {
+        ts.labels
+            .iter()
+            .any(|l| l.name == "__name__" && l.value == name)
+    };
+    common::wait_until(&format!("{name} pushed"), || {
+        receiver.accepted_series().iter().any(named)
+    })
+    .await;
+    receiver.accepted_series()
 }
 
 async fn generate(url: &str, model: &str, n: usize) {
@@ -111,14 +108,11 @@ async fn pushed_values_equal_metrics() {
     assert!(want.len() > 20, "{want:?}");
     // Wait for a push that happened after the traffic, then compare everything.
     let key = r#"ollama_requests_total{agent_hostname="box",model="qwen2.5:0.5b"}"#;
-    let mut got = BTreeMap::new();
-    for _ in 0..100 {
-        got = latest(&receiver.accepted_series());
-        if got.get(key).map(|v| v.1) == Some(2.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_until("a push after the traffic", || {
+        latest(&receiver.accepted_series()).get(key).map(|v| v.1) == Some(2.0)
+    })
+    .await;
+    let got = latest(&receiver.accepted_series());
     for (series, value) in &want {
         let pushed = got
             .get(series)
@@ -132,14 +126,29 @@ async fn pushed_values_equal_metrics() {
                 .starts_with("ollama_tap_remote_write_samples_sent_total{agent_hostname=\"box\"")),
         "{got:#?}"
     );
-    // Every request carried one timestamp for all its series, in ms.
-    for req in receiver.received() {
+    // Every sample is stamped in ms since the epoch, before this test read it: after
+    // 2020-09-13 in ms (not seconds), and not in the future (not microseconds).
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let received = receiver.received();
+    assert!(!received.is_empty());
+    for req in received {
         let stamps: std::collections::BTreeSet<i64> = req
             .series
             .iter()
             .flat_map(|s| s.samples.iter().map(|x| x.timestamp))
             .collect();
-        assert!(stamps.iter().all(|t| *t > 1_600_000_000_000), "{stamps:?}");
+        assert!(
+            stamps
+                .iter()
+                .all(|t| (1_600_000_000_000..=now_ms).contains(t)),
+            "{stamps:?} vs now {now_ms}"
+        );
     }
 }
 
@@ -157,7 +166,7 @@ async fn labels_follow_categraf_rules() {
     .await;
     generate(&agent.url(), "llama3.2", 1).await;
     let series = until_pushed(&receiver, "ollama_requests_total").await;
-    let mut checked = 0;
+    let (mut checked, mut own) = (0, 0);
     for ts in series.iter().filter(|ts| {
         ts.labels
             .iter()
@@ -174,12 +183,18 @@ async fn labels_follow_categraf_rules() {
                 .find(|l| l.name == n)
                 .map(|l| l.value.as_str())
         };
-        if get("__name__").unwrap().starts_with("ollama_tap_") {
-            // The agent's own series carry global labels and hostname, not instance labels.
+        if get("__name__")
+            .unwrap()
+            .starts_with("ollama_tap_remote_write_")
+        {
+            // The push's own series belong to no instance: global labels and hostname only.
             assert_eq!(
                 (get("region"), get("agent_hostname")),
                 (Some("eu"), Some("box"))
             );
+            assert_eq!(get("service"), Some("global-loses"), "{ts:?}");
+            assert_eq!(get("empty"), None, "empty values are dropped");
+            own += 1;
             continue;
         }
         assert_eq!(
@@ -197,7 +212,7 @@ async fn labels_follow_categraf_rules() {
         assert_eq!(get("empty"), None, "empty values are dropped");
         checked += 1;
     }
-    assert!(checked > 0);
+    assert!(checked > 0 && own > 0, "{checked} {own}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,18 +228,22 @@ async fn omit_hostname_leaves_agent_hostname_out() {
     ))
     .await;
     let series = until_pushed(&receiver, "ollama_up").await;
-    assert!(series
-        .iter()
-        .all(|ts| ts.labels.iter().all(|l| l.name != "agent_hostname")));
+    assert!(!series.is_empty());
+    for ts in &series {
+        assert!(
+            ts.labels.iter().all(|l| l.name != "agent_hostname"),
+            "{ts:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_writer_never_slows_the_proxy_and_catches_up_in_order() {
+async fn a_failing_writer_catches_up_in_order_without_gaps_or_duplicates() {
     let receiver = Receiver::start(Script::FailFirst { status: 503, n: 3 }).await;
     let fake = FakeOllama::start().await;
     let agent = InProcess::start(conf(&receiver, &fake.url(), "", "", "127.0.0.1:0")).await;
     generate(&agent.url(), "llama3.2", 5).await;
-    receiver.wait_for_requests(5, Duration::from_secs(20)).await;
+    receiver.wait_for_requests(5, common::WAIT).await;
     let key = |ts: &TimeSeries| {
         let labels: Vec<String> = ts
             .labels
@@ -279,7 +298,7 @@ async fn sigterm_delivers_the_final_counts() {
     );
     let mut agent = Binary::start(conf).await;
     // The first push happens at start, before any traffic.
-    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
+    receiver.wait_for_requests(1, common::WAIT).await;
     generate(&agent.url(), "llama3.2", 4).await;
     let exit = tokio::task::block_in_place(|| agent.terminate());
     assert!(exit.success(), "{exit:?}");

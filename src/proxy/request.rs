@@ -140,20 +140,53 @@ mod tests {
         assert_eq!(&all[..], &z[..]);
     }
 
-    #[tokio::test]
-    async fn include_usage_is_added_only_to_streamed_chat_bodies() {
-        let body = r#"{"model":"m","stream":true,"messages":[]}"#;
+    /// `body` read whole, offered to `add_include_usage` for `endpoint` with a `Content-Length`
+    /// and the `extra` headers: whether it changed, the body forwarded, and the headers after.
+    async fn offered(
+        endpoint: Endpoint,
+        body: &'static str,
+        extra: &[(header::HeaderName, &'static str)],
+    ) -> (bool, Bytes, HeaderMap) {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        for (name, value) in extra {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
         let mut p = Peeked::read(Body::from(body), false, true).await.unwrap();
-        assert!(!p.add_include_usage(Endpoint::OpenAiCompletions, &mut headers));
-        assert!(p.add_include_usage(Endpoint::OpenAiChat, &mut headers));
+        assert!(p.whole, "{body}");
+        let changed = p.add_include_usage(endpoint, &mut headers);
         let all = p.into_body().collect().await.unwrap().to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&all).unwrap();
-        assert_eq!(v["stream_options"]["include_usage"], true);
+        (changed, all, headers)
+    }
+
+    #[tokio::test]
+    async fn include_usage_is_added_only_to_uncompressed_streamed_chat_bodies() {
+        const STREAMED: &str = r#"{"model":"m","stream":true,"messages":[]}"#;
+        let (changed, all, headers) = offered(Endpoint::OpenAiChat, STREAMED, &[]).await;
+        let want =
+            r#"{"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[]}"#;
+        assert!(changed);
+        assert_eq!(&all[..], want.as_bytes());
         assert_eq!(
             headers[header::CONTENT_LENGTH],
-            all.len().to_string().as_str()
+            want.len().to_string().as_str()
         );
+
+        let not_streamed = r#"{"model":"m","stream":false,"messages":[]}"#;
+        let gzip = [(header::CONTENT_ENCODING, "gzip")];
+        for (endpoint, body, extra) in [
+            (Endpoint::OpenAiCompletions, STREAMED, &[][..]),
+            (Endpoint::Chat, STREAMED, &[][..]),
+            (Endpoint::OpenAiChat, not_streamed, &[][..]),
+            (Endpoint::OpenAiChat, STREAMED, &gzip[..]),
+        ] {
+            let (changed, all, headers) = offered(endpoint, body, extra).await;
+            assert!(!changed, "{endpoint:?} {body} {extra:?}");
+            assert_eq!(&all[..], body.as_bytes(), "{endpoint:?} {body} {extra:?}");
+            assert_eq!(
+                headers[header::CONTENT_LENGTH],
+                body.len().to_string().as_str()
+            );
+        }
     }
 }

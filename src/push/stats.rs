@@ -195,29 +195,64 @@ mod tests {
     }
 
     #[test]
-    fn every_series_is_labelled_with_the_url_and_le_sorts_first() {
-        let stats = Stats::new();
-        Stats::add(&stats.sent, 4);
-        let view = [View {
-            url: "http://h/w",
-            stats: &stats,
-            queue_samples: 0,
-        }];
+    fn every_series_is_labelled_with_its_writers_url_and_le_sorts_first() {
+        let (a, b) = (Stats::new(), Stats::new());
+        Stats::add(&a.sent, 4);
+        Stats::add(&b.sent, 9);
+        let view = [
+            View {
+                url: "http://a/w",
+                stats: &a,
+                queue_samples: 0,
+            },
+            View {
+                url: "http://b/w",
+                stats: &b,
+                queue_samples: 0,
+            },
+        ];
         let fams = families(&view);
-        assert_eq!(fams.len(), 7);
-        for f in &fams {
-            for s in &f.series {
-                let names: Vec<&str> = s.labels.iter().map(|(k, _)| k.as_str()).collect();
-                assert!(names == ["url"] || names == ["le", "url"], "{names:?}");
-            }
+        let names: Vec<&str> = fams.iter().map(|f| f.name).collect();
+        assert_eq!(
+            names,
+            [
+                SAMPLES_SENT,
+                SAMPLES_FAILED,
+                SAMPLES_DROPPED,
+                RETRIES,
+                QUEUE_SAMPLES,
+                SINCE_LAST_SUCCESS,
+                REQUEST_DURATION
+            ]
+        );
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let urls = ["http://a/w", "http://b/w"];
+        for f in &fams[..6] {
+            let got: Vec<_> = f
+                .series
+                .iter()
+                .map(|s| (s.suffix, s.labels.clone()))
+                .collect();
+            let want: Vec<_> = urls.iter().map(|u| ("", vec![pair("url", u)])).collect();
+            assert_eq!(got, want, "{}", f.name);
         }
-        assert_eq!(value(&fams, SAMPLES_SENT, "", None), 4.0);
-        let buckets = fams[6]
+        let got: Vec<_> = fams[6]
             .series
             .iter()
-            .filter(|s| s.suffix == "_bucket")
-            .count();
-        assert_eq!(buckets, 12);
+            .map(|s| (s.suffix, s.labels.clone()))
+            .collect();
+        let mut want = Vec::new();
+        for u in urls {
+            let les = DURATION_BUCKETS.iter().map(|b| b.to_string());
+            for le in les.chain(["+Inf".to_owned()]) {
+                want.push(("_bucket", vec![pair("le", &le), pair("url", u)]));
+            }
+            want.push(("_sum", vec![pair("url", u)]));
+            want.push(("_count", vec![pair("url", u)]));
+        }
+        assert_eq!(got, want);
+        let sent: Vec<f64> = fams[0].series.iter().map(|s| s.value).collect();
+        assert_eq!(sent, [4.0, 9.0]);
     }
 
     #[test]

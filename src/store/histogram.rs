@@ -187,7 +187,8 @@ mod tests {
         h.observe(f64::NAN);
         h.observe(f64::INFINITY);
         h.observe(f64::NEG_INFINITY);
-        assert_eq!(h.snapshot().count, 0);
+        let s = h.snapshot();
+        assert_eq!((s.cumulative, s.count, s.sum), (vec![0], 0, 0.0));
     }
 
     #[test]

@@ -262,7 +262,13 @@ mod tests {
             "\n"
         );
         let r = read(&[body.as_bytes()]);
-        assert!(r.error && !r.succeeded());
+        let want = Reading {
+            error: true,
+            model: Some("m".into()),
+            content_seen: true,
+            ..Reading::default()
+        };
+        assert_eq!(r, want);
     }
 
     #[test]
@@ -271,8 +277,12 @@ mod tests {
             br#"{"model":"m","response":"a","done":false}"#,
             b"\n{\"model\":\"m\",\"resp",
         ]);
-        assert!(!r.succeeded());
-        assert_eq!(usage(&r), None);
+        let want = Reading {
+            model: Some("m".into()),
+            content_seen: true,
+            ..Reading::default()
+        };
+        assert_eq!(r, want);
     }
 
     #[test]
@@ -280,7 +290,13 @@ mod tests {
         let r = read(&[br#"{"model":"llama3.2","created_at":"x","response":"","done":true,"done_reason":"load"}"#]);
         assert!(r.succeeded() && r.load_only() && !r.content_seen);
         let r = read(&[br#"{"model":"m","response":"","done":true,"done_reason":"unload"}"#]);
-        assert!(r.load_only());
+        let want = Reading {
+            complete: true,
+            model: Some("m".into()),
+            finish_reason: Some(FinishReason::Unload),
+            ..Reading::default()
+        };
+        assert_eq!(r, want);
     }
 
     #[test]
@@ -302,7 +318,11 @@ mod tests {
     #[test]
     fn error_object_and_404_body() {
         let r = read(&[br#"{"error":"model 'foo' not found"}"#]);
-        assert!(r.error && !r.succeeded());
+        let want = Reading {
+            error: true,
+            ..Reading::default()
+        };
+        assert_eq!(r, want);
     }
 
     #[test]

@@ -240,7 +240,10 @@ fn rendered_exposition_passes_self_check() {
         }
     }
     assert_eq!(kinds.len(), crate::store::families::COUNT);
-    assert!(hists.len() > 9 * 3, "{}", hists.len());
+    // 13 (model, endpoint) pairs: qwen3:8b on all 9 endpoints, llama3:8b on the 4 odd ones.
+    // Three histograms for every pair, three more for the 9 generating pairs (6 + 3; the
+    // embedding endpoints have no ttft, tpot or tokens per second), and the overhead one.
+    assert_eq!(hists.len(), 3 * 13 + 3 * 9 + 1, "{:?}", hists.keys());
     for (key, (last, inf, count)) in hists {
         let (inf, count) = (inf.unwrap(), count.unwrap());
         assert_eq!(inf, count, "{key}");
