@@ -162,21 +162,33 @@ sum_kb() { # key pids...
   echo "$s"
 }
 
+# NDJSON lines the backend has sent since it started (GET /bench/stats, over bash's /dev/tcp).
+backend_lines() {
+  local reply
+  exec 3<>"/dev/tcp/127.0.0.1/$BPORT"
+  printf 'GET /bench/stats HTTP/1.0\r\nHost: bench\r\n\r\n' >&3
+  reply=$(cat <&3)
+  exec 3<&-
+  sed -n 's/^lines=\([0-9]*\) .*/\1/p' <<<"$reply"
+}
+
 # One wrk run against one target; appends a RESULT line.
 run_wrk() { # round case target threads conns path body
   local round=$1 case=$2 target=$3 threads=$4 conns=$5 path=$6 body=$7
-  local port pids c0 c1 b0 b1 others out line wcpu
+  local port pids c0 c1 b0 b1 l0 l1 others out line wcpu
   port=$(target_port "$target"); pids=$(target_pids "$target")
   python3 "$ROOT/bench/others.py" snap "$TMP/others"
+  l0=$(backend_lines)
   c0=$(cpu_ticks $pids); b0=$(cpu_ticks "$BACKEND_PID")
   out=$( { TIMEFORMAT='WRKCPU %U %S'; time BENCH_PATH=$path BENCH_BODY=$body \
       wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 30s -s "$ROOT/bench/wrk.lua" \
       "http://127.0.0.1:$port" ; } 2>&1 ) || true
   c1=$(cpu_ticks $pids); b1=$(cpu_ticks "$BACKEND_PID")
+  l1=$(backend_lines)
   others=$(python3 "$ROOT/bench/others.py" diff "$TMP/others" "$BACKEND_PID" $(nginx_pids) "$TAP_PID" $$)
   line=$(grep '^WRK ' <<<"$out") || { echo "bench/run.sh: wrk failed ($case $target):" >&2; echo "$out" >&2; exit 1; }
   wcpu=$(awk '/^WRKCPU/{printf "%d", ($2 + $3) * 1000000}' <<<"$out")
-  echo "RESULT round=$round case=$case target=$target proxy_ticks=$((c1 - c0)) backend_ticks=$((b1 - b0)) wrk_cpu_us=$wcpu $others ${line#WRK }" >>"$RESULTS"
+  echo "RESULT round=$round case=$case target=$target proxy_ticks=$((c1 - c0)) backend_ticks=$((b1 - b0)) backend_lines=$((l1 - l0)) wrk_cpu_us=$wcpu $others ${line#WRK }" >>"$RESULTS"
 }
 
 run_ttfb() { # round target

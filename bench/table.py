@@ -45,6 +45,7 @@ def main():
         secs = float(run.get("duration_us", "nan")) / 1e6
         cpu_us = float(run.get("proxy_ticks", "nan")) / clk * 1e6
         lines = {"C": c_lines, "D": d_lines}.get(run["case"], 1)
+        blines = float(run.get("backend_lines", "nan"))
         return {
             "rps": reqs / secs if secs else math.nan,
             "lines_s": reqs * lines / secs if secs else math.nan,
@@ -52,6 +53,9 @@ def main():
             "p99_ms": float(run.get("p99_us", "nan")) / 1e3,
             "cpu_req_us": cpu_us / reqs if reqs else math.nan,
             "cpu_line_us": cpu_us / (reqs * lines) if reqs else math.nan,
+            # lines the backend sent in the window: counts the answers cut by its end too
+            "cpu_bline_us": cpu_us / blines if blines else math.nan,
+            "blines_s": blines / secs if secs else math.nan,
             "ttfb_ms": float(run.get("p50_us", "nan")) / 1e3,
             "push_ms": float(run.get("median_ms", "nan")),
         }[what]
@@ -101,13 +105,14 @@ def main():
     d = {t: med("C", t, "cpu_line_us") for t in ("nginx", "tap")}
     rows.append(("C. proxy CPU per line", "—", num(d["nginx"], ".2f") + " µs",
                  num(d["tap"], ".2f") + " µs", ratio(d["tap"], d["nginx"])))
-    d = {t: med("D", t, "cpu_line_us") for t in ("nginx", "tap")}
+    d = {t: med("D", t, "cpu_bline_us") for t in ("nginx", "tap")}
     rows.append((f"D. realistic streams: {dc} connections × {d_lines} lines, {meta['d_delay']} ms apart: "
                  "proxy CPU per line", "—", num(d["nginx"], ".2f") + " µs",
                  num(d["tap"], ".2f") + " µs", ratio(d["tap"], d["nginx"])))
-    d = {t: med("D", t, "lines_s") for t in ("direct", "nginx", "tap")}
+    d = {t: med("D", t, "blines_s") for t in ("direct", "nginx", "tap")}
     rows.append(("D. lines/s (the same offered load for all three)", num(d["direct"], ",.0f"),
                  num(d["nginx"], ",.0f"), num(d["tap"], ",.0f"), ratio(d["tap"], d["nginx"])))
+    d_answers = {t: med("D", t, "cpu_line_us") for t in ("nginx", "tap")}
     d = {t: med("E", t, "ttfb_ms") for t in ("direct", "nginx", "tap")}
     rows.append(("E. time to first streamed line added (p50)",
                  f"{num(d['direct'], '.3f')} ms (itself)",
@@ -128,6 +133,13 @@ def main():
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    print()
+
+    answer_s = d_lines * float(meta["d_delay"]) / 1000
+    print(f"D counts the lines the backend sent during the window (`GET /bench/stats`): an answer "
+          f"lasts about {answer_s:.1f} s, so a run ends with up to {dc} answers cut. Counted as answers "
+          f"completed × {d_lines} instead, CPU per line would read {num(d_answers['nginx'], '.2f')} µs "
+          f"(nginx) and {num(d_answers['tap'], '.2f')} µs (ollama-tap).")
     print()
 
     # How loaded the machine was: CPU of the machine's other processes during each run.
@@ -169,21 +181,22 @@ def main():
     print("<details><summary>every run</summary>")
     print()
     print("| round | case | target | requests | s | req/s | p50 µs | p99 µs | proxy CPU s | backend CPU s "
-          "| wrk CPU s | other processes' CPU s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| backend lines | wrk CPU s | other processes' CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         if r["case"] in ("A", "B", "C", "D"):
             secs = float(r["duration_us"]) / 1e6
             print(f"| {r['round']} | {r['case']} | {r['target']} | {r['requests']} | {secs:.2f} | "
                   f"{int(r['requests']) / secs:,.0f} | {r['p50_us']} | {r['p99_us']} | "
                   f"{int(r['proxy_ticks']) / clk:.2f} | {int(r['backend_ticks']) / clk:.2f} | "
+                  f"{r.get('backend_lines', '—')} | "
                   f"{int(r['wrk_cpu_us']) / 1e6:.2f} | {int(r['others_ticks']) / clk:.2f} |")
         elif r["case"] == "E":
             print(f"| {r['round']} | E | {r['target']} | {r['count']} | | | {r['p50_us']} | "
-                  f"(p90 {r['p90_us']}) | | | | |")
+                  f"(p90 {r['p90_us']}) | | | | | |")
         elif r["case"] == "push":
             print(f"| {r['round']} | push | | {r['iterations']} | | | median {r['median_ms']} ms | "
-                  f"max {r['max_ms']} ms | | | | |")
+                  f"max {r['max_ms']} ms | | | | | |")
     print()
     print(f"RSS: {rss}")
     print()

@@ -16,6 +16,10 @@
 //!   object with `eval_count` = N − 1 and the duration fields; `delay_ms=D` (default 0) waits
 //!   D ms between two lines (the first line goes out at once, with the headers).
 //!
+//! `GET /bench/stats` answers `lines=L answers=A`: the NDJSON lines and the streamed answers
+//! (their last line) this process has handed to hyper since it started, so that a benchmark can
+//! count the lines that went through a proxy even when answers are cut by the end of a run.
+//!
 //! `created_at` is one fixed timestamp taken at start: the backend formats nothing per line.
 //! The request body is read whole before answering (as Ollama does). `GET /` and
 //! `GET /api/version` answer like Ollama; anything else is a 404. Stops on Ctrl-C or SIGTERM.
@@ -24,6 +28,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,6 +42,10 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
+
+/// Lines and streamed answers sent since start (`GET /bench/stats`).
+static LINES: AtomicU64 = AtomicU64::new(0);
+static ANSWERS: AtomicU64 = AtomicU64::new(0);
 
 /// What every answer shares, built once.
 struct Shared {
@@ -139,6 +148,14 @@ fn full(bytes: Bytes) -> AnswerBody {
 async fn answer(req: Request<Incoming>, shared: &Shared) -> Response<AnswerBody> {
     let path = req.uri().path();
     let inference = matches!(path, "/api/generate" | "/api/chat");
+    if path == "/bench/stats" {
+        let stats = format!(
+            "lines={} answers={}\n",
+            LINES.load(Ordering::Relaxed),
+            ANSWERS.load(Ordering::Relaxed)
+        );
+        return respond(StatusCode::OK, "text/plain", full(Bytes::from(stats)));
+    }
     if !inference {
         let (status, ctype, body): (_, _, &'static str) = match path {
             "/" => (
@@ -255,7 +272,9 @@ impl Body for Lines {
         }
         this.left -= 1;
         this.sent += 1;
+        LINES.fetch_add(1, Ordering::Relaxed);
         let line = if this.left == 0 {
+            ANSWERS.fetch_add(1, Ordering::Relaxed);
             this.last.clone()
         } else {
             this.token.clone()
