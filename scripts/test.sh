@@ -14,9 +14,27 @@ if ! command -v promtool >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# nginx and wrk: bench/run.sh --smoke (below) runs the benchmark's cases once, tiny, through them.
+PATH=$PATH:/usr/sbin # where Debian puts nginx
+for tool in nginx wrk; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "test.sh: installing Debian's nginx and wrk packages for bench/run.sh --smoke" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx wrk >/dev/null
+    break
+  fi
+done
+
 # Python's protobuf + cramjam decode the agent's remote-write bodies independently.
 python3 -c 'import google.protobuf, cramjam' 2>/dev/null || python3 -m pip install --quiet protobuf cramjam
 # The real `ollama` and `openai` Python clients call through the agent in tests/python_clients.rs.
 python3 -c 'import ollama, openai' 2>/dev/null || python3 -m pip install --quiet ollama openai
 
 cargo test --locked "$@"
+
+# The benchmark's smoke (every case once, ~1 s each, tiny sizes; checks only that every figure is
+# a number): on the debug binaries cargo test just built, so it costs no build. Skipped when
+# arguments select a subset of the tests.
+if [ "$#" = 0 ]; then
+  bench/run.sh --smoke
+fi

@@ -1,0 +1,114 @@
+//! Micro-benchmark for `bench/run.sh`: encode + snappy-compress one 10,000-series remote-write
+//! request through the crate's public API (`encode_families`, then `compress`).
+//!
+//! ```text
+//! cargo run --release --example bench_push -- [--series N] [--iterations K]
+//! ```
+//!
+//! The snapshot looks like the agent's own: histogram families with the agent's label set
+//! (`model`, `endpoint`, `le`, `agent_hostname`, `service`), 100 models. It is built once;
+//! each iteration times `encode_families` + `WriteRequest` + `compress` together. Prints
+//! `push_encode series=N iterations=K bytes=B median_ms=M min_ms=m max_ms=x`.
+
+use std::time::Instant;
+
+use ollama_tap::push::proto::WriteRequest;
+use ollama_tap::push::{compress, encode_families};
+use ollama_tap::snapshot::{Family, Kind};
+
+const ENDPOINTS: [&str; 4] = [
+    "/api/generate",
+    "/api/chat",
+    "/v1/chat/completions",
+    "/api/embed",
+];
+const BUCKETS: [&str; 18] = [
+    "0.01", "0.02", "0.04", "0.08", "0.16", "0.32", "0.64", "1.28", "2.56", "5.12", "10.24",
+    "20.48", "40.96", "81.92", "163.84", "327.68", "655.36", "+Inf",
+];
+
+fn usage() -> ! {
+    eprintln!("usage: bench_push [--series N] [--iterations K]   (default 10000, 50)");
+    std::process::exit(2);
+}
+
+/// `n` series spread over a few histogram families, as the agent's snapshot would hold them.
+fn snapshot(n: usize) -> Vec<Family> {
+    let names: [&'static str; 4] = [
+        "ollama_request_duration_seconds",
+        "ollama_prompt_eval_duration_seconds",
+        "ollama_load_duration_seconds",
+        "ollama_time_to_first_token_seconds",
+    ];
+    let mut families: Vec<Family> = names
+        .iter()
+        .map(|name| Family::new(name, "Benchmark family.", Kind::Histogram))
+        .collect();
+    // 18 bucket bounds + _sum + _count = 20 series per (family, model, endpoint).
+    let mut i = 0usize;
+    'fill: for model in 0.. {
+        for endpoint in ENDPOINTS {
+            for family in families.iter_mut() {
+                let bounds = BUCKETS.iter().map(|le| ("_bucket", Some(*le)));
+                for (suffix, le) in bounds.chain([("_sum", None), ("_count", None)]) {
+                    if i == n {
+                        break 'fill;
+                    }
+                    let mut labels = vec![
+                        ("model".to_owned(), format!("model-{model}:latest")),
+                        ("endpoint".to_owned(), endpoint.to_owned()),
+                        ("agent_hostname".to_owned(), "bench-host".to_owned()),
+                        ("service".to_owned(), "ollama".to_owned()),
+                    ];
+                    if let Some(le) = le {
+                        labels.push(("le".to_owned(), le.to_string()));
+                    }
+                    family.push(suffix, labels, (i as f64) * 0.5);
+                    i += 1;
+                }
+            }
+        }
+    }
+    families
+}
+
+fn main() {
+    let (mut series, mut iterations) = (10_000usize, 50usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let v = args.next().unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--series" => series = v.parse().unwrap_or_else(|_| usage()),
+            "--iterations" => iterations = v.parse().unwrap_or_else(|_| usage()),
+            _ => usage(),
+        }
+    }
+    let iterations = iterations.max(1);
+    let families = snapshot(series);
+    let total: usize = families.iter().map(|f| f.series.len()).sum();
+    assert_eq!(
+        total, series,
+        "the snapshot holds the asked number of series"
+    );
+    let ts = 1_700_000_000_000;
+    let mut times = Vec::with_capacity(iterations);
+    let mut bytes = 0;
+    for _ in 0..iterations {
+        let start = Instant::now();
+        let timeseries = encode_families(&families, ts);
+        let body = compress(&WriteRequest { timeseries });
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        bytes = std::hint::black_box(body).len();
+    }
+    times.sort_by(f64::total_cmp);
+    let median = if iterations % 2 == 1 {
+        times[iterations / 2]
+    } else {
+        (times[iterations / 2 - 1] + times[iterations / 2]) / 2.0
+    };
+    println!(
+        "push_encode series={series} iterations={iterations} bytes={bytes} median_ms={median:.3} min_ms={:.3} max_ms={:.3}",
+        times[0],
+        times[iterations - 1]
+    );
+}
