@@ -72,6 +72,19 @@ pub(super) fn compress_raw(bytes: &[u8]) -> Vec<u8> {
 
 /// `family + suffix`, valid as a Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn metric_name(family: &str, suffix: &str) -> String {
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    let leading_digit = family
+        .bytes()
+        .chain(suffix.bytes())
+        .next()
+        .is_some_and(|b| b.is_ascii_digit());
+    if !leading_digit && family.bytes().chain(suffix.bytes()).all(valid) {
+        // The common case (every name the agent makes): one allocation, no per-char work.
+        let mut out = String::with_capacity(family.len() + suffix.len());
+        out.push_str(family);
+        out.push_str(suffix);
+        return out;
+    }
     sanitise(family.chars().chain(suffix.chars()), true)
 }
 
@@ -80,11 +93,15 @@ pub fn metric_name(family: &str, suffix: &str) -> String {
 /// Categraf replaces `- . space /` with `_`; every other character outside `[a-zA-Z0-9_]`
 /// becomes `_` too, and a leading digit gets a `_` prefix.
 pub fn label_name(name: &str) -> String {
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    if !name.starts_with(|c: char| c.is_ascii_digit()) && name.bytes().all(valid) {
+        return name.to_owned();
+    }
     sanitise(name.chars(), false)
 }
 
 fn sanitise(chars: impl Iterator<Item = char>, allow_colon: bool) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(chars.size_hint().0 + 1);
     for c in chars {
         if out.is_empty() && c.is_ascii_digit() {
             out.push('_');
@@ -173,6 +190,38 @@ mod tests {
         assert_eq!(metric_name("job:rate5m", ""), "job:rate5m");
         assert_eq!(metric_name("1st-metric", "_sum"), "_1st_metric_sum");
         assert_eq!(metric_name("", ""), "");
+    }
+
+    #[test]
+    fn the_fast_path_for_valid_names_gives_what_the_char_by_char_rules_give() {
+        let names = [
+            "",
+            "a",
+            "_",
+            "le",
+            "agent_hostname",
+            "ok_Name9",
+            "9lives",
+            "0",
+            "a-b",
+            "a:b",
+            ":a",
+            "héllo",
+            "ünïcode",
+            "x y",
+            "__name__",
+            "Z9_:",
+        ];
+        for n in names {
+            assert_eq!(label_name(n), sanitise(n.chars(), false), "label {n:?}");
+            for suffix in ["", "_total", "9", ":x", "-y"] {
+                assert_eq!(
+                    metric_name(n, suffix),
+                    sanitise(n.chars().chain(suffix.chars()), true),
+                    "metric {n:?} + {suffix:?}"
+                );
+            }
+        }
     }
 
     #[test]
