@@ -261,6 +261,13 @@ where
                     if this.first_content.is_none() && this.reader.reading().content_seen {
                         this.first_content = Some(Instant::now());
                     }
+                    if this.all_read && this.stripper.is_none() {
+                        // The last frame of the answer: record now, before it is handed on,
+                        // so the record never lags the client's last byte (nor depends on
+                        // whether the server polls once more or drops the body).
+                        this.reader.end();
+                        this.finish(None);
+                    }
                     match &mut this.stripper {
                         None => Some(Ok(frame)),
                         Some(s) => {
@@ -301,7 +308,8 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        // Never claim the end before the end was seen: the meter finishes on `None`.
+        // Never claim the end before the end was seen: the meter finishes on the last frame
+        // (a body that says so) or on `None`.
         self.ended || (self.meter.recorded && self.inner.is_end_stream())
     }
 

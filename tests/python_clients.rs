@@ -181,8 +181,7 @@ async fn python_clients_work_through_the_agent_and_counts_match() {
         "{ctx}"
     );
 
-    // The settled scrape: nothing in flight, so every call the clients finished is recorded
-    // (the agent may record a stream's outcome a moment after the client read its last byte).
+    // The settled scrape: nothing in flight, so every call the clients finished is recorded.
     let m = agent.metrics().await;
     assert_eq!(
         sum_all(&m, "ollama_requests_success") + sum_all(&m, "ollama_requests_failed"),

@@ -181,3 +181,27 @@ async fn usage_chunk_is_read_then_stripped_when_the_agent_asked_for_it() {
         Some(3.0)
     );
 }
+
+#[tokio::test]
+async fn a_sized_answer_is_recorded_as_its_last_frame_is_handed_on_not_later() {
+    let store = Arc::new(Store::new(DEFAULT_WINDOW));
+    // `Full` says it is at its end once its one frame is taken, as a sized body does.
+    let json = br#"{"model":"llama3.2","response":"Hi","done":true,"eval_count":2}"#;
+    let body = http_body_util::Full::new(Bytes::from_static(json)).map_err(|e| match e {});
+    let m = meter(&store, Endpoint::Generate, Some("llama3.2"));
+    let mut tapped = TapBody::new(body, m, StatusCode::OK, &headers("application/json"));
+    let frame = tapped.frame().await.expect("one frame").unwrap();
+    assert_eq!(frame.into_data().unwrap(), &json[..]);
+    // Not polled again, not dropped: the request is already recorded, once.
+    let f = store.snapshot();
+    let l = [("model", "llama3.2:latest")];
+    assert_eq!(value(&f, "ollama_requests_success", &l), Some(1.0));
+    assert_eq!(value(&f, "ollama_tokens_generated_total", &l), Some(2.0));
+    assert_eq!(value(&f, "ollama_requests_in_flight", &l), Some(0.0));
+    assert!(tapped.is_end_stream());
+    drop(tapped);
+    assert_eq!(
+        value(&store.snapshot(), "ollama_requests_total", &l),
+        Some(1.0)
+    );
+}

@@ -238,10 +238,10 @@ pub async fn metrics_at(url: &str) -> Metrics {
     Metrics(text)
 }
 
-/// `{url}/metrics` once no request is in flight: every request whose answer a client has
-/// read is recorded. (A request is recorded when the agent's side of its answer ends, which
-/// can be a moment after the client has the last byte; the in-flight gauge drops in the same
-/// step, after the counters, so the scrape after one that shows nothing in flight is whole.)
+/// `{url}/metrics` once no request is in flight: a request the client has finished with but
+/// the agent has not (a hang-up it is still noticing, a cut it is still reading) is recorded
+/// first. The in-flight gauge drops in the same step as the counters, after them, so the
+/// scrape after one that shows nothing in flight is whole.
 pub async fn settled_metrics(url: &str) -> Metrics {
     wait_metrics(url, WAIT, |m| {
         m.sum("ollama_requests_in_flight", &[]) == 0.0
