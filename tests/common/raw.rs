@@ -118,10 +118,7 @@ pub struct Head {
 impl Head {
     /// The first value of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.text.split("\r\n").skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
+        header_in(&self.text, name)
     }
 
     /// The value of `key` in the target's query string.
@@ -142,6 +139,14 @@ impl Head {
         self.header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"))
     }
+}
+
+/// The first value of header `name` in an HTTP head (request or status line first).
+fn header_in<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 /// One accepted connection of a [`RawBackend`].
@@ -198,14 +203,9 @@ impl Conn {
 
     /// Reads a request head; counts it. `None` if the peer closed first.
     pub async fn read_head(&mut self) -> Option<Head> {
-        let mut text = Vec::new();
-        loop {
-            let line = self.line().await?;
-            let end = line == b"\r\n";
-            text.extend_from_slice(&line);
-            if end && text.len() > 2 {
-                break;
-            }
+        let mut text = self.line().await?;
+        while !text.ends_with(b"\r\n\r\n") {
+            text.extend(self.line().await?);
         }
         let text = String::from_utf8_lossy(&text).into_owned();
         let mut first = text.split(' ');
@@ -363,10 +363,7 @@ impl std::fmt::Debug for Answer {
 
 impl Answer {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.head.split("\r\n").skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
+        header_in(&self.head, name)
     }
 
     pub fn text(&self) -> String {
