@@ -337,10 +337,12 @@ fn client_body_failed(e: &ClientError) -> bool {
 /// Whether an I/O timeout is anywhere in the chain (the connect timeout, or the OS timing the
 /// connection out).
 fn is_timeout(e: &ClientError) -> bool {
-    chain(e).any(|s| {
-        s.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    })
+    chain(e).any(is_io_timeout)
+}
+
+fn is_io_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
 }
 
 #[cfg(test)]
@@ -378,8 +380,7 @@ mod tests {
         let e = Outer(timed_out);
         let texts: Vec<String> = chain(&e).map(ToString::to_string).collect();
         assert_eq!(texts, ["outer", "inner"]);
-        assert!(chain(&e).any(|s| s
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)));
+        assert!(chain(&e).any(is_io_timeout));
+        assert!(!chain(&Outer(std::io::Error::other("refused"))).any(is_io_timeout));
     }
 }
