@@ -190,21 +190,11 @@ pub(super) fn v1_model(name: &str) -> Resp {
 
 /// `POST /api/show`.
 pub(super) fn show(body: &[u8]) -> Resp {
-    let req = match Shape::Native.bind(
-        body,
-        "api.ShowRequest",
-        &[("model", "string"), ("name", "string")],
-    ) {
-        Ok(r) => r,
+    let name = match known_model(body, "api.ShowRequest") {
+        Ok(name) => name,
         Err(r) => return *r,
     };
-    let name = model_field(&req);
-    if name.is_empty() {
-        return native_err(StatusCode::BAD_REQUEST, "model is required");
-    }
-    if !is_known_model(name) {
-        return native_err(StatusCode::NOT_FOUND, &format!("model '{name}' not found"));
-    }
+    let name = name.as_str();
     let mi = catalog_entry(name);
     let caps = if mi.embedding {
         vec![J::from("embedding")]
@@ -228,22 +218,17 @@ pub(super) fn show(body: &[u8]) -> Resp {
 
 /// `DELETE /api/delete`: 200 with an empty body (nothing is deleted).
 pub(super) fn delete(body: &[u8]) -> Resp {
-    let req = match Shape::Native.bind(
-        body,
-        "api.DeleteRequest",
-        &[("model", "string"), ("name", "string")],
-    ) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
-    let name = model_field(&req);
-    if name.is_empty() {
-        return native_err(StatusCode::BAD_REQUEST, "model is required");
+    match known_model(body, "api.DeleteRequest") {
+        Ok(_) => full(StatusCode::OK, None, Bytes::new()),
+        Err(r) => *r,
     }
-    if !is_known_model(name) {
-        return native_err(StatusCode::NOT_FOUND, &format!("model '{name}' not found"));
-    }
-    full(StatusCode::OK, None, Bytes::new())
+}
+
+/// The `model` (or `name`) of a show/delete request bound as Go type `go_type`, when it names
+/// a known model; otherwise Ollama's answer: the bind error, 400 `model is required`, or 404.
+fn known_model(body: &[u8], go_type: &str) -> Result<String, Box<Resp>> {
+    let req = Shape::Native.bind(body, go_type, &[("model", "string"), ("name", "string")])?;
+    Shape::Native.known_model(model_field(&req))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ use super::directives::{metrics_for, truncate};
 use super::http::{get_str, Resp, Shape};
 use super::stream::{hold, start_stream, Frames, Whole};
 use super::{
-    chat_prompt, is_known_model, make_reply_tokens, parse_directives, BoxError, Directives,
-    ExpectedMetrics, Inner, DEFAULT_REPLY_TOKENS, MODEL_ERROR,
+    chat_prompt, make_reply_tokens, parse_directives, BoxError, Directives, ExpectedMetrics, Inner,
+    DEFAULT_REPLY_TOKENS, MODEL_ERROR,
 };
 
 /// A generation endpoint.
@@ -105,14 +105,7 @@ impl Gen {
                 true,
             );
         }
-        let model = get_str(&req, "model").to_string();
-        if model.is_empty() {
-            return shape.fail(StatusCode::BAD_REQUEST, "model is required", false);
-        }
-        if !is_known_model(&model) {
-            let msg = format!("model '{model}' not found");
-            return shape.fail(StatusCode::NOT_FOUND, &msg, false);
-        }
+        let model = shape.known_model(get_str(&req, "model"))?;
         let (text, load_only) = match api {
             Api::Generate | Api::OaiCompletion => {
                 let text = get_str(&req, "prompt").to_string();

@@ -187,6 +187,19 @@ impl Shape {
         }
     }
 
+    /// `model` when it names a known model; otherwise Ollama's 400 `model is required` or 404
+    /// `model '<name>' not found`, in this shape.
+    pub(super) fn known_model(self, model: &str) -> Result<String, Box<Resp>> {
+        if model.is_empty() {
+            return self.fail(StatusCode::BAD_REQUEST, "model is required", false);
+        }
+        if !super::is_known_model(model) {
+            let msg = format!("model '{model}' not found");
+            return self.fail(StatusCode::NOT_FOUND, &msg, false);
+        }
+        Ok(model.to_string())
+    }
+
     /// [`Shape::err`] as the `Err` of a handler's request check.
     pub(super) fn fail<T>(
         self,

@@ -17,8 +17,7 @@ use super::http::{
 };
 use super::stream::{hold, Frames, Whole};
 use super::{
-    is_known_model, parse_directives, prompt_tokens, BoxError, Directives, Inner, MODEL_ERROR,
-    TOTAL_EXTRA_NS,
+    parse_directives, prompt_tokens, BoxError, Directives, Inner, MODEL_ERROR, TOTAL_EXTRA_NS,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -186,14 +185,7 @@ impl EmbedReq {
         };
         let req = shape.bind(body, go_type, fields)?;
         let inputs = inputs(req.get(text_field), api)?;
-        let model = get_str(&req, "model").to_string();
-        if model.is_empty() {
-            return shape.fail(StatusCode::BAD_REQUEST, "model is required", false);
-        }
-        if !is_known_model(&model) {
-            let msg = format!("model '{model}' not found");
-            return shape.fail(StatusCode::NOT_FOUND, &msg, false);
-        }
+        let model = shape.known_model(get_str(&req, "model"))?;
         let dims = req
             .get("dimensions")
             .and_then(Value::as_u64)
