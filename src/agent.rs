@@ -10,11 +10,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::app::{own_router, router, InstanceState};
+use crate::app::{own_router, port_service, InstanceState};
 use crate::config::Config;
 use crate::labels::{self, Labeler};
 use crate::probe;
 use crate::push::{encode_families, PushError, PushMetrics, Writers};
+use crate::server::{self, stopped};
 use crate::snapshot::Family;
 
 /// How long in-flight requests may run on after a stop signal.
@@ -184,7 +185,11 @@ impl Agent {
         let mut loops = JoinSet::new();
         let listeners = self.listeners.into_iter().zip(self.metrics_listeners);
         for (state, (listener, metrics_listener)) in self.instances.iter().zip(listeners) {
-            servers.spawn(serve_one(listener, router(state.clone()), stop_rx.clone()));
+            servers.spawn(server::serve(
+                listener,
+                port_service(state.clone()),
+                stop_rx.clone(),
+            ));
             if let Some(l) = metrics_listener {
                 servers.spawn(serve_one(l, own_router(state.clone()), stop_rx.clone()));
             }
@@ -228,7 +233,7 @@ impl Agent {
     }
 }
 
-/// Serves `app` on `listener` until the stop flag is set, then drains (graceful shutdown).
+/// Serves the own endpoints' `app` on `listener` until the stop flag is set, then drains (graceful shutdown).
 async fn serve_one(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
     let shutdown = async move { stopped(&mut stop).await };
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -257,7 +262,7 @@ async fn instance_loop(
         tokio::select! {
             _ = tick.tick() => {
                 if !state.config.passive {
-                    probe::check(&state).await;
+                    probe::check(state.upstream(), state.store(), &state.backend).await;
                 }
                 if let Some(w) = &writers {
                     push(w, &state.snapshot());
@@ -294,9 +299,4 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Resolves once the stop flag is set (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }

@@ -1,20 +1,21 @@
-//! One instance's HTTP face: `GET /metrics`, `GET /health`, and everything else to the proxy.
-//!
-//! [`router`] needs no socket, so tests can drive it with `oneshot`.
+//! One instance's HTTP face: `GET /metrics`, `GET /health` (axum), and everything else to the
+//! proxy (plain hyper, see [`port_service`]).
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper::body::Incoming;
 
 use crate::agent::AgentMetrics;
 use crate::config::Instance;
 use crate::labels::Labeler;
 use crate::probe::BackendStatus;
-use crate::proxy::{self, Upstream};
+use crate::proxy::{self, Options, Proxy, ProxyBody, Upstream};
 use crate::snapshot::Family;
 use crate::store::{Store, DEFAULT_WINDOW};
 use crate::{exposition, VERSION};
@@ -22,8 +23,8 @@ use crate::{exposition, VERSION};
 /// Everything the requests of one `[[instances]]` entry share.
 pub struct InstanceState {
     pub config: Instance,
-    pub upstream: Upstream,
-    pub store: Arc<Store>,
+    /// The backend, the store and the options every proxied request uses.
+    pub proxy: Arc<Proxy>,
     pub backend: BackendStatus,
     pub labeler: Labeler,
     /// The agent's own series (the push's metrics), shown on this instance's `/metrics` too.
@@ -36,9 +37,16 @@ pub struct InstanceState {
 
 impl InstanceState {
     pub fn new(config: Instance, labeler: Labeler, agent_metrics: Arc<AgentMetrics>) -> Self {
-        InstanceState {
+        let proxy = Proxy {
             upstream: Upstream::new(&config.ollama_url, config.timeout),
             store: Arc::new(Store::with_max_models(DEFAULT_WINDOW, config.max_models)),
+            options: Options {
+                include_usage: config.include_usage,
+                passive: config.passive,
+            },
+        };
+        InstanceState {
+            proxy: Arc::new(proxy),
             backend: BackendStatus::default(),
             labeler,
             agent_metrics,
@@ -47,32 +55,78 @@ impl InstanceState {
         }
     }
 
+    /// The instance's store.
+    pub fn store(&self) -> &Store {
+        &self.proxy.store
+    }
+
+    /// The instance's backend.
+    pub fn upstream(&self) -> &Upstream {
+        &self.proxy.upstream
+    }
+
     /// The answer for a request the agent's own endpoints must refuse (absolute-form target,
     /// missing credentials), if any.
     fn refuse(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
-        proxy::refuse_target(method, uri).or_else(|| self.access.check(headers))
+        match proxy::refuse_target(method, uri) {
+            Some(why) => Some(error(StatusCode::BAD_REQUEST, why)),
+            None => self.access.check(headers),
+        }
     }
 
     /// The store's families with instance labels, global labels and `agent_hostname` applied.
     pub fn snapshot(&self) -> Vec<Family> {
-        let mut families = self.store.snapshot();
+        let mut families = self.store().snapshot();
         self.labeler.apply_to_families(&mut families);
         families
     }
 }
 
-/// The instance's router on its proxy port: the agent's own endpoints (unless they have a
-/// listener of their own), then the proxy for everything else.
-pub fn router(state: Arc<InstanceState>) -> Router {
-    let own = state.config.metrics_listen_addr.is_none();
-    let proxy = Router::new()
-        .fallback(proxy::forward)
-        .with_state(state.clone());
-    if own {
-        own_router(state).merge(proxy)
-    } else {
-        proxy
-    }
+/// What the proxy port serves: `/metrics` and `/health` (unless they have a listener of their
+/// own) through [`own_router`], every other request through [`Proxy::forward`]. A plain
+/// function of the request, so a proxied request costs one path comparison, not a router.
+pub fn port_service(
+    state: Arc<InstanceState>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = axum::http::Response<ProxyBody>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + 'static {
+    let own = state
+        .config
+        .metrics_listen_addr
+        .is_none()
+        .then(|| own_router(state.clone()));
+    let proxy = state.proxy.clone();
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let proxy = proxy.clone();
+        let own = own.clone().filter(|_| is_own_path(req.uri().path()));
+        async move {
+            Ok(match own {
+                Some(router) => own_answer(router, req).await,
+                None => proxy.forward(req).await,
+            })
+        }
+    })
+}
+
+/// The paths of the agent's own endpoints.
+fn is_own_path(path: &str) -> bool {
+    path == "/metrics" || path == "/health"
+}
+
+/// The agent's own answer, served by axum and handed to hyper whole (both are small).
+async fn own_answer(mut router: Router, req: Request<Incoming>) -> axum::http::Response<ProxyBody> {
+    use tower_service::Service as _;
+    let Ok(res) = router.call(req).await;
+    let (parts, body) = res.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    axum::http::Response::from_parts(parts, ProxyBody::full(body))
 }
 
 /// `GET /metrics` and `GET /health`, behind the optional bearer token / basic auth.
@@ -132,7 +186,7 @@ impl Access {
         } else {
             "Bearer"
         };
-        let mut res = proxy::error(
+        let mut res = error(
             StatusCode::UNAUTHORIZED,
             "ollama-tap: credentials required for /metrics and /health",
         );
@@ -142,6 +196,16 @@ impl Access {
         );
         Some(res)
     }
+}
+
+/// An answer in Ollama's error shape, for the agent's own endpoints.
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, proxy::ERROR_CONTENT_TYPE)],
+        proxy::error_json(message),
+    )
+        .into_response()
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -185,7 +249,7 @@ async fn health(
     let body = serde_json::json!({
         "status": if up { "ok" } else { "backend_down" },
         "version": VERSION,
-        "backend": state.upstream.url,
+        "backend": state.upstream().url,
         "backend_up": up,
         "backend_version": checked.version,
         "backend_error": checked.error,

@@ -25,6 +25,7 @@ pub mod probe;
 pub mod proxy;
 pub mod push;
 pub mod run;
+pub mod server;
 pub mod shutdown;
 pub mod snapshot;
 pub mod store;

@@ -4,8 +4,8 @@
 
 use parking_lot::RwLock;
 
-use crate::app::InstanceState;
-use crate::store::LoadedModel;
+use crate::proxy::Upstream;
+use crate::store::{LoadedModel, Store};
 
 /// What the last check found.
 #[derive(Default)]
@@ -36,15 +36,15 @@ impl BackendStatus {
 
 /// Checks the backend once: updates the status and the store's `ollama_up`, and logs only when
 /// the state changes (down → up, up → down), never on every check.
-pub async fn check(state: &InstanceState) -> bool {
-    let result = state.upstream.get("/api/version").await;
+pub async fn check(upstream: &Upstream, store: &Store, status: &BackendStatus) -> bool {
+    let result = upstream.get("/api/version").await;
     let (up, version, error) = match result {
         Ok((status, body)) if status.is_success() => (true, parse_version(&body), None),
         Ok((status, _)) => (false, None, Some(format!("answered {status}"))),
         Err(e) => (false, None, Some(e)),
     };
     let was = {
-        let mut c = state.backend.inner.write();
+        let mut c = status.inner.write();
         let was = c.checked.then_some(c.up);
         *c = Checked {
             checked: true,
@@ -54,20 +54,20 @@ pub async fn check(state: &InstanceState) -> bool {
         };
         was
     };
-    state.store.set_up(up);
-    state.store.set_backend_version(version.as_deref());
+    store.set_up(up);
+    store.set_backend_version(version.as_deref());
     if up {
-        if let Ok((status, body)) = state.upstream.get("/api/ps").await {
+        if let Ok((status, body)) = upstream.get("/api/ps").await {
             if status.is_success() {
                 if let Some(models) = parse_ps(&body) {
-                    state.store.set_loaded_models(models);
+                    store.set_loaded_models(models);
                 }
             }
         }
     } else {
-        state.store.set_loaded_models(Vec::new());
+        store.set_loaded_models(Vec::new());
     }
-    let url = &state.upstream.url;
+    let url = &upstream.url;
     match (was, up) {
         (None | Some(false), true) => {
             tracing::info!(backend = %url, version = version.as_deref().unwrap_or("?"), "Ollama is up")

@@ -36,7 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         let addrs = agent.local_addrs().into_iter().zip(agent.metrics_addrs());
         for (inst, (addr, metrics)) in agent.instances.iter().zip(addrs) {
             let metrics = metrics.unwrap_or(addr);
-            tracing::info!(listen = %addr, backend = %inst.upstream.url, metrics = %metrics, "proxying");
+            tracing::info!(listen = %addr, backend = %inst.upstream().url, metrics = %metrics, "proxying");
         }
         if cli.test {
             test_once(agent).await

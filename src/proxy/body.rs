@@ -17,13 +17,20 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The request body sent upstream: frames already read (to find the model), then the rest of
 /// the client's body, streamed.
-pub struct UpstreamBody {
+pub struct UpstreamBody<B = hyper::body::Incoming> {
     head: VecDeque<Frame<Bytes>>,
     head_len: u64,
-    rest: axum::body::Body,
+    /// `None`: nothing after `head` (the agent's own requests).
+    rest: Option<B>,
     /// Kept for requests whose answer wait is bounded by `timeout` (the pass-through ones).
     progress: Option<Arc<Progress>>,
 }
+
+/// The client's request body failed (it hung up in the middle of its upload): told apart
+/// from the backend's failures in the upstream error's chain.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body broke off: {0}")]
+pub struct ClientBodyError(#[source] pub BoxError);
 
 /// When the request body last moved upstream (a frame taken by the backend connection, or its
 /// end): the wait for a non-inference answer starts again from there, so an upload slower than
@@ -75,8 +82,8 @@ pub struct IdleTimeout(pub Duration);
 
 // === impl UpstreamBody ===
 
-impl UpstreamBody {
-    pub fn new(head: VecDeque<Frame<Bytes>>, rest: axum::body::Body) -> Self {
+impl<B> UpstreamBody<B> {
+    pub fn new(head: VecDeque<Frame<Bytes>>, rest: B) -> Self {
         let head_len = head
             .iter()
             .filter_map(|f| f.data_ref())
@@ -85,18 +92,28 @@ impl UpstreamBody {
         UpstreamBody {
             head,
             head_len,
-            rest,
+            rest: Some(rest),
             progress: None,
         }
     }
 
     /// The client's body as it is.
-    pub fn plain(rest: axum::body::Body) -> Self {
+    pub fn plain(rest: B) -> Self {
         UpstreamBody {
             head: VecDeque::new(),
             head_len: 0,
-            rest,
+            rest: Some(rest),
             progress: Some(Arc::default()),
+        }
+    }
+
+    /// No body (the agent's own requests).
+    pub fn empty() -> Self {
+        UpstreamBody {
+            head: VecDeque::new(),
+            head_len: 0,
+            rest: None,
+            progress: None,
         }
     }
 
@@ -104,16 +121,15 @@ impl UpstreamBody {
     pub fn progress(&self) -> Option<Arc<Progress>> {
         self.progress.clone()
     }
-
-    /// No body (the agent's own requests).
-    pub fn empty() -> Self {
-        Self::plain(axum::body::Body::empty())
-    }
 }
 
-impl Body for UpstreamBody {
+impl<B> Body for UpstreamBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
-    type Error = axum::Error;
+    type Error = ClientBodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -128,22 +144,28 @@ impl Body for UpstreamBody {
             }
             return Poll::Ready(Some(Ok(frame)));
         }
-        let polled = Pin::new(&mut self.rest).poll_frame(cx);
+        let Some(rest) = self.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(rest).poll_frame(cx);
         if polled.is_ready() {
             if let Some(p) = &self.progress {
                 p.touch();
             }
         }
-        polled
+        polled.map(|f| f.map(|r| r.map_err(|e| ClientBodyError(e.into()))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.head.is_empty() && self.rest.is_end_stream()
+        self.head.is_empty() && self.rest.as_ref().is_none_or(B::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
         // Keep an exact length exact, so the backend gets Content-Length as the client sent it.
-        let rest = self.rest.size_hint();
+        let rest = self
+            .rest
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), B::size_hint);
         let mut hint = SizeHint::new();
         hint.set_lower(rest.lower() + self.head_len);
         if let Some(upper) = rest.upper() {
@@ -220,7 +242,10 @@ mod tests {
     #[tokio::test]
     async fn replays_head_then_rest_with_exact_length() {
         let head = VecDeque::from([Frame::data(Bytes::from_static(b"{\"model\":"))]);
-        let body = UpstreamBody::new(head, axum::body::Body::from("\"m\"}"));
+        let body = UpstreamBody::new(
+            head,
+            http_body_util::Full::new(Bytes::from_static(b"\"m\"}")),
+        );
         assert_eq!(body.size_hint().exact(), Some(13));
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"{\"model\":\"m\"}");

@@ -3,10 +3,9 @@
 
 use std::collections::VecDeque;
 
-use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
 use bytes::{Bytes, BytesMut};
-use http_body::{Body as _, Frame};
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 
 use crate::tap::include_usage;
@@ -20,9 +19,9 @@ use super::UpstreamBody;
 pub const PEEK_LIMIT: usize = 256 * 1024;
 
 /// The start of a request body, read before forwarding, and what it said.
-pub struct Peeked {
+pub struct Peeked<B> {
     pub head: VecDeque<Frame<Bytes>>,
-    pub rest: Body,
+    pub rest: B,
     pub model: Option<String>,
     /// The whole body is in `head`.
     pub whole: bool,
@@ -30,11 +29,11 @@ pub struct Peeked {
 
 // === impl Peeked ===
 
-impl Peeked {
+impl<B: Body<Data = Bytes> + Unpin> Peeked<B> {
     /// Reads frames until the model is known, the body ends, or [`PEEK_LIMIT`]. A zstd body is
     /// read up to the limit and its start decompressed; `want_whole` keeps reading to the end
     /// (within the limit) so the body can be rewritten.
-    pub async fn read(mut body: Body, zstd: bool, want_whole: bool) -> Result<Peeked, axum::Error> {
+    pub async fn read(mut body: B, zstd: bool, want_whole: bool) -> Result<Peeked<B>, B::Error> {
         let mut sniffer = ModelSniffer::new();
         let mut head = VecDeque::new();
         let mut read = 0;
@@ -91,7 +90,7 @@ impl Peeked {
         true
     }
 
-    pub fn into_body(self) -> UpstreamBody {
+    pub fn into_body(self) -> UpstreamBody<B> {
         UpstreamBody::new(self.head, self.rest)
     }
 }
@@ -115,6 +114,9 @@ fn concat(frames: &VecDeque<Frame<Bytes>>) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    type Body = Full<Bytes>;
 
     #[tokio::test]
     async fn finds_the_model_and_keeps_every_byte() {
