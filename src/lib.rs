@@ -19,6 +19,7 @@ pub mod app;
 pub mod categraf_lines;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod exposition;
 pub mod labels;
 pub mod probe;

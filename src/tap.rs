@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
-use crate::proxy::{BoxError, IdleTimeout};
+use crate::error::{BoxError, IdleTimeout};
 use crate::store::{InFlight, Outcome, Record, Store};
 use include_usage::UsageStripper;
 use ndjson::NdjsonReader;
