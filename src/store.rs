@@ -23,7 +23,6 @@ pub mod histogram;
 mod model;
 pub mod window;
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -33,17 +32,14 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::DEFAULT_MAX_MODELS;
 use crate::snapshot::Family;
-use crate::tap::reading::{FinishReason, Usage};
-pub use crate::tap::route::Endpoint;
+// Re-exported so that `store::Outcome` & co. keep resolving where they are named so.
+pub use crate::vocab::{Outcome, Record, OTHER_MODEL};
 use histogram::{Histogram, NANOS, OVERHEAD_BUCKETS};
 use model::ModelStats;
 
 /// Observations kept per model for the summary quantiles: the original plugin's 1000 (every
 /// instance's store uses it; tests use smaller windows).
 pub const DEFAULT_WINDOW: usize = 1000;
-/// The label of requests whose model gets no label of its own: past the cap, a name the
-/// backend answered 404 for, or a first request still in flight.
-pub const OTHER_MODEL: &str = "other";
 
 /// All metrics of one tap instance; shared as `Arc<Store>` by every request.
 #[derive(Debug)]
@@ -59,42 +55,6 @@ pub struct Store {
     version: RwLock<Option<Box<str>>>,
     /// Sorted by name, names unique.
     loaded: Mutex<Vec<LoadedModel>>,
-}
-
-/// One finished metered request, as the tap saw it.
-#[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
-    pub model: &'a str,
-    pub endpoint: Endpoint,
-    /// How it ended: the `outcome` label of `ollama_endpoint_requests_total`; a 2xx answer
-    /// ended cleanly is the original plugin's success, anything else its failure.
-    pub outcome: Outcome,
-    /// Empty prompt / done_reason load|unload: counted as a request, kept out of token and
-    /// latency figures (except `ollama_load_duration_seconds`).
-    pub load_only: bool,
-    pub usage: Usage,
-    pub finish_reason: Option<FinishReason>,
-    /// Measured by the agent: arrival → last byte.
-    pub duration: Duration,
-    /// Arrival → first chunk carrying content, thinking or tool calls; `Some` only for
-    /// successful streams (ignored on failed or load-only records).
-    pub ttft: Option<Duration>,
-}
-
-/// How a metered request ended: the `outcome` label, and (through [`Outcome::is_success`])
-/// the original plugin's success/failed counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The backend answered with this HTTP status and the answer ended cleanly.
-    Http(u16),
-    /// The answer started but broke off or carried an error.
-    StreamError,
-    /// The client went away before the answer ended.
-    ClientAborted,
-    /// The backend could not be reached.
-    BackendUnreachable,
-    /// The backend did not answer, or stopped sending, in time.
-    Timeout,
 }
 
 /// A model Ollama has loaded (`/api/ps`).
@@ -192,7 +152,7 @@ impl Store {
     /// the pooled upstream client (before a connection is checked out or opened, before any
     /// byte goes upstream). On metered endpoints this includes `Peeked::read`, i.e. waiting
     /// for the client's body until the model is found, the body ends, or
-    /// [`crate::proxy::PEEK_LIMIT`] (to the end or the limit for zstd bodies and the
+    /// the proxy's `PEEK_LIMIT` (to the end or the limit for zstd bodies and the
     /// `include_usage` rewrite): a slow upload shows here. Requests refused before forwarding
     /// (absolute-form, `CONNECT`, 431, a body that broke off during the peek) are not observed.
     pub fn observe_overhead(&self, d: Duration) {
@@ -255,62 +215,6 @@ impl Store {
             .entry(Box::from(model))
             .or_insert_with(|| Arc::new(ModelStats::new(self.window)));
         Arc::clone(s)
-    }
-}
-
-// === impl Outcome ===
-
-/// Keys of the non-HTTP outcomes in the outcome table (HTTP codes are `code + 1`).
-const KEY_STREAM_ERROR: u32 = 0x1_0001;
-const KEY_CLIENT_ABORTED: u32 = 0x1_0002;
-const KEY_BACKEND_UNREACHABLE: u32 = 0x1_0003;
-const KEY_TIMEOUT: u32 = 0x1_0004;
-
-impl Outcome {
-    /// A 2xx answer that ended cleanly: `ollama_requests_success`, and the only outcome whose
-    /// tokens and latencies are measured.
-    pub fn is_success(self) -> bool {
-        matches!(self, Outcome::Http(c) if (200..300).contains(&c))
-    }
-
-    /// The `outcome` label value: `"200"`, `"404"`, `"stream_error"`, `"client_aborted"`,
-    /// `"backend_unreachable"`, `"timeout"`. Common HTTP codes are static strings.
-    pub fn label(self) -> Cow<'static, str> {
-        Cow::Borrowed(match self {
-            Outcome::StreamError => "stream_error",
-            Outcome::ClientAborted => "client_aborted",
-            Outcome::BackendUnreachable => "backend_unreachable",
-            Outcome::Timeout => "timeout",
-            Outcome::Http(200) => "200",
-            Outcome::Http(400) => "400",
-            Outcome::Http(404) => "404",
-            Outcome::Http(500) => "500",
-            Outcome::Http(502) => "502",
-            Outcome::Http(503) => "503",
-            Outcome::Http(code) => return Cow::Owned(code.to_string()),
-        })
-    }
-
-    /// A non-zero key that orders HTTP codes first, ascending.
-    fn key(self) -> u32 {
-        match self {
-            Outcome::Http(code) => u32::from(code) + 1,
-            Outcome::StreamError => KEY_STREAM_ERROR,
-            Outcome::ClientAborted => KEY_CLIENT_ABORTED,
-            Outcome::BackendUnreachable => KEY_BACKEND_UNREACHABLE,
-            Outcome::Timeout => KEY_TIMEOUT,
-        }
-    }
-
-    /// The outcome of an [`Outcome::key`].
-    fn from_key(key: u32) -> Option<Outcome> {
-        Some(match key {
-            KEY_STREAM_ERROR => Outcome::StreamError,
-            KEY_CLIENT_ABORTED => Outcome::ClientAborted,
-            KEY_BACKEND_UNREACHABLE => Outcome::BackendUnreachable,
-            KEY_TIMEOUT => Outcome::Timeout,
-            k => Outcome::Http(u16::try_from(k.checked_sub(1)?).ok()?),
-        })
     }
 }
 

@@ -26,15 +26,12 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use crate::error::{BoxError, IdleTimeout};
-use crate::store::{InFlight, Outcome, Record, Store};
+use crate::store::{InFlight, Store};
+use crate::vocab::{ApiFamily, Endpoint, Outcome, Record, UNKNOWN_MODEL};
 use include_usage::UsageStripper;
 use ndjson::NdjsonReader;
 use openai::OpenAiReader;
 use reading::Reading;
-use route::{ApiFamily, Endpoint};
-
-/// Label used when neither the request nor the answer named a model.
-pub const UNKNOWN_MODEL: &str = "unknown";
 
 /// One metered request. Records exactly once: when its [`TapBody`] sees the answer end or
 /// fail, through [`Meter::fail`] when the backend never answered, or on drop as

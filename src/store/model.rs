@@ -18,9 +18,7 @@ use super::histogram::{
     TTFT_BUCKETS,
 };
 use super::window::Window;
-use super::{Outcome, Record};
-use crate::tap::reading::FinishReason;
-use crate::tap::route::Endpoint;
+use crate::vocab::{Endpoint, FinishReason, Outcome, Record};
 
 /// Distinct outcomes a (model, endpoint) pair counts without locking or allocating.
 const OUTCOME_SLOTS: usize = 16;

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::snapshot::Kind;
+use crate::vocab::{Endpoint, Usage};
 use std::thread;
 
 mod endpoint;
@@ -330,32 +331,6 @@ fn in_flight_guards_move_and_drop_across_threads() {
         dump(&store.snapshot(), "ollama_requests_in_flight"),
         ["{model=m} 0"]
     );
-}
-
-#[test]
-fn outcome_keys_round_trip_and_label() {
-    for s in [
-        Outcome::Http(0),
-        Outcome::Http(200),
-        Outcome::Http(u16::MAX),
-        Outcome::StreamError,
-        Outcome::ClientAborted,
-        Outcome::BackendUnreachable,
-        Outcome::Timeout,
-    ] {
-        assert_ne!(s.key(), 0);
-        assert_eq!(Outcome::from_key(s.key()), Some(s));
-    }
-    assert_eq!(Outcome::from_key(0), None);
-    assert_eq!(Outcome::Http(200).label(), "200");
-    assert_eq!(Outcome::Http(429).label(), "429");
-    assert_eq!(Outcome::BackendUnreachable.label(), "backend_unreachable");
-    assert_eq!(Outcome::ClientAborted.label(), "client_aborted");
-    let successes: Vec<_> = [199, 200, 204, 299, 300, 404]
-        .map(|c| Outcome::Http(c).is_success())
-        .into();
-    assert_eq!(successes, [false, true, true, true, false, false]);
-    assert!(!Outcome::StreamError.is_success() && !Outcome::Timeout.is_success());
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Tests of the per-(model, endpoint) histograms and counters.
 
 use super::*;
+use crate::vocab::FinishReason;
 
 /// The histogram of `name` for (`model`, `endpoint`): cumulative buckets (`+Inf` last), sum,
 /// count. `None` when the pair has no series.

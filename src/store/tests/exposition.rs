@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::exposition::render;
-use crate::store::{Endpoint, LoadedModel, Outcome, Record, Store};
-use crate::tap::reading::{FinishReason, Usage};
+use crate::store::{LoadedModel, Store};
+use crate::vocab::{Endpoint, FinishReason, Outcome, Record, Usage};
 
 /// The lines of family `name` in the rendered exposition, without HELP and TYPE.
 fn lines(store: &Store, name: &str) -> Vec<String> {
