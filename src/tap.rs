@@ -87,11 +87,10 @@ impl Meter {
         }
     }
 
-    /// Sets the model named by the request body (normalised) and counts the request in flight.
+    /// Sets the model named by the request body (normalised: a name with a tag is kept as it
+    /// is, no copy) and counts the request in flight.
     pub fn set_model(&mut self, model: Option<String>) {
-        self.model = model
-            .map(|m| model::normalize(&m))
-            .filter(|m| !m.is_empty());
+        self.model = model.map(model::normalize).filter(|m| !m.is_empty());
         let label = self.model.as_deref().unwrap_or(UNKNOWN_MODEL);
         self.in_flight = Some(self.store.in_flight(label));
     }
