@@ -2,11 +2,15 @@
 //! per-(model, endpoint) histograms and counters, fed by every metered request and rendered
 //! into a [`Family`] snapshot (family by family in `store/families.rs`).
 //!
-//! Hot path ([`Store::record`]): a read lock on the model map (`get(&str)`, no allocation) to
-//! clone the model's `Arc`, then relaxed atomic adds, lock-free histograms, and a short
-//! per-window mutex for the two latency rings. The map's write lock is only taken the first
-//! time a model is seen, and an endpoint's stats are allocated the first time a model is
-//! recorded on it (see `store/model.rs` for the memory per model).
+//! Hot path: one map lookup per request. [`Store::begin`] takes a read lock on the model map
+//! (`get(&str)`, no allocation) to clone the model's `Arc` for the in-flight gauge;
+//! [`Store::finish`] records straight into that `Arc` when it is the recorded model's own
+//! (no map lock, no hash), with relaxed atomic adds, lock-free histograms, and a short
+//! per-window mutex for the two latency rings. Only a model's first request, one past the
+//! cap, or one labelled by its answer looks the map up again ([`Store::record`]). The map's
+//! write lock is only taken the first time a model is seen, and an endpoint's stats are
+//! allocated the first time a model is recorded on it (see `store/model.rs` for the memory
+//! per model).
 //!
 //! What counts where, for one [`Record`]:
 //!
@@ -69,7 +73,13 @@ pub struct LoadedModel {
     pub context_length: Option<u64>,
 }
 
-/// A request counted in `ollama_requests_in_flight` until this guard drops.
+/// A request counted in `ollama_requests_in_flight` until this guard drops, from
+/// [`Store::begin`] to [`Store::finish`].
+///
+/// It keeps the stats it counts under, found once at the start: the model's own when the
+/// model had a label then, else [`OTHER_MODEL`]'s. Stats are never replaced or removed from
+/// the map, so stats whose name is the recorded label are exactly the ones a lookup of that
+/// label would find: [`Store::finish`] records into them without looking again.
 #[derive(Debug)]
 #[must_use = "the request stops counting as in flight when the guard drops"]
 pub struct InFlight {
@@ -108,13 +118,34 @@ impl Store {
         self.admit(r.model, r.outcome).record(r);
     }
 
-    /// In-flight gauge: +1 now, −1 when the guard drops. A model that has no label of its
-    /// own yet (its first request) is in flight under [`OTHER_MODEL`].
-    pub fn in_flight(&self, model: &str) -> InFlight {
-        let known = self.models.read().get(model).cloned();
-        let stats = known.unwrap_or_else(|| self.stats_for(OTHER_MODEL));
+    /// A request of `model` starts: in-flight gauge +1 now, −1 when the guard drops (or is
+    /// given to [`Store::finish`]). A model that has no label of its own yet (its first
+    /// request) is in flight under [`OTHER_MODEL`]. One read lock, one lookup (two for a
+    /// model without a label, under the same lock).
+    pub fn begin(&self, model: &str) -> InFlight {
+        let found = {
+            let models = self.models.read();
+            models
+                .get(model)
+                .or_else(|| models.get(OTHER_MODEL))
+                .cloned()
+        };
+        let stats = found.unwrap_or_else(|| self.stats_for(OTHER_MODEL));
         stats.in_flight.fetch_add(1, Relaxed);
         InFlight { stats }
+    }
+
+    /// Accounts a request begun with [`Store::begin`], then ends its in-flight count (the
+    /// guard is consumed: −1 exactly once). Same accounting as [`Store::record`]; when the
+    /// guard's stats are the recorded model's own (the model had its label at the start and
+    /// the record carries that label) they take the record directly, without a lookup.
+    pub fn finish(&self, begun: InFlight, r: &Record<'_>) {
+        if begun.counts_as(r.model) {
+            begun.stats.record(r);
+        } else {
+            self.record(r);
+        }
+        drop(begun);
     }
 
     /// The stats a record of `model` goes to (see [`Store::record`]).
@@ -142,7 +173,7 @@ impl Store {
         }
         let s = models
             .entry(Box::from(model))
-            .or_insert_with(|| Arc::new(ModelStats::new(self.window)));
+            .or_insert_with(|| Arc::new(ModelStats::new(model, self.window)));
         Arc::clone(s)
     }
 
@@ -213,12 +244,19 @@ impl Store {
         let mut models = self.models.write();
         let s = models
             .entry(Box::from(model))
-            .or_insert_with(|| Arc::new(ModelStats::new(self.window)));
+            .or_insert_with(|| Arc::new(ModelStats::new(model, self.window)));
         Arc::clone(s)
     }
 }
 
 // === impl InFlight ===
+
+impl InFlight {
+    /// Whether the request is in flight under the stats of `label` (the map's entry for it).
+    fn counts_as(&self, label: &str) -> bool {
+        &*self.stats.name == label
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -42,6 +42,7 @@ pub struct Meter {
     /// The normalised `model` label, once the request (or the answer) named one.
     model: Option<String>,
     start: Instant,
+    /// Taken by [`Meter::set_model`] (one map lookup) and handed to the store with the record.
     in_flight: Option<InFlight>,
     /// `include_usage` was added upstream: the usage chunk is removed from the answer.
     pub strip_usage: bool,
@@ -88,11 +89,12 @@ impl Meter {
     }
 
     /// Sets the model named by the request body (normalised: a name with a tag is kept as it
-    /// is, no copy) and counts the request in flight.
+    /// is, no copy) and counts the request in flight, which finds the stats it will most
+    /// likely be recorded into (one map lookup for the whole request).
     pub fn set_model(&mut self, model: Option<String>) {
         self.model = model.map(model::normalize).filter(|m| !m.is_empty());
         let label = self.model.as_deref().unwrap_or(UNKNOWN_MODEL);
-        self.in_flight = Some(self.store.in_flight(label));
+        self.in_flight = Some(self.store.begin(label));
     }
 
     /// The backend was unreachable or too slow before answering anything.
@@ -106,19 +108,24 @@ impl Meter {
             return;
         }
         self.recorded = true;
-        let answer_model = reading
-            .and_then(|r| r.model.as_deref())
-            .map(model::normalize);
-        let model = self
-            .model
-            .as_deref()
-            .or(answer_model.as_deref())
-            .filter(|m| !m.is_empty())
-            .unwrap_or(UNKNOWN_MODEL);
+        // The request's model, else the answer's (normalised only when it is needed).
+        let answer_model;
+        let model = match self.model.as_deref() {
+            Some(m) => m,
+            None => {
+                answer_model = reading
+                    .and_then(|r| r.model.as_deref())
+                    .map(model::normalize);
+                answer_model
+                    .as_deref()
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or(UNKNOWN_MODEL)
+            }
+        };
         let succeeded = outcome.is_success();
         let empty = Reading::default();
         let r = reading.unwrap_or(&empty);
-        self.store.record(&Record {
+        let record = Record {
             model,
             endpoint: self.endpoint,
             outcome,
@@ -127,8 +134,11 @@ impl Meter {
             finish_reason: r.finish_reason,
             duration: self.start.elapsed(),
             ttft: if succeeded { ttft } else { None },
-        });
-        self.in_flight = None;
+        };
+        match self.in_flight.take() {
+            Some(begun) => self.store.finish(begun, &record),
+            None => self.store.record(&record),
+        }
     }
 }
 
