@@ -10,7 +10,16 @@
 //!                                       store ──► snapshot ──► exposition (/metrics)
 //!                                                          ├─► categraf_lines (--test)
 //!                                                          └─► push (remote write)
+//!
+//! leaves, importable by every stage (they import nothing from the crate):
+//!   vocab  Endpoint, Outcome, Usage, FinishReason, Record, the model label constants
+//!   error  BoxError, IdleTimeout
 //! ```
+//!
+//! On the metering path (proxy → tap → store → snapshot → exposition, push) imports follow
+//! the arrows: a stage names the stages after it, the leaves, and `config` (whose settings
+//! every stage may read), never one before it. The store knows nothing of the tap, the tap
+//! nothing of the proxy; what two stages both name lives in a leaf.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -19,6 +28,7 @@ pub mod app;
 pub mod categraf_lines;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod exposition;
 pub mod labels;
 pub mod probe;
@@ -30,6 +40,7 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod store;
 pub mod tap;
+pub mod vocab;
 
 /// The agent's version, as `--version`, `/health` and the User-Agent say it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

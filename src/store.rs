@@ -2,11 +2,15 @@
 //! per-(model, endpoint) histograms and counters, fed by every metered request and rendered
 //! into a [`Family`] snapshot (family by family in `store/families.rs`).
 //!
-//! Hot path ([`Store::record`]): a read lock on the model map (`get(&str)`, no allocation) to
-//! clone the model's `Arc`, then relaxed atomic adds, lock-free histograms, and a short
-//! per-window mutex for the two latency rings. The map's write lock is only taken the first
-//! time a model is seen, and an endpoint's stats are allocated the first time a model is
-//! recorded on it (see `store/model.rs` for the memory per model).
+//! Hot path: one map lookup per request. [`Store::begin`] takes a read lock on the model map
+//! (`get(&str)`, no allocation) to clone the model's `Arc` for the in-flight gauge;
+//! [`Store::finish`] records straight into that `Arc` when it is the recorded model's own
+//! (no map lock, no hash), with relaxed atomic adds, lock-free histograms, and a short
+//! per-window mutex for the two latency rings. Only a model's first request, one past the
+//! cap, or one labelled by its answer looks the map up again ([`Store::record`]). The map's
+//! write lock is only taken the first time a model is seen, and an endpoint's stats are
+//! allocated the first time a model is recorded on it (see `store/model.rs` for the memory
+//! per model).
 //!
 //! What counts where, for one [`Record`]:
 //!
@@ -23,7 +27,6 @@ pub mod histogram;
 mod model;
 pub mod window;
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -33,17 +36,14 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::DEFAULT_MAX_MODELS;
 use crate::snapshot::Family;
-use crate::tap::reading::{FinishReason, Usage};
-pub use crate::tap::route::Endpoint;
+// Re-exported so that `store::Outcome` & co. keep resolving where they are named so.
+pub use crate::vocab::{Outcome, Record, OTHER_MODEL};
 use histogram::{Histogram, NANOS, OVERHEAD_BUCKETS};
 use model::ModelStats;
 
 /// Observations kept per model for the summary quantiles: the original plugin's 1000 (every
 /// instance's store uses it; tests use smaller windows).
 pub const DEFAULT_WINDOW: usize = 1000;
-/// The label of requests whose model gets no label of its own: past the cap, a name the
-/// backend answered 404 for, or a first request still in flight.
-pub const OTHER_MODEL: &str = "other";
 
 /// All metrics of one tap instance; shared as `Arc<Store>` by every request.
 #[derive(Debug)]
@@ -61,42 +61,6 @@ pub struct Store {
     loaded: Mutex<Vec<LoadedModel>>,
 }
 
-/// One finished metered request, as the tap saw it.
-#[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
-    pub model: &'a str,
-    pub endpoint: Endpoint,
-    /// How it ended: the `outcome` label of `ollama_endpoint_requests_total`; a 2xx answer
-    /// ended cleanly is the original plugin's success, anything else its failure.
-    pub outcome: Outcome,
-    /// Empty prompt / done_reason load|unload: counted as a request, kept out of token and
-    /// latency figures (except `ollama_load_duration_seconds`).
-    pub load_only: bool,
-    pub usage: Usage,
-    pub finish_reason: Option<FinishReason>,
-    /// Measured by the agent: arrival → last byte.
-    pub duration: Duration,
-    /// Arrival → first chunk carrying content, thinking or tool calls; `Some` only for
-    /// successful streams (ignored on failed or load-only records).
-    pub ttft: Option<Duration>,
-}
-
-/// How a metered request ended: the `outcome` label, and (through [`Outcome::is_success`])
-/// the original plugin's success/failed counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The backend answered with this HTTP status and the answer ended cleanly.
-    Http(u16),
-    /// The answer started but broke off or carried an error.
-    StreamError,
-    /// The client went away before the answer ended.
-    ClientAborted,
-    /// The backend could not be reached.
-    BackendUnreachable,
-    /// The backend did not answer, or stopped sending, in time.
-    Timeout,
-}
-
 /// A model Ollama has loaded (`/api/ps`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedModel {
@@ -109,7 +73,13 @@ pub struct LoadedModel {
     pub context_length: Option<u64>,
 }
 
-/// A request counted in `ollama_requests_in_flight` until this guard drops.
+/// A request counted in `ollama_requests_in_flight` until this guard drops, from
+/// [`Store::begin`] to [`Store::finish`].
+///
+/// It keeps the stats it counts under, found once at the start: the model's own when the
+/// model had a label then, else [`OTHER_MODEL`]'s. Stats are never replaced or removed from
+/// the map, so stats whose name is the recorded label are exactly the ones a lookup of that
+/// label would find: [`Store::finish`] records into them without looking again.
 #[derive(Debug)]
 #[must_use = "the request stops counting as in flight when the guard drops"]
 pub struct InFlight {
@@ -148,13 +118,34 @@ impl Store {
         self.admit(r.model, r.outcome).record(r);
     }
 
-    /// In-flight gauge: +1 now, −1 when the guard drops. A model that has no label of its
-    /// own yet (its first request) is in flight under [`OTHER_MODEL`].
-    pub fn in_flight(&self, model: &str) -> InFlight {
-        let known = self.models.read().get(model).cloned();
-        let stats = known.unwrap_or_else(|| self.stats_for(OTHER_MODEL));
+    /// A request of `model` starts: in-flight gauge +1 now, −1 when the guard drops (or is
+    /// given to [`Store::finish`]). A model that has no label of its own yet (its first
+    /// request) is in flight under [`OTHER_MODEL`]. One read lock, one lookup (two for a
+    /// model without a label, under the same lock).
+    pub fn begin(&self, model: &str) -> InFlight {
+        let found = {
+            let models = self.models.read();
+            models
+                .get(model)
+                .or_else(|| models.get(OTHER_MODEL))
+                .cloned()
+        };
+        let stats = found.unwrap_or_else(|| self.stats_for(OTHER_MODEL));
         stats.in_flight.fetch_add(1, Relaxed);
         InFlight { stats }
+    }
+
+    /// Accounts a request begun with [`Store::begin`], then ends its in-flight count (the
+    /// guard is consumed: −1 exactly once). Same accounting as [`Store::record`]; when the
+    /// guard's stats are the recorded model's own (the model had its label at the start and
+    /// the record carries that label) they take the record directly, without a lookup.
+    pub fn finish(&self, begun: InFlight, r: &Record<'_>) {
+        if begun.counts_as(r.model) {
+            begun.stats.record(r);
+        } else {
+            self.record(r);
+        }
+        drop(begun);
     }
 
     /// The stats a record of `model` goes to (see [`Store::record`]).
@@ -182,7 +173,7 @@ impl Store {
         }
         let s = models
             .entry(Box::from(model))
-            .or_insert_with(|| Arc::new(ModelStats::new(self.window)));
+            .or_insert_with(|| Arc::new(ModelStats::new(model, self.window)));
         Arc::clone(s)
     }
 
@@ -192,7 +183,7 @@ impl Store {
     /// the pooled upstream client (before a connection is checked out or opened, before any
     /// byte goes upstream). On metered endpoints this includes `Peeked::read`, i.e. waiting
     /// for the client's body until the model is found, the body ends, or
-    /// [`crate::proxy::PEEK_LIMIT`] (to the end or the limit for zstd bodies and the
+    /// the proxy's `PEEK_LIMIT` (to the end or the limit for zstd bodies and the
     /// `include_usage` rewrite): a slow upload shows here. Requests refused before forwarding
     /// (absolute-form, `CONNECT`, 431, a body that broke off during the peek) are not observed.
     pub fn observe_overhead(&self, d: Duration) {
@@ -253,68 +244,19 @@ impl Store {
         let mut models = self.models.write();
         let s = models
             .entry(Box::from(model))
-            .or_insert_with(|| Arc::new(ModelStats::new(self.window)));
+            .or_insert_with(|| Arc::new(ModelStats::new(model, self.window)));
         Arc::clone(s)
     }
 }
 
-// === impl Outcome ===
+// === impl InFlight ===
 
-/// Keys of the non-HTTP outcomes in the outcome table (HTTP codes are `code + 1`).
-const KEY_STREAM_ERROR: u32 = 0x1_0001;
-const KEY_CLIENT_ABORTED: u32 = 0x1_0002;
-const KEY_BACKEND_UNREACHABLE: u32 = 0x1_0003;
-const KEY_TIMEOUT: u32 = 0x1_0004;
-
-impl Outcome {
-    /// A 2xx answer that ended cleanly: `ollama_requests_success`, and the only outcome whose
-    /// tokens and latencies are measured.
-    pub fn is_success(self) -> bool {
-        matches!(self, Outcome::Http(c) if (200..300).contains(&c))
-    }
-
-    /// The `outcome` label value: `"200"`, `"404"`, `"stream_error"`, `"client_aborted"`,
-    /// `"backend_unreachable"`, `"timeout"`. Common HTTP codes are static strings.
-    pub fn label(self) -> Cow<'static, str> {
-        Cow::Borrowed(match self {
-            Outcome::StreamError => "stream_error",
-            Outcome::ClientAborted => "client_aborted",
-            Outcome::BackendUnreachable => "backend_unreachable",
-            Outcome::Timeout => "timeout",
-            Outcome::Http(200) => "200",
-            Outcome::Http(400) => "400",
-            Outcome::Http(404) => "404",
-            Outcome::Http(500) => "500",
-            Outcome::Http(502) => "502",
-            Outcome::Http(503) => "503",
-            Outcome::Http(code) => return Cow::Owned(code.to_string()),
-        })
-    }
-
-    /// A non-zero key that orders HTTP codes first, ascending.
-    fn key(self) -> u32 {
-        match self {
-            Outcome::Http(code) => u32::from(code) + 1,
-            Outcome::StreamError => KEY_STREAM_ERROR,
-            Outcome::ClientAborted => KEY_CLIENT_ABORTED,
-            Outcome::BackendUnreachable => KEY_BACKEND_UNREACHABLE,
-            Outcome::Timeout => KEY_TIMEOUT,
-        }
-    }
-
-    /// The outcome of an [`Outcome::key`].
-    fn from_key(key: u32) -> Option<Outcome> {
-        Some(match key {
-            KEY_STREAM_ERROR => Outcome::StreamError,
-            KEY_CLIENT_ABORTED => Outcome::ClientAborted,
-            KEY_BACKEND_UNREACHABLE => Outcome::BackendUnreachable,
-            KEY_TIMEOUT => Outcome::Timeout,
-            k => Outcome::Http(u16::try_from(k.checked_sub(1)?).ok()?),
-        })
+impl InFlight {
+    /// Whether the request is in flight under the stats of `label` (the map's entry for it).
+    fn counts_as(&self, label: &str) -> bool {
+        &*self.stats.name == label
     }
 }
-
-// === impl InFlight ===
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -25,16 +25,13 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
-use crate::proxy::{BoxError, IdleTimeout};
-use crate::store::{InFlight, Outcome, Record, Store};
+use crate::error::{BoxError, IdleTimeout};
+use crate::store::{InFlight, Store};
+use crate::vocab::{ApiFamily, Endpoint, Outcome, Record, UNKNOWN_MODEL};
 use include_usage::UsageStripper;
 use ndjson::NdjsonReader;
 use openai::OpenAiReader;
 use reading::Reading;
-use route::{ApiFamily, Endpoint};
-
-/// Label used when neither the request nor the answer named a model.
-pub const UNKNOWN_MODEL: &str = "unknown";
 
 /// One metered request. Records exactly once: when its [`TapBody`] sees the answer end or
 /// fail, through [`Meter::fail`] when the backend never answered, or on drop as
@@ -45,6 +42,7 @@ pub struct Meter {
     /// The normalised `model` label, once the request (or the answer) named one.
     model: Option<String>,
     start: Instant,
+    /// Taken by [`Meter::set_model`] (one map lookup) and handed to the store with the record.
     in_flight: Option<InFlight>,
     /// `include_usage` was added upstream: the usage chunk is removed from the answer.
     pub strip_usage: bool,
@@ -90,13 +88,13 @@ impl Meter {
         }
     }
 
-    /// Sets the model named by the request body (normalised) and counts the request in flight.
+    /// Sets the model named by the request body (normalised: a name with a tag is kept as it
+    /// is, no copy) and counts the request in flight, which finds the stats it will most
+    /// likely be recorded into (one map lookup for the whole request).
     pub fn set_model(&mut self, model: Option<String>) {
-        self.model = model
-            .map(|m| model::normalize(&m))
-            .filter(|m| !m.is_empty());
+        self.model = model.map(model::normalize).filter(|m| !m.is_empty());
         let label = self.model.as_deref().unwrap_or(UNKNOWN_MODEL);
-        self.in_flight = Some(self.store.in_flight(label));
+        self.in_flight = Some(self.store.begin(label));
     }
 
     /// The backend was unreachable or too slow before answering anything.
@@ -110,19 +108,24 @@ impl Meter {
             return;
         }
         self.recorded = true;
-        let answer_model = reading
-            .and_then(|r| r.model.as_deref())
-            .map(model::normalize);
-        let model = self
-            .model
-            .as_deref()
-            .or(answer_model.as_deref())
-            .filter(|m| !m.is_empty())
-            .unwrap_or(UNKNOWN_MODEL);
+        // The request's model, else the answer's (normalised only when it is needed).
+        let answer_model;
+        let model = match self.model.as_deref() {
+            Some(m) => m,
+            None => {
+                answer_model = reading
+                    .and_then(|r| r.model.as_deref())
+                    .map(model::normalize);
+                answer_model
+                    .as_deref()
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or(UNKNOWN_MODEL)
+            }
+        };
         let succeeded = outcome.is_success();
         let empty = Reading::default();
         let r = reading.unwrap_or(&empty);
-        self.store.record(&Record {
+        let record = Record {
             model,
             endpoint: self.endpoint,
             outcome,
@@ -131,8 +134,11 @@ impl Meter {
             finish_reason: r.finish_reason,
             duration: self.start.elapsed(),
             ttft: if succeeded { ttft } else { None },
-        });
-        self.in_flight = None;
+        };
+        match self.in_flight.take() {
+            Some(begun) => self.store.finish(begun, &record),
+            None => self.store.record(&record),
+        }
     }
 }
 

@@ -12,8 +12,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-/// Error type of the proxied bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::error::{BoxError, IdleTimeout};
 
 /// The request body sent upstream: frames already read (to find the model), then the rest of
 /// the client's body, streamed.
@@ -74,11 +73,6 @@ pub struct IdleBody<B> {
     /// The timer has been reset since the last frame.
     armed: bool,
 }
-
-/// The backend sent nothing for the configured `timeout`.
-#[derive(Debug, thiserror::Error)]
-#[error("ollama-tap: the backend sent nothing for {0:?}")]
-pub struct IdleTimeout(pub Duration);
 
 // === impl UpstreamBody ===
 

@@ -15,7 +15,7 @@ use super::model::{EndpointStats, ModelStats, FINISH_REASONS};
 use super::window::{nearest_rank, Window};
 use super::{LoadedModel, DEFAULT_WINDOW};
 use crate::snapshot::{Family, Kind, Labels};
-use crate::tap::route::Endpoint;
+use crate::vocab::Endpoint;
 
 /// Number of families in a snapshot.
 pub const COUNT: usize = 23;

@@ -1,8 +1,9 @@
 //! The statistics of one model: the original plugin's counters and windows, the in-flight
 //! gauge, and per-endpoint histograms and counters, all updated by [`ModelStats::record`].
 //!
-//! Memory: a model costs 320 bytes (counters, window headers, 9 empty endpoint slots of 16
-//! bytes), plus its two windows' rings (8 bytes per observation, allocated at the first
+//! Memory: a model costs 336 bytes (counters, window headers, a name pointer, 9 empty
+//! endpoint slots of 16 bytes), the bytes of its name twice (the map's key, the stats' own
+//! copy), plus its two windows' rings (8 bytes per observation, allocated at the first
 //! observation: 2 × 8 KB at the default window of 1000). The [`EndpointStats`] of an endpoint
 //! (1344 bytes: six histograms of 16–21 atomics, 16 outcome slots, 7 finish reasons) is
 //! allocated the first time the model is recorded on that endpoint, which is also what makes
@@ -18,9 +19,7 @@ use super::histogram::{
     TTFT_BUCKETS,
 };
 use super::window::Window;
-use super::{Outcome, Record};
-use crate::tap::reading::FinishReason;
-use crate::tap::route::Endpoint;
+use crate::vocab::{Endpoint, FinishReason, Outcome, Record};
 
 /// Distinct outcomes a (model, endpoint) pair counts without locking or allocating.
 const OUTCOME_SLOTS: usize = 16;
@@ -39,6 +38,9 @@ pub(super) const FINISH_REASONS: [FinishReason; 7] = [
 /// Counters, windows and per-endpoint stats of one model.
 #[derive(Debug)]
 pub(super) struct ModelStats {
+    /// The `model` label these stats are the map's entry for (a copy of its key), so that a
+    /// request's in-flight guard can tell whether a record belongs here without a lookup.
+    pub name: Box<str>,
     pub requests: AtomicU64,
     pub success: AtomicU64,
     pub failed: AtomicU64,
@@ -78,8 +80,9 @@ pub(super) struct OutcomeCounts {
 // === impl ModelStats ===
 
 impl ModelStats {
-    pub fn new(window: usize) -> Self {
+    pub fn new(name: &str, window: usize) -> Self {
         ModelStats {
+            name: Box::from(name),
             requests: AtomicU64::new(0),
             success: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -319,7 +322,7 @@ mod tests {
 
     #[test]
     fn endpoint_stats_are_allocated_on_first_use_only() {
-        let m = ModelStats::new(10);
+        let m = ModelStats::new("m", 10);
         assert_eq!(m.recorded_endpoints().count(), 0);
         m.endpoint(Endpoint::OpenAiEmbeddings);
         m.endpoint(Endpoint::Chat);

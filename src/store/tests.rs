@@ -2,10 +2,12 @@
 
 use super::*;
 use crate::snapshot::Kind;
+use crate::vocab::{Endpoint, Usage};
 use std::thread;
 
 mod endpoint;
 mod exposition;
+mod in_flight;
 
 fn u(prompt: u64, eval: u64) -> Usage {
     Usage {
@@ -249,39 +251,7 @@ fn every_metered_endpoint_feeds_the_original_families() {
     );
 }
 
-// --- in flight, concurrency ----------------------------------------------------------------
-
-#[test]
-fn in_flight_guard_counts_up_and_down() {
-    fn send_sync<T: Send + Sync>() {}
-    send_sync::<InFlight>();
-    let store = Store::new(10);
-    let in_flight = |s: &Store| dump(&s.snapshot(), "ollama_requests_in_flight");
-    // A model's first request is in flight under "other": it has no label of its own yet.
-    let first = store.in_flight("m");
-    assert_eq!(in_flight(&store), ["{model=other} 1"]);
-    assert!(dump(&store.snapshot(), "ollama_requests_total").is_empty());
-    drop(first);
-    store.record(&ok("m", 1, 1, 1));
-    store.record(&ok("n", 1, 1, 1));
-    let a = store.in_flight("m");
-    let b = store.in_flight("m");
-    let c = store.in_flight("n");
-    assert_eq!(
-        in_flight(&store),
-        ["{model=m} 2", "{model=n} 1", "{model=other} 0"]
-    );
-    drop(a);
-    assert_eq!(
-        in_flight(&store),
-        ["{model=m} 1", "{model=n} 1", "{model=other} 0"]
-    );
-    drop((b, c));
-    assert_eq!(
-        in_flight(&store),
-        ["{model=m} 0", "{model=n} 0", "{model=other} 0"]
-    );
-}
+// --- labels, concurrency --------------------------------------------------------------------
 
 #[test]
 fn model_labels_are_capped_and_404_names_get_none_of_their_own() {
@@ -299,63 +269,6 @@ fn model_labels_are_capped_and_404_names_get_none_of_their_own() {
         ["{model=a} 3", "{model=b} 1", "{model=other} 3"]
     );
     assert_eq!(store.models(), 3);
-}
-
-#[test]
-fn in_flight_guards_move_and_drop_across_threads() {
-    const THREADS: usize = 8;
-    let store = Arc::new(Store::new(10));
-    store.record(&ok("m", 1, 1, 1));
-    let barrier = Arc::new(std::sync::Barrier::new(THREADS + 1));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let guard = store.in_flight("m"); // taken here, dropped in the thread
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                let own = guard;
-                barrier.wait(); // all held
-                barrier.wait(); // checked
-                drop(own);
-            })
-        })
-        .collect();
-    barrier.wait();
-    let want = format!("{{model=m}} {THREADS}");
-    assert_eq!(dump(&store.snapshot(), "ollama_requests_in_flight"), [want]);
-    barrier.wait();
-    for h in handles {
-        h.join().unwrap();
-    }
-    assert_eq!(
-        dump(&store.snapshot(), "ollama_requests_in_flight"),
-        ["{model=m} 0"]
-    );
-}
-
-#[test]
-fn outcome_keys_round_trip_and_label() {
-    for s in [
-        Outcome::Http(0),
-        Outcome::Http(200),
-        Outcome::Http(u16::MAX),
-        Outcome::StreamError,
-        Outcome::ClientAborted,
-        Outcome::BackendUnreachable,
-        Outcome::Timeout,
-    ] {
-        assert_ne!(s.key(), 0);
-        assert_eq!(Outcome::from_key(s.key()), Some(s));
-    }
-    assert_eq!(Outcome::from_key(0), None);
-    assert_eq!(Outcome::Http(200).label(), "200");
-    assert_eq!(Outcome::Http(429).label(), "429");
-    assert_eq!(Outcome::BackendUnreachable.label(), "backend_unreachable");
-    assert_eq!(Outcome::ClientAborted.label(), "client_aborted");
-    let successes: Vec<_> = [199, 200, 204, 299, 300, 404]
-        .map(|c| Outcome::Http(c).is_success())
-        .into();
-    assert_eq!(successes, [false, true, true, true, false, false]);
-    assert!(!Outcome::StreamError.is_success() && !Outcome::Timeout.is_success());
 }
 
 #[test]

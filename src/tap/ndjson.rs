@@ -6,7 +6,8 @@
 //! are a sequence of top-level objects to [`JsonScan`].
 
 use super::json_scan::{JsonScan, Value, Visitor};
-use super::reading::{parse_u64, FinishReason, Reading, Usage};
+use super::reading::{parse_u64, Reading};
+use crate::vocab::{FinishReason, Usage};
 
 /// Incremental reader of a native answer: feed it every body chunk in order.
 #[derive(Default)]

@@ -21,8 +21,9 @@
 //!   event; or, for a non-streamed body, any whole object that is not an error.
 
 use super::json_scan::{JsonScan, Value, Visitor};
-use super::reading::{parse_u64, FinishReason, Reading, Usage};
+use super::reading::{parse_u64, Reading};
 use super::sse::SseReader;
+use crate::vocab::{FinishReason, Usage};
 
 #[cfg(test)]
 mod fixtures;

@@ -1,35 +1,7 @@
 //! What the tap learnt from one answer, whatever its dialect: the common output of the
 //! native ([`super::ndjson`]) and OpenAI/Anthropic ([`super::openai`]) readers.
 
-/// The backend's own figures. Every field may be absent (Ollama omits zeros; the OpenAI
-/// dialects report tokens only, and streams only with `include_usage`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// `prompt_eval_count`, `usage.prompt_tokens`, `usage.input_tokens`.
-    pub prompt_tokens: Option<u64>,
-    /// `eval_count`, `usage.completion_tokens`, `usage.output_tokens`.
-    pub completion_tokens: Option<u64>,
-    /// `prompt_eval_cached_count`, `usage.prompt_tokens_details.cached_tokens`,
-    /// `usage.input_tokens_details.cached_tokens`, `usage.cache_read_input_tokens`.
-    pub cached_prompt_tokens: Option<u64>,
-    /// Native only, nanoseconds.
-    pub total_duration_ns: Option<u64>,
-    pub load_duration_ns: Option<u64>,
-    pub prompt_eval_duration_ns: Option<u64>,
-    pub eval_duration_ns: Option<u64>,
-}
-
-/// Why generation stopped: `done_reason`, `finish_reason`, `stop_reason`, a response's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FinishReason {
-    Stop,
-    Length,
-    ToolCalls,
-    ContentFilter,
-    Load,
-    Unload,
-    Other,
-}
+use crate::vocab::{FinishReason, Usage};
 
 /// What has been read of an answer so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,36 +37,6 @@ impl Reading {
     }
 }
 
-// === impl FinishReason ===
-
-impl FinishReason {
-    /// From the wire value of any dialect (`stop`, `end_turn`, `max_tokens`, `tool_use`, ...).
-    pub fn parse(s: &[u8]) -> Self {
-        match s {
-            b"stop" | b"end_turn" | b"stop_sequence" | b"completed" => FinishReason::Stop,
-            b"length" | b"max_tokens" | b"max_output_tokens" => FinishReason::Length,
-            b"tool_calls" | b"tool_use" | b"function_call" => FinishReason::ToolCalls,
-            b"content_filter" | b"refusal" => FinishReason::ContentFilter,
-            b"load" => FinishReason::Load,
-            b"unload" => FinishReason::Unload,
-            _ => FinishReason::Other,
-        }
-    }
-
-    /// The `reason` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::ToolCalls => "tool_calls",
-            FinishReason::ContentFilter => "content_filter",
-            FinishReason::Load => "load",
-            FinishReason::Unload => "unload",
-            FinishReason::Other => "other",
-        }
-    }
-}
-
 /// A non-negative integer as JSON writes it; anything else (floats, negatives, overflow) is None.
 pub fn parse_u64(raw: &[u8]) -> Option<u64> {
     if raw.is_empty() || raw.len() > 20 {
@@ -112,15 +54,6 @@ pub fn parse_u64(raw: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finish_reasons_of_every_dialect() {
-        assert_eq!(FinishReason::parse(b"end_turn"), FinishReason::Stop);
-        assert_eq!(FinishReason::parse(b"max_tokens"), FinishReason::Length);
-        assert_eq!(FinishReason::parse(b"tool_use"), FinishReason::ToolCalls);
-        assert_eq!(FinishReason::parse(b"unload").as_str(), "unload");
-        assert_eq!(FinishReason::parse(b"whatever"), FinishReason::Other);
-    }
 
     #[test]
     fn parse_u64_rejects_non_integers() {

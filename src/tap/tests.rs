@@ -205,3 +205,60 @@ async fn a_sized_answer_is_recorded_as_its_last_frame_is_handed_on_not_later() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn the_in_flight_gauge_goes_up_at_set_model_and_down_once_at_the_record() {
+    let store = Arc::new(Store::new(DEFAULT_WINDOW));
+    drop(meter(&store, Endpoint::Chat, Some("m"))); // gives m:latest its label
+    let l = [("model", "m:latest")];
+    let gauge = || value(&store.snapshot(), "ollama_requests_in_flight", &l);
+    let mut m = meter(&store, Endpoint::Chat, Some("m"));
+    assert_eq!(gauge(), Some(1.0));
+    m.fail(Outcome::BackendUnreachable);
+    assert_eq!(gauge(), Some(0.0));
+    m.fail(Outcome::Timeout); // already recorded: nothing more
+    drop(m);
+    assert_eq!(gauge(), Some(0.0));
+    // Through a TapBody: in flight while the answer streams, out at its end, not again at drop.
+    let body = chunks(vec![
+        b"{\"model\":\"m\",\"message\":{\"content\":\"Hi\"},\"done\":false}\n",
+        b"{\"model\":\"m\",\"done\":true,\"done_reason\":\"stop\"}\n",
+    ]);
+    let m = meter(&store, Endpoint::Chat, Some("m"));
+    let mut tapped = TapBody::new(body, m, StatusCode::OK, &headers("application/x-ndjson"));
+    let _ = tapped.frame().await;
+    assert_eq!(gauge(), Some(1.0));
+    while tapped.frame().await.is_some() {}
+    assert_eq!(gauge(), Some(0.0));
+    drop(tapped);
+    let f = store.snapshot();
+    assert_eq!(value(&f, "ollama_requests_in_flight", &l), Some(0.0));
+    assert_eq!(value(&f, "ollama_requests_total", &l), Some(3.0));
+    assert_eq!(value(&f, "ollama_requests_success", &l), Some(1.0));
+}
+
+#[tokio::test]
+async fn a_new_models_first_request_is_in_flight_under_other_and_recorded_under_its_name() {
+    let store = Arc::new(Store::new(DEFAULT_WINDOW));
+    let in_flight = |model| {
+        value(
+            &store.snapshot(),
+            "ollama_requests_in_flight",
+            &[("model", model)],
+        )
+    };
+    let body = chunks(vec![br#"{"model":"fresh","response":"a","done":true}"#]);
+    let m = meter(&store, Endpoint::Generate, Some("fresh"));
+    assert_eq!(in_flight("other"), Some(1.0));
+    assert_eq!(in_flight("fresh:latest"), None);
+    TapBody::new(body, m, StatusCode::OK, &headers("application/json"))
+        .collect()
+        .await
+        .unwrap();
+    let f = store.snapshot();
+    let total = |model| value(&f, "ollama_requests_success", &[("model", model)]);
+    assert_eq!(total("fresh:latest"), Some(1.0));
+    assert_eq!(total("other"), None);
+    assert_eq!(in_flight("other"), Some(0.0));
+    assert_eq!(in_flight("fresh:latest"), Some(0.0));
+}

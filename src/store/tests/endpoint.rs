@@ -1,6 +1,7 @@
 //! Tests of the per-(model, endpoint) histograms and counters.
 
 use super::*;
+use crate::vocab::FinishReason;
 
 /// The histogram of `name` for (`model`, `endpoint`): cumulative buckets (`+Inf` last), sum,
 /// count. `None` when the pair has no series.
@@ -310,7 +311,7 @@ fn series_only_for_recorded_pairs_by_model_then_endpoint() {
     store.record(&at("b", Endpoint::Chat));
     store.record(&at("a", Endpoint::AnthropicMessages));
     store.record(&at("b", Endpoint::Generate));
-    let _guard = store.in_flight("c"); // a new name: in flight under `other`, no pair
+    let _guard = store.begin("c"); // a new name: in flight under `other`, no pair
     let f = store.snapshot();
     assert_eq!(
         dump(&f, "ollama_endpoint_requests_total"),

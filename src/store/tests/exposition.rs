@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::exposition::render;
-use crate::store::{Endpoint, LoadedModel, Outcome, Record, Store};
-use crate::tap::reading::{FinishReason, Usage};
+use crate::store::{LoadedModel, Store};
+use crate::vocab::{Endpoint, FinishReason, Outcome, Record, Usage};
 
 /// The lines of family `name` in the rendered exposition, without HELP and TYPE.
 fn lines(store: &Store, name: &str) -> Vec<String> {
@@ -138,7 +138,7 @@ fn rendered_exposition_passes_self_check() {
     store.set_backend_version(Some("0.12.3"));
     store.set_loaded_models(vec![loaded("qwen3:8b", 6, 4, Some(8192))]);
     store.observe_overhead(Duration::from_micros(40));
-    let _guard = store.in_flight("qwen3:8b");
+    let _guard = store.begin("qwen3:8b");
     for (i, e) in Endpoint::ALL.into_iter().enumerate() {
         let ms = 7 * i as u64 + 3;
         store.record(&Record {
