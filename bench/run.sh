@@ -7,7 +7,8 @@
 #
 # Env: ROUNDS, DURATION (seconds per wrk run), PROFILE (release|debug; --smoke defaults to
 # debug, the build `cargo test` already made), SYSCALLS=0 to skip the perf syscall pass,
-# KEEP=1 to keep the temp dir (logs, configs, raw results).
+# KEEP=1 to keep the temp dir (logs, configs, raw results), CASES="A C" to run only those cases
+# (of A B C D E push; the table then shows "—" for the others).
 #
 # Processes (each its own, on free loopback ports, under one temp dir, all killed on exit):
 #   bench_backend (examples/bench_backend.rs)  the backend, 2 tokio workers
@@ -216,23 +217,29 @@ if [ "$WARMUP" = 1 ]; then
   sed -i '/^RESULT round=0 /d' "$RESULTS"
 fi
 
+CASES=" ${CASES:-A B C D E push} "
+want() { [[ "$CASES" == *" $1 "* ]]; }
 for round in $(seq 1 "$ROUNDS"); do
   echo "bench/run.sh: round $round/$ROUNDS" >&2
-  for t in "${TARGETS[@]}"; do run_wrk "$round" A "$t" 2 "$A_CONN" /api/generate "$NONSTREAM"; done
-  for t in "${TARGETS[@]}"; do run_wrk "$round" B "$t" 1 1 /api/generate "$NONSTREAM"; done
-  for t in "${TARGETS[@]}"; do run_wrk "$round" C "$t" 2 "$C_CONN" "/api/generate?lines=$C_LINES" "$STREAM"; done
-  for t in "${TARGETS[@]}"; do
-    run_wrk "$round" D "$t" 2 "$D_CONN" "/api/generate?lines=$D_LINES&delay_ms=$D_DELAY" "$STREAM"
-  done
-  for t in "${TARGETS[@]}"; do run_ttfb "$round" "$t"; done
-  echo "RESULT round=$round case=push target=tap $("$BIN/examples/bench_push" --series "$PUSH_SERIES" --iterations "$PUSH_ITER" | sed 's/^push_encode //')" >>"$RESULTS"
+  if want A; then for t in "${TARGETS[@]}"; do run_wrk "$round" A "$t" 2 "$A_CONN" /api/generate "$NONSTREAM"; done; fi
+  if want B; then for t in "${TARGETS[@]}"; do run_wrk "$round" B "$t" 1 1 /api/generate "$NONSTREAM"; done; fi
+  if want C; then for t in "${TARGETS[@]}"; do run_wrk "$round" C "$t" 2 "$C_CONN" "/api/generate?lines=$C_LINES" "$STREAM"; done; fi
+  if want D; then
+    for t in "${TARGETS[@]}"; do
+      run_wrk "$round" D "$t" 2 "$D_CONN" "/api/generate?lines=$D_LINES&delay_ms=$D_DELAY" "$STREAM"
+    done
+  fi
+  if want E; then for t in "${TARGETS[@]}"; do run_ttfb "$round" "$t"; done; fi
+  if want push; then
+    echo "RESULT round=$round case=push target=tap $("$BIN/examples/bench_push" --series "$PUSH_SERIES" --iterations "$PUSH_ITER" | sed 's/^push_encode //')" >>"$RESULTS"
+  fi
 done
 echo "RSS peak tap_hwm_kb=$(kb "$TAP_PID" VmHWM) tap_rss_after_kb=$(kb "$TAP_PID" VmRSS) nginx_hwm_kb=$(sum_kb VmHWM $(nginx_pids))" >>"$RESULTS"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)
 STRESS_AFTER=$(pgrep -c stress-ng || true)
 
 # The syscall picture of case C (not part of the measured rounds: perf slows what it counts).
-if [ "$SYSCALLS" = 1 ]; then
+if [ "$SYSCALLS" = 1 ] && want C; then
   EVENTS=syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_readv,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,context-switches
   for t in nginx tap; do
     pids=$(target_pids "$t" | tr ' ' ',')

@@ -12,12 +12,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -35,6 +35,8 @@ const POOL_IDLE: usize = 100;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// TCP keepalive on backend connections.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// Bytes gathered into one frame at most, from frames that have already arrived.
+const GATHER_LIMIT: usize = 64 * 1024;
 /// How often idle connections are looked at, to close those the backend closed or that have
 /// been idle too long.
 const POOL_SWEEP: Duration = Duration::from_secs(1);
@@ -309,10 +311,31 @@ impl Answer {
     }
 }
 
+impl Answer {
+    /// One poll of the body, letting the connection read what has arrived when the body has
+    /// nothing yet (the connection hands at most one frame to the body per poll).
+    fn poll_once(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if polled.is_ready() {
+            return polled;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return polled;
+        };
+        if Pin::new(&mut conn.conn).poll(cx).is_ready() {
+            self.conn = None;
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+}
+
 impl Body for Answer {
     type Data = Bytes;
     type Error = hyper::Error;
 
+    /// Every frame that has already arrived, as one frame of at most [`GATHER_LIMIT`] bytes:
+    /// what a burst of lines brings is written to the client at once, and nothing waits for
+    /// more than is there.
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -321,36 +344,62 @@ impl Body for Answer {
         if let Some(e) = this.failed.take() {
             return Poll::Ready(Some(Err(e)));
         }
-        let mut polled = Pin::new(&mut this.body).poll_frame(cx);
-        if polled.is_pending() {
-            // Let the connection read what has arrived (it hands at most one frame to the
-            // body per poll), then look again.
-            if let Some(conn) = this.conn.as_mut() {
-                if Pin::new(&mut conn.conn).poll(cx).is_ready() {
-                    this.conn = None;
-                }
-                polled = Pin::new(&mut this.body).poll_frame(cx);
+        let first = match ready!(this.poll_once(cx)) {
+            Some(Ok(frame)) => frame,
+            None => {
+                this.release(cx);
+                return Poll::Ready(None);
             }
-        }
-        match polled {
-            Poll::Ready(None) => this.release(cx),
-            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(cx),
-            Poll::Ready(Some(Err(e))) => {
-                // The frames before the failure may all have come in this same burst and still
-                // sit in the server's write buffer, which a body error discards: yield once so
-                // that they are written, then fail.
+            Some(Err(e)) => {
                 this.conn = None;
-                this.failed = Some(e);
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+                return Poll::Ready(Some(Err(e)));
             }
-            _ => {}
+        };
+        let mut first = match first.into_data() {
+            Ok(data) => data,
+            Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+        };
+        let mut gathered: Option<BytesMut> = None;
+        while !this.body.is_end_stream() {
+            let len = gathered.as_ref().map_or(first.len(), BytesMut::len);
+            if len >= GATHER_LIMIT {
+                break;
+            }
+            match this.poll_once(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => gathered
+                        .get_or_insert_with(|| {
+                            let mut buf = BytesMut::with_capacity(first.len() + data.len());
+                            buf.extend_from_slice(&first);
+                            buf
+                        })
+                        .extend_from_slice(&data),
+                    // Trailers: dropped, as hyper's server drops them on HTTP/1.
+                    Err(_) => {}
+                },
+                // The end is seen at the next poll.
+                Poll::Ready(None) | Poll::Pending => break,
+                Poll::Ready(Some(Err(e))) => {
+                    // What came before the failure goes out first; the failure at the next
+                    // poll (the server discards its unwritten buffer on a body error).
+                    this.conn = None;
+                    this.failed = Some(e);
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+            }
         }
-        polled
+        if let Some(buf) = gathered {
+            first = buf.freeze();
+        }
+        if this.body.is_end_stream() {
+            this.release(cx);
+        }
+        Poll::Ready(Some(Ok(Frame::data(first))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.failed.is_none() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
