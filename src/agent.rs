@@ -10,11 +10,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::app::{own_router, port_service, InstanceState};
+use crate::app::{own_router, port_service, AgentMetrics, InstanceState};
 use crate::config::Config;
 use crate::labels::{self, Labeler};
 use crate::probe;
-use crate::push::{encode_families, PushError, PushMetrics, Writers};
+use crate::push::{encode_families, PushError, Writers};
 use crate::server::{self, stopped};
 use crate::snapshot::Family;
 
@@ -41,15 +41,6 @@ pub enum StartError {
     Push(PushError, String),
 }
 
-/// The agent's own series, which every instance's `/metrics` shows and the agent pushes:
-/// the push's metrics, and the labeler for them.
-pub struct AgentMetrics {
-    /// `None` without writers (or with `--test`).
-    pub push: Option<PushMetrics>,
-    /// Global labels and `agent_hostname`, for the agent's own series.
-    pub labeler: Labeler,
-}
-
 /// The instances, bound and ready to serve.
 pub struct Agent {
     pub instances: Vec<Arc<InstanceState>>,
@@ -60,21 +51,6 @@ pub struct Agent {
     writers: Option<Writers>,
     /// `[global] interval`, for the agent's own series.
     interval: Duration,
-}
-
-// === impl AgentMetrics ===
-
-impl AgentMetrics {
-    /// The agent's own series (the writers'), labelled.
-    pub fn snapshot(&self) -> Vec<Family> {
-        let mut families = self
-            .push
-            .as_ref()
-            .map(PushMetrics::families)
-            .unwrap_or_default();
-        self.labeler.apply_to_families(&mut families);
-        families
-    }
 }
 
 // === impl Agent ===

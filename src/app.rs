@@ -11,11 +11,11 @@ use axum::routing::get;
 use axum::Router;
 use hyper::body::Incoming;
 
-use crate::agent::AgentMetrics;
 use crate::config::Instance;
 use crate::labels::Labeler;
 use crate::probe::BackendStatus;
 use crate::proxy::{self, Options, Proxy, ProxyBody, Upstream};
+use crate::push::PushMetrics;
 use crate::snapshot::Family;
 use crate::store::{Store, DEFAULT_WINDOW};
 use crate::{exposition, VERSION};
@@ -31,6 +31,30 @@ pub struct InstanceState {
     pub agent_metrics: Arc<AgentMetrics>,
     /// Who may see `/metrics` and `/health`.
     pub access: Access,
+}
+
+/// The agent's own series, which every instance's `/metrics` shows and the agent pushes:
+/// the push's metrics, and the labeler for them.
+pub struct AgentMetrics {
+    /// `None` without writers (or with `--test`).
+    pub push: Option<PushMetrics>,
+    /// Global labels and `agent_hostname`, for the agent's own series.
+    pub labeler: Labeler,
+}
+
+// === impl AgentMetrics ===
+
+impl AgentMetrics {
+    /// The agent's own series (the writers'), labelled.
+    pub fn snapshot(&self) -> Vec<Family> {
+        let mut families = self
+            .push
+            .as_ref()
+            .map(PushMetrics::families)
+            .unwrap_or_default();
+        self.labeler.apply_to_families(&mut families);
+        families
+    }
 }
 
 // === impl InstanceState ===

@@ -17,15 +17,15 @@ use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-pub use answer::ProxyBody;
+pub use answer::{Answer, ProxyBody};
 pub use body::{BoxError, ClientBodyError, IdleBody, IdleTimeout, Progress, UpstreamBody};
 pub use headers::strip_hop_by_hop;
 pub use request::{Peeked, PEEK_LIMIT};
-pub use upstream::{Answer, SendError, Upstream};
+pub use upstream::{SendError, Upstream};
 
-use crate::store::{Outcome, Store};
-use crate::tap::route::Endpoint;
+use crate::store::Store;
 use crate::tap::{Meter, TapBody};
+use crate::vocab::{Endpoint, Outcome};
 
 /// Request header bytes forwarded at most (names, values and their framing); a larger block
 /// gets a 431 and never reaches Ollama. hyper alone stops only at 100 headers or ~400 KB.

@@ -27,7 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let config = loaded.config;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

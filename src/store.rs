@@ -36,8 +36,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::DEFAULT_MAX_MODELS;
 use crate::snapshot::Family;
-// Re-exported so that `store::Outcome` & co. keep resolving where they are named so.
-pub use crate::vocab::{Outcome, Record, OTHER_MODEL};
+use crate::vocab::{Outcome, Record, OTHER_MODEL};
 use histogram::{Histogram, NANOS, OVERHEAD_BUCKETS};
 use model::ModelStats;
 

@@ -11,7 +11,6 @@ pub mod model;
 pub mod ndjson;
 pub mod openai;
 pub mod reading;
-pub mod route;
 pub mod sniff;
 pub mod sse;
 

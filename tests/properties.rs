@@ -33,10 +33,10 @@ use ollama_tap::tap::json_scan::{JsonScan, Value, Visitor, CAP, MAX_PATH};
 use ollama_tap::tap::ndjson::NdjsonReader;
 use ollama_tap::tap::openai::OpenAiReader;
 use ollama_tap::tap::reading::Reading;
-use ollama_tap::tap::route::Endpoint;
 use ollama_tap::tap::sniff::{model_from_zstd, ModelSniffer};
 use ollama_tap::tap::sse::SseReader;
 use ollama_tap::tap::{Meter, TapBody};
+use ollama_tap::vocab::Endpoint;
 
 // === the generator ===
 

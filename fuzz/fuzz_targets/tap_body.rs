@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use ollama_tap::proxy::BoxError;
 use ollama_tap::store::Store;
 use ollama_tap::tap::include_usage::UsageStripper;
-use ollama_tap::tap::route::Endpoint;
+use ollama_tap::vocab::Endpoint;
 use ollama_tap::tap::{Meter, TapBody};
 
 /// A body yielding the given chunks, one frame each.

@@ -9,8 +9,8 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 
 use crate::tap::include_usage;
-use crate::tap::route::Endpoint;
 use crate::tap::sniff::{self, ModelSniffer};
+use crate::vocab::Endpoint;
 
 use super::UpstreamBody;
 

@@ -12,13 +12,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri};
-use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -27,6 +26,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 use tower_service::Service;
 
+use super::answer::Answer;
 use super::body::UpstreamBody;
 
 /// Idle connections kept to the backend (the original plugin's transport kept 100).
@@ -35,8 +35,6 @@ const POOL_IDLE: usize = 100;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// TCP keepalive on backend connections.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
-/// Bytes gathered into one frame at most, from frames that have already arrived.
-const GATHER_LIMIT: usize = 64 * 1024;
 /// How often idle connections are looked at, to close those the backend closed or that have
 /// been idle too long.
 const POOL_SWEEP: Duration = Duration::from_secs(1);
@@ -47,8 +45,8 @@ type Io = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::Tcp
 /// One backend connection: the handle requests are sent on, and the connection itself, which
 /// whoever holds it must poll.
 pub struct Conn {
-    sender: http1::SendRequest<UpstreamBody>,
-    conn: http1::Connection<Io, UpstreamBody>,
+    pub(super) sender: http1::SendRequest<UpstreamBody>,
+    pub(super) conn: http1::Connection<Io, UpstreamBody>,
 }
 
 /// The idle connections of one backend.
@@ -83,17 +81,6 @@ pub struct Upstream {
     /// Bounds connecting, waiting for non-inference answers, each gap inside an answer, and
     /// the agent's own GETs as a whole.
     pub timeout: Duration,
-}
-
-/// The body of a backend answer, with the connection it arrives on: polling the body drives
-/// the connection; the connection goes back to the pool when the body has ended cleanly, and
-/// is closed when the body is dropped before (the backend sees the client go away).
-pub struct Answer {
-    body: Incoming,
-    conn: Option<Conn>,
-    pool: Arc<Pool>,
-    /// The body failed: handed on at the next poll (see [`Answer::poll_frame`]).
-    failed: Option<hyper::Error>,
 }
 
 // === impl Upstream ===
@@ -200,12 +187,7 @@ impl Upstream {
 
     fn answer(&self, res: Response<Incoming>, conn: Conn) -> Response<Answer> {
         let pool = Arc::clone(&self.pool);
-        res.map(|body| Answer {
-            body,
-            conn: Some(conn),
-            pool,
-            failed: None,
-        })
+        res.map(|body| Answer::new(body, conn, pool))
     }
 
     /// Opens a new connection (within the connect timeout).
@@ -268,7 +250,7 @@ impl Pool {
 
     /// Takes a connection back after its answer ended: polled once so that it goes idle (or
     /// is seen closed), then kept if it can take another request.
-    fn checkin(&self, mut conn: Conn, cx: &mut Context<'_>) {
+    pub(super) fn checkin(&self, mut conn: Conn, cx: &mut Context<'_>) {
         if Pin::new(&mut conn.conn).poll(cx).is_ready() || !conn.sender.is_ready() {
             return;
         }
@@ -297,113 +279,6 @@ async fn sweep(pool: std::sync::Weak<Pool>) {
                 && Pin::new(&mut conn.conn).poll(&mut cx).is_pending()
                 && conn.sender.is_ready()
         });
-    }
-}
-
-// === impl Answer ===
-
-impl Answer {
-    /// The body has ended cleanly: the connection may serve another request.
-    fn release(&mut self, cx: &mut Context<'_>) {
-        if let Some(conn) = self.conn.take() {
-            self.pool.checkin(conn, cx);
-        }
-    }
-}
-
-impl Answer {
-    /// One poll of the body, letting the connection read what has arrived when the body has
-    /// nothing yet (the connection hands at most one frame to the body per poll).
-    fn poll_once(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if polled.is_ready() {
-            return polled;
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return polled;
-        };
-        if Pin::new(&mut conn.conn).poll(cx).is_ready() {
-            self.conn = None;
-        }
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-}
-
-impl Body for Answer {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    /// Every frame that has already arrived, as one frame of at most [`GATHER_LIMIT`] bytes:
-    /// what a burst of lines brings is written to the client at once, and nothing waits for
-    /// more than is there.
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        if let Some(e) = this.failed.take() {
-            return Poll::Ready(Some(Err(e)));
-        }
-        let first = match ready!(this.poll_once(cx)) {
-            Some(Ok(frame)) => frame,
-            None => {
-                this.release(cx);
-                return Poll::Ready(None);
-            }
-            Some(Err(e)) => {
-                this.conn = None;
-                return Poll::Ready(Some(Err(e)));
-            }
-        };
-        let mut first = match first.into_data() {
-            Ok(data) => data,
-            Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
-        };
-        let mut gathered: Option<BytesMut> = None;
-        while !this.body.is_end_stream() {
-            let len = gathered.as_ref().map_or(first.len(), BytesMut::len);
-            if len >= GATHER_LIMIT {
-                break;
-            }
-            match this.poll_once(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => gathered
-                        .get_or_insert_with(|| {
-                            let mut buf = BytesMut::with_capacity(first.len() + data.len());
-                            buf.extend_from_slice(&first);
-                            buf
-                        })
-                        .extend_from_slice(&data),
-                    // Trailers: dropped, as hyper's server drops them on HTTP/1.
-                    Err(_) => {}
-                },
-                // The end is seen at the next poll.
-                Poll::Ready(None) | Poll::Pending => break,
-                Poll::Ready(Some(Err(e))) => {
-                    // What came before the failure goes out first; the failure at the next
-                    // poll (the server discards its unwritten buffer on a body error).
-                    this.conn = None;
-                    this.failed = Some(e);
-                    cx.waker().wake_by_ref();
-                    break;
-                }
-            }
-        }
-        if let Some(buf) = gathered {
-            first = buf.freeze();
-        }
-        if this.body.is_end_stream() {
-            this.release(cx);
-        }
-        Poll::Ready(Some(Ok(Frame::data(first))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.failed.is_none() && self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 
