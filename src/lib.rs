@@ -3,13 +3,13 @@
 //! The data path, one module per stage:
 //!
 //! ```text
-//! config ──► agent ──► app (router) ──► proxy ──► Ollama
-//!                                         │
-//!                                        tap (sniff, json_scan, ndjson, sse, openai)
-//!                                         │
-//!                                       store ──► snapshot ──► exposition (/metrics)
-//!                                                          ├─► categraf_lines (--test)
-//!                                                          └─► push (remote write)
+//! run ──► agent ──► server (proxy port, hyper) ──► app::port_service ──► proxy ──► Ollama
+//!            │                                        (/metrics, /health: axum)  │  upstream pool
+//!            └─► probe (GET /api/version, /api/ps) ──► proxy::Upstream          tap
+//!                                                                                │
+//!                                store ──► snapshot ──► exposition (/metrics) ◄──┘
+//!                                                   ├─► categraf_lines (--test)
+//!                                                   └─► push (remote write)
 //!
 //! leaves, importable by every stage (they import nothing from the crate):
 //!   vocab  Endpoint, Outcome, Usage, FinishReason, Record, the model label constants

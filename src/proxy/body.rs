@@ -70,8 +70,10 @@ pub struct IdleBody<B> {
     timeout: Duration,
     /// Allocated on the first wait only: answers that arrive at once never arm a timer.
     sleep: Option<Pin<Box<Sleep>>>,
-    /// The timer has been reset since the last frame.
-    armed: bool,
+    /// When the inner body last yielded, since the timer exists. The timer is not moved on
+    /// every frame (a timer-wheel update per streamed line): when it fires, it is moved to
+    /// `last + timeout` if that is still ahead, and fails the body only if it is not.
+    last: Option<Instant>,
 }
 
 // === impl UpstreamBody ===
@@ -177,7 +179,7 @@ impl<B> IdleBody<B> {
             inner,
             timeout,
             sleep: None,
-            armed: false,
+            last: None,
         }
     }
 }
@@ -195,24 +197,23 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.armed = false;
-                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if this.sleep.is_some() {
+                this.last = Some(Instant::now());
             }
-            Poll::Pending => {
-                let deadline = Instant::now() + this.timeout;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if !this.armed {
-                    sleep.as_mut().reset(deadline);
-                    this.armed = true;
-                }
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(IdleTimeout(this.timeout).into()))),
-                    Poll::Pending => Poll::Pending,
-                }
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+        }
+        let timeout = this.timeout;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        loop {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match this.last.take().map(|t| t + timeout) {
+                Some(deadline) if deadline > Instant::now() => sleep.as_mut().reset(deadline),
+                _ => return Poll::Ready(Some(Err(IdleTimeout(timeout).into()))),
             }
         }
     }
@@ -256,6 +257,43 @@ mod tests {
         ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
             Poll::Pending
         }
+    }
+
+    /// A body fed by a channel: each message is one frame.
+    struct Fed(tokio::sync::mpsc::Receiver<Bytes>);
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|d| d.map(|d| Ok(Frame::data(d))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gaps_shorter_than_the_timeout_never_fail_and_the_first_longer_one_does() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                tx.send(Bytes::from_static(b"line\n")).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await; // stalls, sender kept
+            drop(tx);
+        });
+        let mut body = IdleBody::new(Fed(rx), Duration::from_secs(30));
+        let start = Instant::now();
+        for i in 1..=5 {
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "line\n");
+            assert_eq!(start.elapsed(), Duration::from_secs(20 * i));
+        }
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<IdleTimeout>());
+        // exactly `timeout` after the last frame, though the timer was armed at the first wait
+        assert_eq!(start.elapsed(), Duration::from_secs(100 + 30));
     }
 
     #[tokio::test(start_paused = true)]

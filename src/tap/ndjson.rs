@@ -69,13 +69,56 @@ impl NdjsonReader {
     }
 
     /// Reads the next chunk of the answer.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        self.scan.feed(chunk, &mut self.state);
+    ///
+    /// Line by line: once the model and the first content are known, a whole line that is
+    /// only progress (see [`is_progress_line`]) cannot change the reading, and is skipped with
+    /// a few `memchr` scans instead of being parsed. Everything else goes through the scanner.
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            let end = memchr::memchr(b'\n', chunk).map_or(chunk.len(), |i| i + 1);
+            let (line, rest) = chunk.split_at(end);
+            if !(self.may_skip() && is_progress_line(line)) {
+                self.scan.feed(line, &mut self.state);
+            }
+            chunk = rest;
+        }
+    }
+
+    /// Whether a progress line could change nothing: the scanner is between objects, the
+    /// answer's model and first content are known (so its `model`, `response`, `message` and
+    /// `tool_calls` add nothing), and a `done` object ends the answer.
+    fn may_skip(&self) -> bool {
+        let r = &self.state.reading;
+        !self.state.single_object && self.scan.at_top() && r.content_seen && r.model.is_some()
     }
 
     pub fn reading(&self) -> &Reading {
         &self.state.reading
     }
+}
+
+/// A whole line (newline included) that is an object with `"done":false` as its one `"done"`,
+/// no `"error"` key, as Ollama writes every line but the last: it can neither end the answer
+/// nor make it fail. Inside a JSON string a quote is escaped, so `"done"` and `"error"` as
+/// bytes are keys or whole string values; a line naming either twice, or `done` as a value,
+/// is parsed like any other. A malformed line of this shape is skipped too; parsed, it could at
+/// most have left the scanner inside an unclosed value and changed how the next line reads.
+fn is_progress_line(line: &[u8]) -> bool {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Built once: a searcher costs more to build than a short line costs to search.
+    static DONE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"done\""));
+    static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    if line.last() != Some(&b'\n') || body.first() != Some(&b'{') || body.last() != Some(&b'}') {
+        return false;
+    }
+    let mut done = DONE.find_iter(body);
+    let (Some(at), None) = (done.next(), done.next()) else {
+        return false;
+    };
+    body[at + 6..].starts_with(b":false") && ERROR.find(body).is_none()
 }
 
 impl Visitor for NativeVisitor {
@@ -202,6 +245,80 @@ mod tests {
             r.feed(c);
         }
         r.reading().clone()
+    }
+
+    /// The reading of the scanner alone, without the progress-line fast path.
+    fn read_parsed(chunks: &[&[u8]]) -> Reading {
+        let mut r = NdjsonReader::new();
+        for c in chunks {
+            r.scan.feed(c, &mut r.state);
+        }
+        r.reading().clone()
+    }
+
+    #[test]
+    fn progress_lines_are_told_from_lines_that_can_change_the_reading() {
+        let progress = [
+            "{\"model\":\"m\",\"response\":\"x\",\"done\":false}\n",
+            "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\\\"done\\\":true\"},\"done\":false}\r\n",
+        ];
+        for line in progress {
+            assert!(is_progress_line(line.as_bytes()), "{line}");
+        }
+        let not = [
+            "{\"model\":\"m\",\"response\":\"x\",\"done\":false}", // no newline yet
+            "{\"model\":\"m\",\"done\":true,\"eval_count\":1}\n",
+            "{\"model\":\"m\",\"response\":\"x\",\"done\": false}\n",
+            "{\"error\":\"boom\",\"done\":false}\n",
+            "{\"response\":\"done\",\"done\":false}\n",
+            "{\"message\":{\"tool_calls\":[{\"function\":{\"arguments\":{\"done\":false}}}]},\"done\":true}\n",
+            "  {\"done\":false}\n",
+        ];
+        for line in not {
+            assert!(!is_progress_line(line.as_bytes()), "{line}");
+        }
+    }
+
+    /// Streams whose lines take every path: progress lines (skipped once model and content are
+    /// known), lines before that, nested `done` keys either way, `done` as a value, whitespace
+    /// a skip must not guess at, an error line, CRLF, and the final object.
+    const MIXED: &[&str] = &[
+        concat!(
+            "{\"model\":\"m\",\"response\":\"\",\"done\":false}\n",
+            "{\"model\":\"m\",\"response\":\"a\",\"done\":false}\n",
+            "{\"model\":\"m\",\"response\":\"done\",\"done\":false}\n",
+            "{\"model\":\"m\", \"response\":\"b\", \"done\": false}\r\n",
+            "{\"model\":\"m\",\"message\":{\"tool_calls\":[{\"function\":{\"arguments\":{\"done\":true}}}]},\"done\":false}\n",
+            "{\"model\":\"m\",\"message\":{\"tool_calls\":[{\"function\":{\"arguments\":{\"done\":false}}}]},\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":4,\"eval_count\":3}\n",
+        ),
+        concat!(
+            "{\"model\":\"m\",\"response\":\"a\",\"done\":false}\n",
+            "{\"model\":\"m\",\"response\":\"b\",\"done\":false}\n",
+            "{\"error\":\"an error was encountered while running the model\"}\n",
+        ),
+        concat!(
+            "{\"model\":\"m\",\"response\":\"a\",\"done\":false}\r\n",
+            "{\"model\":\"m\",\"response\":\"b\",\"done\":false}\r\n",
+            "{\"model\":\"m\",\"response\":\"\",\"done\": true,\"eval_count\":2}\r\n",
+        ),
+    ];
+
+    #[test]
+    fn skipping_progress_lines_reads_what_parsing_them_reads_at_every_split() {
+        for stream in MIXED.iter().chain([&STREAM]) {
+            let b = stream.as_bytes();
+            let want = read_parsed(&[b]);
+            assert_eq!(read(&[b]), want, "{stream}");
+            for at in 0..=b.len() {
+                let (x, y) = b.split_at(at);
+                assert_eq!(read(&[x, y]), want, "split at {at}: {stream}");
+            }
+            let bytes: Vec<&[u8]> = b.chunks(1).collect();
+            assert_eq!(read(&bytes), want, "byte by byte: {stream}");
+        }
+        assert!(read(&[MIXED[0].as_bytes()]).succeeded());
+        assert!(read(&[MIXED[1].as_bytes()]).error);
+        assert!(read(&[MIXED[2].as_bytes()]).succeeded());
     }
 
     #[test]
