@@ -23,63 +23,74 @@ const NAN: f64 = f64::NAN;
 /// The metric name's label.
 const NAME: &str = "__name__";
 
-/// One series' labels as sent, in wire order through [`LabelSet::iter`].
+/// One series' labels as sent: sorted by name, `__name__` among them.
 ///
-/// `__name__` is kept apart from the series' own labels: its value is the family name and the
-/// suffix as two pieces, so the metric name is never concatenated into a `String` of its own.
-/// One set is filled again for every series, so its vector is allocated once per snapshot.
+/// Names and values are borrowed from the snapshot wherever they are valid as they are, and
+/// `__name__`'s value is the family name and the suffix as two pieces, so the metric name is
+/// never concatenated into a `String` of its own. One set is filled again for every series,
+/// so its vector is allocated once per snapshot.
 #[derive(Debug, Default)]
 pub(super) struct LabelSet<'a> {
-    /// `__name__`'s value: the family name and the suffix, or the sanitised whole and `""`.
-    metric: (Cow<'a, str>, &'a str),
-    /// The series' own labels: sanitised, none empty, none named `__name__`, sorted by name,
-    /// no name twice.
-    labels: Vec<(Cow<'a, str>, &'a str)>,
-    /// How many of `labels` sort before `__name__`.
-    split: usize,
+    pairs: Vec<Pair<'a>>,
+}
+
+/// One label: its name, and its value as two pieces to be written one after the other (the
+/// second is `""` but for `__name__`).
+#[derive(Debug)]
+pub(super) struct Pair<'a> {
+    pub name: Cow<'a, str>,
+    pub value: Cow<'a, str>,
+    pub value_tail: &'a str,
 }
 
 // === impl LabelSet ===
 
 impl<'a> LabelSet<'a> {
-    /// Fills the set for `series` of `family`. False when the metric name sanitises to
-    /// nothing: such a series is skipped.
-    fn fill(&mut self, family: &'a Family, series: &'a Series) -> bool {
-        self.metric = metric_name_parts(family.name, series.suffix);
-        if self.metric.0.is_empty() && self.metric.1.is_empty() {
+    /// Fills the set for `series` of `family` (`family_valid`: [`metric_chars`] of its name).
+    /// False when the metric name sanitises to nothing: such a series is skipped.
+    fn fill(&mut self, family: &'a Family, family_valid: bool, series: &'a Series) -> bool {
+        let (value, value_tail) = metric_name_parts(family.name, family_valid, series.suffix);
+        if value.is_empty() && value_tail.is_empty() {
             return false;
         }
-        self.labels.clear();
+        self.pairs.clear();
+        self.pairs.push(Pair {
+            name: Cow::Borrowed(NAME),
+            value,
+            value_tail,
+        });
         for (k, v) in &series.labels {
-            let k = label_name_cow(k);
-            // A series label named `__name__` always comes after the real one: dropped.
-            if !k.is_empty() && !v.is_empty() && k != NAME {
-                self.labels.push((k, v.as_str()));
+            let name = label_name_cow(k);
+            if !name.is_empty() && !v.is_empty() {
+                let value = Cow::Borrowed(v.as_str());
+                self.pairs.push(Pair {
+                    name,
+                    value,
+                    value_tail: "",
+                });
             }
         }
-        // The labeler's sets are sorted already; strictly increasing also means no name twice.
-        if !self.labels.is_sorted_by(|a, b| a.0 < b.0) {
+        // Usually sorted already (the labeler sorts, and `__name__` sorts before lower-case
+        // names); strictly increasing also means no name twice.
+        if !self.pairs.is_sorted_by(|a, b| a.name < b.name) {
             // Stable: among equal names the earlier one stays first, and dedup keeps it.
-            self.labels.sort_by(|a, b| a.0.cmp(&b.0));
-            self.labels.dedup_by(|later, earlier| later.0 == earlier.0);
+            self.pairs.sort_by(|a, b| a.name.cmp(&b.name));
+            self.pairs
+                .dedup_by(|later, earlier| later.name == earlier.name);
         }
-        self.split = self.labels.partition_point(|(k, _)| k.as_ref() < NAME);
         true
     }
 
-    /// Every label sorted by name, `__name__` included: the name, and the value in two pieces
-    /// to be written one after the other (the second is `""` but for `__name__`).
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, [&str; 2])> {
-        fn own<'s>((k, v): &'s (Cow<'_, str>, &'s str)) -> (&'s str, [&'s str; 2]) {
-            (k.as_ref(), [*v, ""])
-        }
-        let (before, after) = self.labels.split_at(self.split);
-        let metric = (NAME, [self.metric.0.as_ref(), self.metric.1]);
-        before
-            .iter()
-            .map(own)
-            .chain(std::iter::once(metric))
-            .chain(after.iter().map(own))
+    pub(super) fn pairs(&self) -> &[Pair<'a>] {
+        &self.pairs
+    }
+}
+
+// === impl Pair ===
+
+impl Pair<'_> {
+    pub(super) fn value_len(&self) -> usize {
+        self.value.len() + self.value_tail.len()
     }
 }
 
@@ -88,8 +99,10 @@ impl<'a> LabelSet<'a> {
 pub(super) fn for_each_series<'a>(families: &'a [Family], mut f: impl FnMut(&LabelSet<'a>, f64)) {
     let mut set = LabelSet::default();
     for family in families {
+        // Checked once per family, not once per series.
+        let family_valid = metric_chars(family.name);
         for series in &family.series {
-            if set.fill(family, series) {
+            if set.fill(family, family_valid, series) {
                 let value = if series.value.is_nan() {
                     NAN
                 } else {
@@ -110,8 +123,9 @@ pub fn encode_families(families: &[Family], ts_ms: i64) -> Vec<TimeSeries> {
     let mut out = Vec::with_capacity(families.iter().map(|f| f.series.len()).sum());
     for_each_series(families, |set, value| {
         let labels = set
+            .pairs()
             .iter()
-            .map(|(name, value)| Label::new(name, value.concat()))
+            .map(|p| Label::new(p.name.as_ref(), [&p.value, p.value_tail].concat()))
             .collect();
         out.push(TimeSeries {
             labels,
@@ -126,9 +140,36 @@ pub fn encode_families(families: &[Family], ts_ms: i64) -> Vec<TimeSeries> {
 
 // === sanitising ===
 
+/// Bit of [`CHARS`]: the byte may appear in a label name (`[a-zA-Z0-9_]`).
+const LABEL_CHAR: u8 = 1;
+/// Bit of [`CHARS`]: the byte may appear in a metric name (`[a-zA-Z0-9_:]`).
+const METRIC_CHAR: u8 = 2;
+
+/// What each byte may be part of: one lookup per byte on the per-series path.
+const CHARS: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            t[b] = LABEL_CHAR | METRIC_CHAR;
+        } else if c == b':' {
+            t[b] = METRIC_CHAR;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// `s` may start a metric name as it is: `[a-zA-Z0-9_:]*`, no leading digit.
+fn metric_chars(s: &str) -> bool {
+    !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes().all(|b| CHARS[b as usize] & METRIC_CHAR != 0)
+}
+
 /// `family + suffix`, valid as a Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn metric_name(family: &str, suffix: &str) -> String {
-    match metric_name_parts(family, suffix) {
+    match metric_name_parts(family, metric_chars(family), suffix) {
         (Cow::Borrowed(family), suffix) => [family, suffix].concat(),
         (Cow::Owned(whole), _) => whole,
     }
@@ -136,13 +177,18 @@ pub fn metric_name(family: &str, suffix: &str) -> String {
 
 /// [`metric_name`] as two pieces to write one after the other: `family` and `suffix` as they
 /// are when valid (every name the agent makes), else the sanitised whole and `""`.
-fn metric_name_parts<'a>(family: &'a str, suffix: &'a str) -> (Cow<'a, str>, &'a str) {
-    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
-    let first = family.bytes().chain(suffix.bytes()).next();
-    if !first.is_some_and(|b| b.is_ascii_digit())
-        && family.bytes().all(valid)
-        && suffix.bytes().all(valid)
-    {
+/// `family_valid` is [`metric_chars`] of `family`, which [`for_each_series`] checks once.
+fn metric_name_parts<'a>(
+    family: &'a str,
+    family_valid: bool,
+    suffix: &'a str,
+) -> (Cow<'a, str>, &'a str) {
+    let suffix_valid = if family.is_empty() {
+        metric_chars(suffix)
+    } else {
+        suffix.bytes().all(|b| CHARS[b as usize] & METRIC_CHAR != 0)
+    };
+    if family_valid && suffix_valid {
         return (Cow::Borrowed(family), suffix);
     }
     let whole = sanitise(family.chars().chain(suffix.chars()), true);
@@ -159,7 +205,7 @@ pub fn label_name(name: &str) -> String {
 
 /// [`label_name`], borrowing `name` when it is valid as it is (the common case).
 fn label_name_cow(name: &str) -> Cow<'_, str> {
-    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let valid = |b: u8| CHARS[b as usize] & LABEL_CHAR != 0;
     if !name.starts_with(|c: char| c.is_ascii_digit()) && name.bytes().all(valid) {
         return Cow::Borrowed(name);
     }
@@ -298,6 +344,19 @@ mod tests {
                     "metric {n:?} + {suffix:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_byte_table_holds_the_character_classes() {
+        for b in 0..=255u8 {
+            let label = b.is_ascii_alphanumeric() || b == b'_';
+            assert_eq!(CHARS[b as usize] & LABEL_CHAR != 0, label, "{b}");
+            assert_eq!(
+                CHARS[b as usize] & METRIC_CHAR != 0,
+                label || b == b':',
+                "{b}"
+            );
         }
     }
 

@@ -13,21 +13,36 @@
 //! empty string, a `0.0` or `-0.0` value, a `0` timestamp), never a message field.
 
 use bytes::Bytes;
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::encoding::{encode_varint, encoded_len_varint, WireType};
 use prost::Message;
 
 use super::encode::{for_each_series, LabelSet};
 use super::proto::{TimeSeries, WriteRequest};
 use crate::snapshot::Family;
 
-// Field numbers of proto/remote.proto (proto.rs's schema test pins the file).
-const WRITE_REQUEST_TIMESERIES: u32 = 1;
-const TIMESERIES_LABELS: u32 = 1;
-const TIMESERIES_SAMPLES: u32 = 2;
-const LABEL_NAME: u32 = 1;
-const LABEL_VALUE: u32 = 2;
-const SAMPLE_VALUE: u32 = 1;
-const SAMPLE_TIMESTAMP: u32 = 2;
+/// A field's key, `field number << 3 | wire type`: one byte, as every field number here is
+/// below 16.
+const fn key(field: u32, wire_type: WireType) -> u8 {
+    assert!(field < 16, "a one-byte key");
+    (field << 3 | wire_type as u32) as u8
+}
+
+// The keys of the fields of proto/remote.proto (proto.rs's schema test pins the file).
+/// `WriteRequest.timeseries`'s field number, also for prost's own encoding of a struct.
+const TIMESERIES_FIELD: u32 = 1;
+const WRITE_REQUEST_TIMESERIES: u8 = key(TIMESERIES_FIELD, WireType::LengthDelimited);
+const TIMESERIES_LABELS: u8 = key(1, WireType::LengthDelimited);
+const TIMESERIES_SAMPLES: u8 = key(2, WireType::LengthDelimited);
+const LABEL_NAME: u8 = key(1, WireType::LengthDelimited);
+const LABEL_VALUE: u8 = key(2, WireType::LengthDelimited);
+const SAMPLE_VALUE: u8 = key(1, WireType::SixtyFourBit);
+const SAMPLE_TIMESTAMP: u8 = key(2, WireType::Varint);
+
+/// Bytes a series takes besides its names and values, about: keys and lengths of the entry,
+/// of `__name__` and of the sample, and the sample itself. Only sizes the buffer.
+const SERIES_OVERHEAD: usize = 3 + 6 + 8 + 2 + 9 + 11;
+/// Bytes a label takes besides its name and value, about: three keys and three lengths.
+const LABEL_OVERHEAD: usize = 6;
 
 /// A run of series encoded once, shared by every writer's queue (an entry's bytes are a
 /// reference-counted slice of one buffer, so a clone copies no series).
@@ -57,7 +72,7 @@ impl Encoded {
     /// One snapshot, as [`super::encode_families`] would give it (same series, same bytes),
     /// every sample at `ts_ms`.
     pub fn from_families(families: &[Family], ts_ms: i64) -> Encoded {
-        let mut buf = Vec::new();
+        let mut buf = Vec::with_capacity(size_hint(families));
         let mut ends = Vec::with_capacity(families.iter().map(|f| f.series.len()).sum());
         for_each_series(families, |set, value| {
             write_series(&mut buf, set, value, ts_ms);
@@ -71,7 +86,7 @@ impl Encoded {
         let mut buf = Vec::new();
         let mut ends = Vec::with_capacity(series.len());
         for ts in series {
-            prost::encoding::message::encode(WRITE_REQUEST_TIMESERIES, ts, &mut buf);
+            prost::encoding::message::encode(TIMESERIES_FIELD, ts, &mut buf);
             ends.push((buf.len(), ts.sample_count()));
         }
         Encoded::split(buf, &ends)
@@ -114,72 +129,88 @@ impl Encoded {
     }
 }
 
+/// About the encoded size of `families`, so that the buffer is allocated once, not doubled
+/// twenty times on the way to a few megabytes.
+fn size_hint(families: &[Family]) -> usize {
+    let series = |family: &Family, s: &crate::snapshot::Series| {
+        let labels: usize = s.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let names = family.name.len() + s.suffix.len() + labels;
+        names + SERIES_OVERHEAD + LABEL_OVERHEAD * s.labels.len()
+    };
+    let family = |f: &Family| f.series.iter().map(|s| series(f, s)).sum::<usize>();
+    families.iter().map(family).sum()
+}
+
 /// Appends one series as a `WriteRequest.timeseries` field: its labels in `set`'s order and
 /// one sample. Every length is computed before its message is written.
 fn write_series(buf: &mut Vec<u8>, set: &LabelSet<'_>, value: f64, ts_ms: i64) {
     let sample = sample_len(value, ts_ms);
     let labels: usize = set
+        .pairs()
         .iter()
-        .map(|(name, [v1, v2])| field_len(TIMESERIES_LABELS, label_len(name, v1.len() + v2.len())))
+        .map(|p| field_len(label_len(p.name.len(), p.value_len())))
         .sum();
-    let series = labels + field_len(TIMESERIES_SAMPLES, sample);
-    write_field_head(buf, WRITE_REQUEST_TIMESERIES, series);
-    for (name, [v1, v2]) in set.iter() {
-        let value_len = v1.len() + v2.len();
-        write_field_head(buf, TIMESERIES_LABELS, label_len(name, value_len));
-        if !name.is_empty() {
-            write_field_head(buf, LABEL_NAME, name.len());
-            buf.extend_from_slice(name.as_bytes());
+    let series = labels + field_len(sample);
+    write_head(buf, WRITE_REQUEST_TIMESERIES, series);
+    for p in set.pairs() {
+        let value_len = p.value_len();
+        let label = label_len(p.name.len(), value_len);
+        write_head(buf, TIMESERIES_LABELS, label);
+        if !p.name.is_empty() {
+            write_head(buf, LABEL_NAME, p.name.len());
+            buf.extend_from_slice(p.name.as_bytes());
         }
         if value_len > 0 {
-            write_field_head(buf, LABEL_VALUE, value_len);
-            buf.extend_from_slice(v1.as_bytes());
-            buf.extend_from_slice(v2.as_bytes());
+            write_head(buf, LABEL_VALUE, value_len);
+            buf.extend_from_slice(p.value.as_bytes());
+            buf.extend_from_slice(p.value_tail.as_bytes());
         }
     }
-    write_field_head(buf, TIMESERIES_SAMPLES, sample);
+    write_head(buf, TIMESERIES_SAMPLES, sample);
     if value != 0.0 {
-        encode_key(SAMPLE_VALUE, WireType::SixtyFourBit, buf);
+        buf.push(SAMPLE_VALUE);
         buf.extend_from_slice(&value.to_le_bytes());
     }
     if ts_ms != 0 {
-        encode_key(SAMPLE_TIMESTAMP, WireType::Varint, buf);
+        buf.push(SAMPLE_TIMESTAMP);
         encode_varint(ts_ms as u64, buf);
     }
 }
 
-/// The key and length of a length-delimited field whose content is `len` bytes.
-fn write_field_head(buf: &mut Vec<u8>, tag: u32, len: usize) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
-}
-
-/// Encoded size of a length-delimited field of `len` bytes (a message is written even empty).
-fn field_len(tag: u32, len: usize) -> usize {
-    key_len(tag) + encoded_len_varint(len as u64) + len
-}
-
-/// Encoded size of a string field of `len` bytes: nothing when empty, as proto3 does.
-fn string_len(tag: u32, len: usize) -> usize {
-    if len == 0 {
-        0
+/// A length-delimited field's key and length (the length written inline when it takes one
+/// byte, as most do).
+fn write_head(buf: &mut Vec<u8>, key: u8, len: usize) {
+    buf.push(key);
+    if len < 0x80 {
+        buf.push(len as u8);
     } else {
-        field_len(tag, len)
+        encode_varint(len as u64, buf);
     }
 }
 
-fn label_len(name: &str, value_len: usize) -> usize {
-    string_len(LABEL_NAME, name.len()) + string_len(LABEL_VALUE, value_len)
+/// Encoded size of a length-delimited field (one-byte key) of `len` bytes: a message field is
+/// written even when empty.
+fn field_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+/// Encoded size of a string field of `len` bytes: nothing when empty, as proto3 does.
+fn string_len(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        field_len(len)
+    }
+}
+
+fn label_len(name_len: usize, value_len: usize) -> usize {
+    string_len(name_len) + string_len(value_len)
 }
 
 fn sample_len(value: f64, ts_ms: i64) -> usize {
-    let value = if value != 0.0 {
-        key_len(SAMPLE_VALUE) + 8
-    } else {
-        0
-    };
+    let value = if value != 0.0 { 1 + 8 } else { 0 };
     let ts = if ts_ms != 0 {
-        key_len(SAMPLE_TIMESTAMP) + encoded_len_varint(ts_ms as u64)
+        1 + encoded_len_varint(ts_ms as u64)
     } else {
         0
     };
@@ -315,6 +346,23 @@ mod tests {
         assert_eq!(counts, [2, 0]);
         let decoded = WriteRequest::decode(&*body(&e)).unwrap();
         assert_eq!(decoded.timeseries, series);
+    }
+
+    #[test]
+    fn the_size_hint_covers_a_snapshot_of_the_agents_shape() {
+        let mut f = Family::new("ollama_request_duration_seconds", "", Kind::Histogram);
+        for le in ["0.01", "1.28", "+Inf"] {
+            let pairs = [("agent_hostname", "h"), ("le", le), ("model", "llama3:8b")];
+            let labels = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into()));
+            f.push("_bucket", labels.collect(), 1e9);
+        }
+        let families = [f];
+        let len = body(&Encoded::from_families(&families, 1_700_000_000_000)).len();
+        let hint = size_hint(&families);
+        assert!(
+            len <= hint && hint <= len + len / 4,
+            "{len} bytes, hint {hint}"
+        );
     }
 
     #[test]
