@@ -315,7 +315,7 @@ async fn send_loop(state: Arc<WriterState>, client: Client, policy: RetryPolicy,
     // The dropped counter at the last answer, to tell how much an outage cost.
     let mut dropped_mark = 0;
     let url = state.url.as_str();
-    // Kept between batches: they grow to the largest batch once, then allocate no more.
+    // Kept between batches: they grow to the largest batch once; only the body is new.
     let mut raw = Vec::new();
     let mut compressor = Compressor::new();
     loop {

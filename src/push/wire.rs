@@ -9,8 +9,8 @@
 //! a writer's queue can batch, drop and retry series one by one without re-encoding them.
 //!
 //! The bytes are the ones prost gives for the same `WriteRequest` (`push/reference.rs` checks
-//! it against today's and the original encoder): proto3 leaves out a field at its default (an
-//! empty string, a `0.0` or `-0.0` value, a `0` timestamp), never a message field.
+//! them against the original encoder, structs then prost): proto3 leaves out a field at its
+//! default (an empty string, a `0.0` or `-0.0` value, a `0` timestamp), never a message field.
 
 use bytes::Bytes;
 use prost::encoding::{encode_varint, encoded_len_varint, WireType};
@@ -27,9 +27,10 @@ const fn key(field: u32, wire_type: WireType) -> u8 {
     (field << 3 | wire_type as u32) as u8
 }
 
-// The keys of the fields of proto/remote.proto (proto.rs's schema test pins the file).
 /// `WriteRequest.timeseries`'s field number, also for prost's own encoding of a struct.
 const TIMESERIES_FIELD: u32 = 1;
+
+// The keys of the fields of proto/remote.proto (proto.rs's schema test pins the file).
 const WRITE_REQUEST_TIMESERIES: u8 = key(TIMESERIES_FIELD, WireType::LengthDelimited);
 const TIMESERIES_LABELS: u8 = key(1, WireType::LengthDelimited);
 const TIMESERIES_SAMPLES: u8 = key(2, WireType::LengthDelimited);
@@ -44,8 +45,9 @@ const SERIES_OVERHEAD: usize = 3 + 6 + 8 + 2 + 9 + 11;
 /// Bytes a label takes besides its name and value, about: three keys and three lengths.
 const LABEL_OVERHEAD: usize = 6;
 
-/// A run of series encoded once, shared by every writer's queue (an entry's bytes are a
-/// reference-counted slice of one buffer, so a clone copies no series).
+/// A run of series encoded once, shared by every writer's queue: an entry's bytes are a
+/// reference-counted slice of one buffer, so a clone copies no series, and the buffer is
+/// freed when its last series has left every queue.
 #[derive(Clone, Debug, Default)]
 pub struct Encoded {
     entries: Vec<Entry>,
