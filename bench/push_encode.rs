@@ -1,19 +1,23 @@
 //! Micro-benchmark for `bench/run.sh`: encode + snappy-compress one 10,000-series remote-write
-//! request through the crate's public API (`encode_families`, then `compress`).
+//! request through the crate's public API, the way the push does it.
 //!
 //! ```text
-//! cargo run --release --example bench_push -- [--series N] [--iterations K]
+//! cargo run --release --example bench_push -- [--series N] [--iterations K] [--path P]
 //! ```
 //!
 //! The snapshot looks like the agent's own: histogram families with the agent's label set
 //! (`model`, `endpoint`, `le`, `agent_hostname`, `service`), 100 models. It is built once;
-//! each iteration times `encode_families` + `WriteRequest` + `compress` together. Prints
-//! `push_encode series=N iterations=K bytes=B median_ms=M min_ms=m max_ms=x`.
+//! each iteration times what a snapshot costs on its way to the wire, as one batch:
+//! `Encoded::from_families` (what `Writers::enqueue_families` does), `write_to` (the copy a
+//! writer's queue makes of a batch's series) and `Compressor::compress` into an owned body (a
+//! writer's task keeps its raw buffer and compressor between batches; so does this loop).
+//! `--path owned` times the owned-struct path instead, `encode_families` then
+//! `Encoded::from_series` (what `Writers::enqueue` does), for comparison.
+//! Prints `push_encode series=N iterations=K bytes=B median_ms=M min_ms=m max_ms=x`.
 
 use std::time::Instant;
 
-use ollama_tap::push::proto::WriteRequest;
-use ollama_tap::push::{compress, encode_families};
+use ollama_tap::push::{encode_families, Compressor, Encoded};
 use ollama_tap::snapshot::{Family, Kind};
 
 const ENDPOINTS: [&str; 4] = [
@@ -28,7 +32,9 @@ const BUCKETS: [&str; 18] = [
 ];
 
 fn usage() -> ! {
-    eprintln!("usage: bench_push [--series N] [--iterations K]   (default 10000, 50)");
+    eprintln!(
+        "usage: bench_push [--series N] [--iterations K] [--path bytes|owned]   (default 10000, 50, bytes)"
+    );
     std::process::exit(2);
 }
 
@@ -73,13 +79,14 @@ fn snapshot(n: usize) -> Vec<Family> {
 }
 
 fn main() {
-    let (mut series, mut iterations) = (10_000usize, 50usize);
+    let (mut series, mut iterations, mut owned) = (10_000usize, 50usize, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let v = args.next().unwrap_or_else(|| usage());
         match arg.as_str() {
             "--series" => series = v.parse().unwrap_or_else(|_| usage()),
             "--iterations" => iterations = v.parse().unwrap_or_else(|_| usage()),
+            "--path" if v == "bytes" || v == "owned" => owned = v == "owned",
             _ => usage(),
         }
     }
@@ -93,10 +100,19 @@ fn main() {
     let ts = 1_700_000_000_000;
     let mut times = Vec::with_capacity(iterations);
     let mut bytes = 0;
+    let mut raw = Vec::new();
+    let mut compressor = Compressor::new();
     for _ in 0..iterations {
         let start = Instant::now();
-        let timeseries = encode_families(&families, ts);
-        let body = compress(&WriteRequest { timeseries });
+        let encoded = if owned {
+            Encoded::from_series(&encode_families(&families, ts))
+        } else {
+            Encoded::from_families(&families, ts)
+        };
+        raw.clear();
+        encoded.write_to(&mut raw);
+        let body = compressor.compress(&raw).to_vec();
+        drop(encoded);
         times.push(start.elapsed().as_secs_f64() * 1e3);
         bytes = std::hint::black_box(body).len();
     }

@@ -4,10 +4,10 @@
 //! The pipeline, one file per stage:
 //!
 //! ```text
-//! Vec<Family> ──encode──► Vec<TimeSeries> ──enqueue──► queue (one per writer, bounded)
-//!                                                        │ sender task: batch ≤ writer_opt.batch
-//!                                                        ▼
-//!                                     compress ──► client (POST) ──► retry (decide, back off)
+//! Vec<Family> ──encode, wire──► Encoded ──enqueue──► queue (one per writer, bounded)
+//!                                                      │ sender task: batch ≤ writer_opt.batch
+//!                                                      ▼
+//!                                   compress ──► client (POST) ──► retry (decide, back off)
 //! ```
 //!
 //! Each writer has its own queue and task, so a slow or dead writer never delays another one,
@@ -20,8 +20,11 @@ pub mod proto;
 mod client;
 mod encode;
 mod queue;
+#[cfg(test)]
+mod reference;
 mod retry;
 mod stats;
+mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,14 +38,14 @@ use tokio::time::Instant;
 use crate::config;
 use crate::snapshot::Family;
 use client::Client;
-use proto::{TimeSeries, WriteRequest};
 use queue::Queue;
 use stats::Stats;
 
 pub use client::{headers, redact, MAX_ERROR_BODY};
-pub use encode::{compress, encode_families, label_name, metric_name};
+pub use encode::{encode_families, label_name, metric_name};
 pub use retry::{Backoff, Jitter, RetryAction};
 pub use stats::DURATION_BUCKETS;
+pub use wire::{compress, Compressor, Encoded};
 
 /// Backoff bounds between retries of one batch (exponential, equal jitter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,19 +181,28 @@ impl Writers {
         Ok(Writers { states, tasks })
     }
 
-    /// Queues one snapshot for every writer. Never blocks on the network: a short lock per
-    /// writer, and a wake-up for its task.
-    pub fn enqueue(&self, series: Vec<TimeSeries>) {
-        let Some((last, others)) = self.states.split_last() else {
-            return;
-        };
-        if series.is_empty() {
-            return;
+    /// Queues one snapshot, all of it at `ts_ms`, for every writer: encoded once, straight
+    /// from the families, and shared by every queue. Never blocks on the network: a short
+    /// lock per writer, and a wake-up for its task.
+    pub fn enqueue_families(&self, families: &[Family], ts_ms: i64) {
+        if !self.is_empty() {
+            self.enqueue_encoded(&Encoded::from_families(families, ts_ms));
         }
-        for s in others {
-            s.push(series.clone());
+    }
+
+    /// As [`Writers::enqueue_families`], for series that are already structs.
+    pub fn enqueue(&self, series: Vec<proto::TimeSeries>) {
+        if !self.is_empty() {
+            self.enqueue_encoded(&Encoded::from_series(&series));
         }
-        last.push(series);
+    }
+
+    fn enqueue_encoded(&self, series: &Encoded) {
+        if !series.is_empty() {
+            for s in &self.states {
+                s.push(series);
+            }
+        }
     }
 
     /// The push's own metrics, one series per writer URL (none when no writer is configured).
@@ -280,7 +292,7 @@ fn families(states: &[Arc<WriterState>]) -> Vec<Family> {
 // === impl WriterState ===
 
 impl WriterState {
-    fn push(&self, series: Vec<TimeSeries>) {
+    fn push(&self, series: &Encoded) {
         let dropped = self.queue.lock().push(series);
         if dropped > 0 {
             Stats::add(&self.stats.dropped, dropped);
@@ -303,17 +315,21 @@ async fn send_loop(state: Arc<WriterState>, client: Client, policy: RetryPolicy,
     // The dropped counter at the last answer, to tell how much an outage cost.
     let mut dropped_mark = 0;
     let url = state.url.as_str();
+    // Kept between batches: they grow to the largest batch once; only the body is new.
+    let mut raw = Vec::new();
+    let mut compressor = Compressor::new();
     loop {
-        let series = state.queue.lock().pin_batch(batch);
-        if series.is_empty() {
+        raw.clear();
+        let pinned = state.queue.lock().pin_batch(batch, &mut raw);
+        if pinned.series == 0 {
             if state.draining.load(Ordering::Acquire) {
                 return;
             }
             state.data.notified().await;
             continue;
         }
-        let samples: usize = series.iter().map(TimeSeries::sample_count).sum();
-        let body = compress(&WriteRequest { timeseries: series });
+        let samples = pinned.samples;
+        let body = compressor.compress(&raw).to_vec();
         let started = Instant::now();
         let reply = client.send(body).await;
         state.stats.observe(started.elapsed());
