@@ -14,7 +14,7 @@ use crate::app::{own_router, port_service, AgentMetrics, InstanceState};
 use crate::config::Config;
 use crate::labels::{self, Labeler};
 use crate::probe;
-use crate::push::{encode_families, PushError, Writers};
+use crate::push::{PushError, Writers};
 use crate::server::{self, stopped};
 use crate::snapshot::Family;
 
@@ -268,7 +268,7 @@ async fn self_loop(
 
 /// Queues one snapshot, stamped now, for every writer.
 fn push(writers: &Writers, families: &[Family]) {
-    writers.enqueue(encode_families(families, now_ms()));
+    writers.enqueue_families(families, now_ms());
 }
 
 fn now_ms() -> i64 {

@@ -5,6 +5,10 @@
 //! The same reader serves a streamed NDJSON answer and a single `stream: false` object: both
 //! are a sequence of top-level objects to [`JsonScan`].
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 use super::json_scan::{JsonScan, Value, Visitor};
 use super::reading::{parse_u64, Reading};
 use crate::vocab::{FinishReason, Usage};
@@ -14,7 +18,14 @@ use crate::vocab::{FinishReason, Usage};
 pub struct NdjsonReader {
     scan: JsonScan,
     state: NativeVisitor,
+    /// The start of a line that may still be a progress line, held (not scanned) until its
+    /// end shows whether it is one. Only lines split across chunks are held.
+    held: Vec<u8>,
+    holding: bool,
 }
+
+/// Longest line the progress-line fast path considers (Ollama's are a few hundred bytes).
+const SKIP_LIMIT: usize = 4096;
 
 /// The [`Visitor`] of a native answer: the reading so far plus the object being read.
 #[derive(Default)]
@@ -70,17 +81,41 @@ impl NdjsonReader {
 
     /// Reads the next chunk of the answer.
     ///
-    /// Line by line: once the model and the first content are known, a whole line that is
-    /// only progress (see [`is_progress_line`]) cannot change the reading, and is skipped with
-    /// a few `memchr` scans instead of being parsed. Everything else goes through the scanner.
+    /// Line by line: once the model and the first content are known, a line that is only
+    /// progress (see [`is_progress_line`]) cannot change the reading, and is skipped with a
+    /// few `memchr` scans instead of being parsed. A line split across chunks is held until
+    /// its end while it may still be one, so what is skipped depends on the bytes alone,
+    /// never on where the chunks were cut. Everything else goes through the scanner.
     pub fn feed(&mut self, mut chunk: &[u8]) {
         while !chunk.is_empty() {
-            let end = memchr::memchr(b'\n', chunk).map_or(chunk.len(), |i| i + 1);
-            let (line, rest) = chunk.split_at(end);
-            if !(self.may_skip() && is_progress_line(line)) {
-                self.scan.feed(line, &mut self.state);
-            }
+            let nl = memchr::memchr(b'\n', chunk);
+            let (piece, rest) = chunk.split_at(nl.map_or(chunk.len(), |i| i + 1));
             chunk = rest;
+            if self.holding {
+                self.held.extend_from_slice(piece);
+                if nl.is_some() {
+                    self.holding = false;
+                    if !is_progress_line(&self.held) {
+                        self.scan.feed(&self.held, &mut self.state);
+                    }
+                    self.held.clear();
+                } else if !could_be_progress(&self.held) {
+                    self.holding = false;
+                    self.scan.feed(&self.held, &mut self.state);
+                    self.held.clear();
+                }
+            } else if !self.may_skip() {
+                self.scan.feed(piece, &mut self.state);
+            } else if nl.is_some() {
+                if !is_progress_line(piece) {
+                    self.scan.feed(piece, &mut self.state);
+                }
+            } else if could_be_progress(piece) {
+                self.held.extend_from_slice(piece);
+                self.holding = true;
+            } else {
+                self.scan.feed(piece, &mut self.state);
+            }
         }
     }
 
@@ -97,28 +132,49 @@ impl NdjsonReader {
     }
 }
 
+/// Searchers for the two keys that can change a reading, built once (building one costs more
+/// than searching a short line).
+static DONE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"done\""));
+static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+
 /// A whole line (newline included) that is an object with `"done":false` as its one `"done"`,
-/// no `"error"` key, as Ollama writes every line but the last: it can neither end the answer
-/// nor make it fail. Inside a JSON string a quote is escaped, so `"done"` and `"error"` as
-/// bytes are keys or whole string values; a line naming either twice, or `done` as a value,
-/// is parsed like any other. A malformed line of this shape is skipped too; parsed, it could at
-/// most have left the scanner inside an unclosed value and changed how the next line reads.
+/// no `"error"` key, at most [`SKIP_LIMIT`] bytes, as Ollama writes every line but the last:
+/// it can neither end the answer nor make it fail. Inside a JSON string a quote is escaped,
+/// so `"done"` and `"error"` as bytes are keys or whole string values; a line naming either
+/// twice, or `done` as a value, is parsed like any other. A malformed line of this shape is
+/// skipped too (garbage either way; whatever the cut, the same lines are skipped).
 fn is_progress_line(line: &[u8]) -> bool {
-    use memchr::memmem::Finder;
-    use std::sync::LazyLock;
-    // Built once: a searcher costs more to build than a short line costs to search.
-    static DONE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"done\""));
-    static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
-    let body = line.strip_suffix(b"\n").unwrap_or(line);
-    let body = body.strip_suffix(b"\r").unwrap_or(body);
-    if line.last() != Some(&b'\n') || body.first() != Some(&b'{') || body.last() != Some(&b'}') {
-        return false;
-    }
-    let mut done = DONE.find_iter(body);
-    let (Some(at), None) = (done.next(), done.next()) else {
+    let Some(body) = line.strip_suffix(b"\n") else {
         return false;
     };
-    body[at + 6..].starts_with(b":false") && ERROR.find(body).is_none()
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    body.last() == Some(&b'}')
+        && could_be_progress(body)
+        && DONE_KEY
+            .find(body)
+            .is_some_and(|at| body[at + 6..].starts_with(b":false"))
+}
+
+/// Whether `start` may begin a progress line: true of every prefix of one, so holding a
+/// split line while this holds, and scanning it as soon as it does not, sees the same lines
+/// as a reader given the whole line at once.
+fn could_be_progress(start: &[u8]) -> bool {
+    if start.len() > SKIP_LIMIT || start.first().is_some_and(|&b| b != b'{') {
+        return false;
+    }
+    if ERROR_KEY.find(start).is_some() {
+        return false;
+    }
+    let mut done = DONE_KEY.find_iter(start);
+    match (done.next(), done.next()) {
+        (None, _) => true,
+        (Some(at), None) => {
+            let after = &start[at + 6..];
+            let n = after.len().min(6);
+            after[..n] == b":false"[..n]
+        }
+        _ => false,
+    }
 }
 
 impl Visitor for NativeVisitor {
