@@ -10,6 +10,7 @@ pub mod json_scan;
 pub mod model;
 pub mod ndjson;
 pub mod openai;
+mod progress;
 pub mod reading;
 pub mod sniff;
 pub mod sse;
