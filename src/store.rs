@@ -177,10 +177,10 @@ impl Store {
     }
 
     /// Observes `ollama_tap_proxy_overhead_seconds` for one forwarded request (metered or
-    /// not): from the first line of `proxy::forward` (hyper has read the request head, axum
-    /// has routed it; no body byte read yet) to the moment the rewritten request is handed to
-    /// the pooled upstream client (before a connection is checked out or opened, before any
-    /// byte goes upstream). On metered endpoints this includes `Peeked::read`, i.e. waiting
+    /// not): from the first line of `Proxy::forward` (hyper has read the request head; no
+    /// body byte read yet) to the moment the rewritten request is handed to the backend pool,
+    /// `Upstream::send` (before a connection is checked out or opened, before any byte goes
+    /// upstream). On metered endpoints this includes `Peeked::read`, i.e. waiting
     /// for the client's body until the model is found, the body ends, or
     /// the proxy's `PEEK_LIMIT` (to the end or the limit for zstd bodies and the
     /// `include_usage` rewrite): a slow upload shows here. Requests refused before forwarding
