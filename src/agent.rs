@@ -45,7 +45,8 @@ pub enum StartError {
 pub struct Agent {
     pub instances: Vec<Arc<InstanceState>>,
     pub agent_metrics: Arc<AgentMetrics>,
-    listeners: Vec<TcpListener>,
+    /// Each instance's proxy port: one listening socket per proxy worker (see `server::bind`).
+    listeners: Vec<Vec<TcpListener>>,
     /// Each instance's own listener for `/metrics` and `/health`, when it has one.
     metrics_listeners: Vec<Option<TcpListener>>,
     writers: Option<Writers>,
@@ -82,14 +83,15 @@ impl Agent {
                         source,
                     })
             };
-            listeners.push(
-                bind(
-                    "proxy_listen_addr",
-                    inst.proxy_listen_addr,
-                    inst.listen_text.clone(),
-                )
-                .await?,
-            );
+            let addr = inst.proxy_listen_addr;
+            listeners.push(server::bind(addr).map_err(|source| StartError::Bind {
+                field: "proxy_listen_addr",
+                addr,
+                index: inst.file_index,
+                text: inst.listen_text.clone(),
+                file: inst.file.display().to_string(),
+                source,
+            })?);
             metrics_listeners.push(match inst.metrics_listen_addr {
                 Some(addr) => Some(bind("metrics_listen_addr", addr, addr.to_string()).await?),
                 None => None,
@@ -146,7 +148,7 @@ impl Agent {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|l| l.first()?.local_addr().ok())
             .collect()
     }
 
@@ -159,13 +161,10 @@ impl Agent {
         let writers = self.writers.map(Arc::new);
         let mut servers = JoinSet::new();
         let mut loops = JoinSet::new();
+        let mut ports = Vec::new();
         let listeners = self.listeners.into_iter().zip(self.metrics_listeners);
         for (state, (listener, metrics_listener)) in self.instances.iter().zip(listeners) {
-            servers.spawn(server::serve(
-                listener,
-                port_service(state.clone()),
-                stop_rx.clone(),
-            ));
+            ports.push((listener, port_service(state.clone())));
             if let Some(l) = metrics_listener {
                 servers.spawn(serve_one(l, own_router(state.clone()), stop_rx.clone()));
             }
@@ -175,6 +174,7 @@ impl Agent {
                 stop_rx.clone(),
             ));
         }
+        servers.spawn(server::serve_on_workers(ports, stop_rx.clone()));
         if let Some(w) = &writers {
             loops.spawn(self_loop(
                 self.agent_metrics.clone(),

@@ -14,6 +14,7 @@
 //! leaves, importable by every stage (they import nothing from the crate):
 //!   vocab  Endpoint, Outcome, Usage, FinishReason, Record, the model label constants
 //!   error  BoxError, IdleTimeout
+//!   worker which proxy worker thread this is (one per CPU)
 //! ```
 //!
 //! On the metering path (proxy → tap → store → snapshot → exposition, push) imports follow
@@ -41,6 +42,7 @@ pub mod snapshot;
 pub mod store;
 pub mod tap;
 pub mod vocab;
+pub mod worker;
 
 /// The agent's version, as `--version`, `/health` and the User-Agent say it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

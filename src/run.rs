@@ -27,7 +27,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let config = loaded.config;
+    // The control runtime: backend checks, pushes, signals, own /metrics listeners. The proxy
+    // ports are served on their own worker threads (see `server.rs`), so one thread is enough.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -1,10 +1,13 @@
-//! The proxy port's server: a plain hyper HTTP/1 connection per accepted socket, no router.
+//! The proxy ports' server: a plain hyper HTTP/1 connection per accepted socket, no router,
+//! on [`crate::worker::count`] threads, each with its own current-thread runtime.
 //!
-//! Each connection is one task: it reads the request, forwards it, and drives the backend
-//! connection that carries the answer (see `proxy/upstream.rs`), so a request stays on the
-//! task that accepted it from its first byte to its last. On stop, no new connection is
-//! accepted, every connection finishes the request it is serving and closes, and [`serve`]
-//! returns once the last one has.
+//! Every worker has its own listening socket on every proxy port (`SO_REUSEPORT`: the kernel
+//! spreads new connections over the workers, as nginx's `listen … reuseport`). Each connection is
+//! one task on the worker that accepted it: it reads the request, forwards it, and drives the
+//! backend connection that carries the answer (see `proxy/upstream.rs`), so a request stays on
+//! one thread from its first byte to its last, and no wake-up crosses threads. On stop, no
+//! new connection is accepted, every connection finishes the request it is serving and
+//! closes, and [`serve_on_workers`] returns once the last one has.
 
 use std::convert::Infallible;
 use std::io;
@@ -14,18 +17,130 @@ use axum::http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::proxy::ProxyBody;
+use crate::worker;
 
 /// How long the accept loop rests after an error such as `EMFILE` (out of file descriptors),
 /// so that it does not spin while connections close.
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Listening backlog of each worker's socket (what `TcpListener::bind` uses).
+const BACKLOG: u32 = 1024;
+
+/// Binds `addr` for the proxy workers: one socket per worker on the same address with
+/// `SO_REUSEPORT`, so that the kernel spreads new connections over the workers.
+///
+/// `SO_REUSEPORT` would also let a second process of the same user share the port unnoticed;
+/// so the address is first bound once without it, which fails as a plain bind does when
+/// anything (another agent included) already listens there.
+pub fn bind(addr: SocketAddr) -> io::Result<Vec<TcpListener>> {
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
+    let mut listeners = Vec::with_capacity(worker::count());
+    let mut at = addr;
+    for _ in 0..worker::count() {
+        let socket = if at.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(at)?;
+        let listener = socket.listen(BACKLOG)?;
+        at = listener.local_addr()?; // port 0: the others join the port the first one got
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serves every port (its listeners from [`bind`], one per worker, and its service) on the
+/// proxy workers until `stop` is set, then drains. A worker that cannot start (no thread, no
+/// runtime) is logged and left out; the others serve.
+pub async fn serve_on_workers<S>(ports: Vec<(Vec<TcpListener>, S)>, stop: watch::Receiver<bool>)
+where
+    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    // worker i gets listener i of every port
+    let workers = worker::count();
+    let mut per_worker: Vec<Vec<(std::net::TcpListener, S)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for (listeners, service) in ports {
+        for (i, listener) in listeners.into_iter().enumerate() {
+            match listener.into_std() {
+                Ok(l) => per_worker[i % workers].push((l, service.clone())),
+                Err(e) => tracing::error!(error = %e, "cannot hand a proxy listener to its worker"),
+            }
+        }
+    }
+    let mut finished = Vec::new();
+    for (i, ports) in per_worker.into_iter().enumerate() {
+        let index = i + 1;
+        let (done, finish) = oneshot::channel::<()>();
+        let stop = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ollama-tap-proxy-{index}"))
+            .spawn(move || {
+                worker::enter(index);
+                run_worker(ports, stop);
+                drop(done);
+            });
+        match spawned {
+            Ok(_) => finished.push(finish),
+            Err(e) => tracing::error!(worker = index, error = %e, "cannot start a proxy worker"),
+        }
+    }
+    for finish in finished {
+        let _ = finish.await;
+    }
+}
+
+/// One worker thread: its own current-thread runtime serving every port until drained.
+fn run_worker<S>(ports: Vec<(std::net::TcpListener, S)>, stop: watch::Receiver<bool>)
+where
+    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(worker = worker::index(), error = %e, "cannot start a proxy worker's runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut ports_served = JoinSet::new();
+        for (listener, service) in ports {
+            match TcpListener::from_std(listener) {
+                Ok(l) => {
+                    ports_served.spawn(serve(l, service, stop.clone()));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot serve a proxy listener"),
+            }
+        }
+        while ports_served.join_next().await.is_some() {}
+    });
+}
+
 /// Serves `service` on `listener` until `stop` is set, then drains the open connections.
-pub async fn serve<S>(listener: TcpListener, service: S, mut stop: watch::Receiver<bool>)
+async fn serve<S>(listener: TcpListener, service: S, mut stop: watch::Receiver<bool>)
 where
     S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
         + Clone

@@ -100,6 +100,31 @@ fn a_port_in_use_is_named_and_nothing_starts() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
+/// The agent's workers share its port (`SO_REUSEPORT`), but a second agent may not: started on
+/// the port a running agent serves, it exits 1 naming the address, and the first one serves on.
+#[tokio::test]
+async fn a_second_agent_on_a_running_agents_port_is_refused() {
+    let fake = FakeOllama::start().await;
+    let mut first = common::Binary::single(&fake.url(), "passive = true").await;
+    let addr = first.addr().to_string();
+    let conf = ConfDir::new("", &instance(&fake.url(), &addr));
+    let (code, _, err) = tokio::task::spawn_blocking(move || run(&conf, &[]))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "a listen address in use exits 1: {err}");
+    assert!(
+        err.contains(&addr) && err.contains("proxy_listen_addr"),
+        "{err}"
+    );
+    for _ in 0..8 {
+        let res = reqwest::get(format!("{}/api/version", first.url()))
+            .await
+            .unwrap();
+        assert_eq!(res.text().await.unwrap(), r#"{"version":"0.12.6"}"#);
+    }
+    first.assert_healthy();
+}
+
 #[test]
 fn inputs_without_ollama_is_refused() {
     let conf = ConfDir::new("", &instance("http://127.0.0.1:1", "127.0.0.1:0"));

@@ -28,8 +28,10 @@ use tower_service::Service;
 
 use super::answer::Answer;
 use super::body::UpstreamBody;
+use crate::worker;
 
-/// Idle connections kept to the backend (the original plugin's transport kept 100).
+/// Idle connections kept to the backend in all, shared out between the pools (the original
+/// plugin's transport kept 100).
 const POOL_IDLE: usize = 100;
 /// How long an idle connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -50,9 +52,10 @@ pub struct Conn {
 }
 
 /// The idle connections of one backend.
-#[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<(Conn, Instant)>>,
+    /// Idle connections this pool keeps at most.
+    cap: usize,
 }
 
 /// Why a request got no answer head from the backend.
@@ -69,7 +72,9 @@ pub enum SendError {
 /// The backend: the pool and the parts of `ollama_url` every request needs.
 pub struct Upstream {
     connector: Connector,
-    pool: Arc<Pool>,
+    /// One pool per proxy worker thread, and one (index 0) for every other thread: a
+    /// connection stays with the runtime whose reactor it is registered with.
+    pools: Box<[Arc<Pool>]>,
     /// `scheme://authority` of `ollama_url`, what the connector dials.
     base: Uri,
     /// The `Host` header every request gets.
@@ -109,13 +114,24 @@ impl Upstream {
             .path_and_query("/")
             .build()
             .expect("scheme and authority are valid");
-        let pool = Arc::<Pool>::default();
+        let n = worker::count() + 1;
+        let cap = (POOL_IDLE / n).max(1);
+        let pools: Box<[Arc<Pool>]> = (0..n)
+            .map(|_| {
+                Arc::new(Pool {
+                    idle: Mutex::default(),
+                    cap,
+                })
+            })
+            .collect();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(sweep(Arc::downgrade(&pool)));
+            for pool in pools.iter() {
+                runtime.spawn(sweep(Arc::downgrade(pool)));
+            }
         }
         Upstream {
             connector,
-            pool,
+            pools,
             base,
             host,
             prefix: url.path().trim_end_matches('/').to_string(),
@@ -142,7 +158,7 @@ impl Upstream {
         let mut req = req;
         let mut reused = true;
         loop {
-            let pooled = std::future::poll_fn(|cx| Poll::Ready(self.pool.checkout(cx))).await;
+            let pooled = std::future::poll_fn(|cx| Poll::Ready(self.pool().checkout(cx))).await;
             let mut conn = match pooled {
                 Some(c) => c,
                 None => {
@@ -186,8 +202,13 @@ impl Upstream {
     }
 
     fn answer(&self, res: Response<Incoming>, conn: Conn) -> Response<Answer> {
-        let pool = Arc::clone(&self.pool);
+        let pool = Arc::clone(self.pool());
         res.map(|body| Answer::new(body, conn, pool))
+    }
+
+    /// This thread's pool.
+    fn pool(&self) -> &Arc<Pool> {
+        &self.pools[worker::index() % self.pools.len()]
     }
 
     /// Opens a new connection (within the connect timeout).
@@ -257,7 +278,7 @@ impl Pool {
         let now = Instant::now();
         let mut idle = self.idle.lock();
         idle.retain(|(_, since)| now.duration_since(*since) < POOL_IDLE_TIMEOUT);
-        if idle.len() < POOL_IDLE {
+        if idle.len() < self.cap {
             idle.push((conn, now));
         }
     }
