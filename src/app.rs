@@ -1,7 +1,6 @@
 //! One instance's HTTP face: `GET /metrics`, `GET /health` (axum), and everything else to the
 //! proxy (plain hyper, see [`port_service`]).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -16,6 +15,7 @@ use crate::labels::Labeler;
 use crate::probe::BackendStatus;
 use crate::proxy::{self, Options, Proxy, ProxyBody, Upstream};
 use crate::push::PushMetrics;
+use crate::server::PortService;
 use crate::snapshot::Family;
 use crate::store::{Store, DEFAULT_WINDOW};
 use crate::{exposition, VERSION};
@@ -109,16 +109,7 @@ impl InstanceState {
 /// What the proxy port serves: `/metrics` and `/health` (unless they have a listener of their
 /// own) through [`own_router`], every other request through [`Proxy::forward`]. A plain
 /// function of the request, so a proxied request costs one path comparison, not a router.
-pub fn port_service(
-    state: Arc<InstanceState>,
-) -> impl hyper::service::Service<
-    Request<Incoming>,
-    Response = axum::http::Response<ProxyBody>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-       + Send
-       + 'static {
+pub fn port_service(state: Arc<InstanceState>) -> impl PortService {
     let own = state
         .config
         .metrics_listen_addr

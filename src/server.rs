@@ -30,6 +30,32 @@ use crate::worker;
 /// so that it does not spin while connections close.
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// What a proxy port serves: a hyper service that answers every request (errors are answers),
+/// cloned onto every worker and every connection.
+pub trait PortService:
+    Service<
+        Request<Incoming>,
+        Response = Response<ProxyBody>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> PortService for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<ProxyBody>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Listening backlog of each worker's socket (what `TcpListener::bind` uses).
 const BACKLOG: u32 = 1024;
 
@@ -64,14 +90,10 @@ pub fn bind(addr: SocketAddr) -> io::Result<Vec<TcpListener>> {
 /// Serves every port (its listeners from [`bind`], one per worker, and its service) on the
 /// proxy workers until `stop` is set, then drains. A worker that cannot start (no thread, no
 /// runtime) is logged and left out; the others serve.
-pub async fn serve_on_workers<S>(ports: Vec<(Vec<TcpListener>, S)>, stop: watch::Receiver<bool>)
-where
-    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+pub async fn serve_on_workers<S: PortService>(
+    ports: Vec<(Vec<TcpListener>, S)>,
+    stop: watch::Receiver<bool>,
+) {
     // worker i gets listener i of every port
     let workers = worker::count();
     let mut per_worker: Vec<Vec<(std::net::TcpListener, S)>> =
@@ -107,14 +129,7 @@ where
 }
 
 /// One worker thread: its own current-thread runtime serving every port until drained.
-fn run_worker<S>(ports: Vec<(std::net::TcpListener, S)>, stop: watch::Receiver<bool>)
-where
-    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+fn run_worker<S: PortService>(ports: Vec<(std::net::TcpListener, S)>, stop: watch::Receiver<bool>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -140,14 +155,7 @@ where
 }
 
 /// Serves `service` on `listener` until `stop` is set, then drains the open connections.
-async fn serve<S>(listener: TcpListener, service: S, mut stop: watch::Receiver<bool>)
-where
-    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+async fn serve<S: PortService>(listener: TcpListener, service: S, mut stop: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
     let mut failing = false;
     loop {
