@@ -1,0 +1,90 @@
+//! The alert rules in `alerts/` are valid (`promtool check rules`), each alert fires when it
+//! should and stays silent when it should not (`promtool test rules`, the cases in
+//! `alerts/ollama-tap.rules.test.yml`), and every series they read is one the agent exports.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+const RULES: &str = "alerts/ollama-tap.rules.yml";
+const RULE_TESTS: &str = "alerts/ollama-tap.rules.test.yml";
+
+/// promtool's exit status and its whole report.
+fn promtool(args: &[&str]) -> (i32, String) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("promtool is installed (scripts/test.sh installs Debian's prometheus package)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), report)
+}
+
+#[test]
+fn the_rules_are_valid_prometheus_rules() {
+    let (code, report) = promtool(&["check", "rules", RULES]);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("SUCCESS: 8 rules found"), "{report}");
+}
+
+#[test]
+fn every_alert_fires_when_it_should_and_stays_silent_when_it_should_not() {
+    let (code, report) = promtool(&["test", "rules", RULE_TESTS]);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("SUCCESS"), "{report}");
+    // one test group per alert
+    let rules = read(RULES);
+    let tests = read(RULE_TESTS);
+    for alert in rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+    {
+        assert!(
+            tests.contains(&format!("alertname: {alert}\n")),
+            "{alert} has no promtool case"
+        );
+    }
+}
+
+#[test]
+fn the_rules_read_only_series_the_agent_exports() {
+    let readme = read("README.md");
+    let documented: BTreeSet<&str> = names(&readme).into_iter().collect();
+    let rules = read(RULES);
+    let used = names(&rules);
+    assert!(used.len() >= 8, "{used:?}");
+    for name in used {
+        let family = name.strip_suffix("_bucket").unwrap_or(name);
+        assert!(
+            documented.contains(family),
+            "{RULES} reads {name}, which is not in README's metric tables"
+        );
+    }
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every `ollama_…` name in `text`.
+fn names(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("ollama_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        if !name.ends_with('_') && name != "ollama_url" {
+            out.push(name);
+        }
+        rest = &tail[end..];
+    }
+    out
+}
