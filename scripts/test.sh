@@ -29,6 +29,8 @@ done
 python3 -c 'import google.protobuf, cramjam' 2>/dev/null || python3 -m pip install --quiet protobuf cramjam
 # The real `ollama` and `openai` Python clients call through the agent in tests/python_clients.rs.
 python3 -c 'import ollama, openai' 2>/dev/null || python3 -m pip install --quiet ollama openai
+# scripts/n9e_alerts.py reads the alert rules (tests/alerts.rs checks the generated n9e JSON).
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 
 cargo test --locked "$@"
 

@@ -1,6 +1,7 @@
 //! The alert rules in `alerts/` are valid (`promtool check rules`), each alert fires when it
 //! should and stays silent when it should not (`promtool test rules`, the cases in
-//! `alerts/ollama-tap.rules.test.yml`), and every series they read is one the agent exports.
+//! `alerts/ollama-tap.rules.test.yml`), every series they read is one the agent exports, and
+//! Nightingale's copy (`integrations/Ollama/alerts/ollama-tap.json`) is generated from them.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -63,6 +64,41 @@ fn the_rules_read_only_series_the_agent_exports() {
             documented.contains(family),
             "{RULES} reads {name}, which is not in README's metric tables"
         );
+    }
+}
+
+#[test]
+fn the_nightingale_rules_are_generated_from_the_prometheus_rules() {
+    let out = Command::new("python3")
+        .args(["scripts/n9e_alerts.py", "--check"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3 runs (scripts/test.sh installs PyYAML)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // and the JSON is n9e's shape: one prometheus rule per alert, the same PromQL
+    let n9e: serde_json::Value =
+        serde_json::from_str(&read("integrations/Ollama/alerts/ollama-tap.json")).unwrap();
+    let rules = read(RULES);
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    let n9e = n9e.as_array().expect("a JSON array of rules");
+    let names: Vec<&str> = n9e.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, alerts);
+    for rule in n9e {
+        assert_eq!(rule["cate"], "prometheus");
+        assert_eq!(rule["prod"], "metric");
+        assert_eq!(rule["rule_config"]["version"], "v1");
+        let query = &rule["rule_config"]["queries"][0];
+        let promql = query["prom_ql"].as_str().unwrap();
+        assert!(rules.contains(promql.lines().next().unwrap()), "{promql}");
+        assert!([1, 2, 3].contains(&query["severity"].as_i64().unwrap()));
     }
 }
 
