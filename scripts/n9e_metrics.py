@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Nightingale's built-in metric descriptions for ollama-tap (integrations/Ollama/metrics/),
+one per exported family, in Chinese and English, as n9e shows them beside a query.
+
+    python3 scripts/n9e_metrics.py           # writes integrations/Ollama/metrics/ollama-tap.json
+    python3 scripts/n9e_metrics.py --check   # exit 1 if the committed JSON is not what it would write
+
+tests/nightingale.rs checks that every family in README's metric tables is described here.
+"""
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "integrations" / "Ollama" / "metrics" / "ollama-tap.json"
+UUID_BASE = 1764633700000000
+BY = "agent_hostname, model"
+
+
+def rate(name):
+    return f"sum by ({BY}) (rate({name}[5m]))"
+
+
+def p95(name):
+    return f"histogram_quantile(0.95, sum by ({BY}, le) (rate({name}_bucket[5m])))"
+
+
+# (typ, expression, unit, zh name, zh note, en name, en note)
+METRICS = [
+    ("Requests", rate("ollama_requests_total"), "requests/s", "请求速率", "每个模型每秒经过代理的推理请求数（所有端点）。", "Request rate", "Metered inference requests per second per model, every endpoint."),
+    ("Requests", rate("ollama_requests_success"), "requests/s", "成功请求速率", "每秒成功的请求数：2xx 且回答完整结束（done: true、data: [DONE] 等）。", "Successful requests", "Requests per second that got a 2xx answer which ended complete."),
+    ("Requests", rate("ollama_requests_failed"), "requests/s", "失败请求速率", "每秒失败的请求数：4xx/5xx、流中的错误对象、流被截断、后端不可达或超时。", "Failed requests", "Requests per second that failed: 4xx/5xx, an error inside a stream, a cut stream, backend unreachable or too slow."),
+    ("Requests", "sum by (agent_hostname, model, endpoint, outcome) (rate(ollama_endpoint_requests_total[5m]))", "requests/s", "按端点和结果的请求速率", "按端点和结果（HTTP 状态码、stream_error、client_aborted、backend_unreachable、timeout）统计的请求速率。", "Requests by endpoint and outcome", "Request rate by endpoint and outcome (HTTP status, stream_error, client_aborted, backend_unreachable, timeout)."),
+    ("Requests", "sum by (agent_hostname, model) (ollama_requests_in_flight)", "requests", "进行中的请求", "当前正在回答的请求数。", "Requests in flight", "Requests being answered now."),
+    ("Requests", "sum by (agent_hostname, model, reason) (rate(ollama_finish_reason_total[5m]))", "requests/s", "结束原因", "生成停止的原因：stop、length（被截断）、tool_calls、content_filter、load、unload。", "Finish reasons", "Why generation stopped: stop, length (truncated), tool_calls, content_filter, load, unload."),
+    ("Tokens", rate("ollama_tokens_generated_total"), "tokens/s", "生成 token 速率", "成功回答的输出 token 数（eval_count / completion_tokens / output_tokens）每秒。", "Generated tokens", "Output tokens of successful answers per second (eval_count, completion_tokens, output_tokens)."),
+    ("Tokens", rate("ollama_prompt_tokens_total"), "tokens/s", "提示 token 速率", "成功回答的输入 token 数（prompt_eval_count / prompt_tokens / input_tokens）每秒。", "Prompt tokens", "Input tokens of successful answers per second (prompt_eval_count, prompt_tokens, input_tokens)."),
+    ("Tokens", rate("ollama_prompt_cached_tokens_total"), "tokens/s", "缓存命中的提示 token", "由缓存提供的提示 token 数每秒（后端报告时）。", "Cached prompt tokens", "Prompt tokens served from cache per second, when the backend reports them."),
+    ("Latency", p95("ollama_request_duration_seconds"), "seconds", "请求耗时 P95", "代理测得的从请求到达到最后一个字节的耗时（含失败请求），直方图 P95，可跨主机聚合。", "Request duration P95", "Arrival to last byte as the agent measures it, failures included; P95 from the histogram, aggregatable across hosts."),
+    ("Latency", p95("ollama_time_to_first_token_seconds"), "seconds", "首 token 时间 P95", "从请求到达到第一个带内容的数据块的时间（成功的流式请求）。", "Time to first token P95", "Arrival to the first chunk carrying content (successful streams)."),
+    ("Latency", p95("ollama_time_per_output_token_seconds"), "seconds", "每个输出 token 的时间 P95", "(耗时 − 首 token 时间) / (token 数 − 1)，至少 2 个 token 的成功流式请求。", "Time per output token P95", "(duration − TTFT) / (tokens − 1), successful streams with at least 2 tokens."),
+    ("Latency", p95("ollama_prompt_eval_duration_seconds"), "seconds", "提示处理耗时 P95", "后端报告的 prompt_eval_duration（原生端点）。", "Prompt evaluation P95", "The backend's prompt_eval_duration (native endpoints)."),
+    ("Latency", p95("ollama_load_duration_seconds"), "seconds", "模型加载耗时 P95", "后端报告的 load_duration（原生端点）。", "Model load P95", "The backend's load_duration (native endpoints)."),
+    ("Latency", p95("ollama_generation_tokens_per_second"), "tokens/s", "生成速度 P95", "eval_count / eval_duration，每秒生成的 token 数（原生端点）。", "Generation speed P95", "eval_count / eval_duration, tokens generated per second (native endpoints)."),
+    ("Latency", 'ollama_response_duration_seconds{quantile="0.95"}', "seconds", "响应耗时（原插件摘要）", "原 Categraf 插件的摘要：最近 1000 次成功请求的耗时分位数，单主机内有效，不可聚合。", "Response duration (original summary)", "The original Categraf plugin's summary: quantiles over the last 1000 successful requests of one host; not aggregatable."),
+    ("Latency", 'ollama_model_load_duration_seconds{quantile="0.95"}', "seconds", "模型加载耗时（原插件摘要）", "原插件的摘要：后端报告的 load_duration 的分位数。", "Model load duration (original summary)", "The original plugin's summary of the backend's load_duration."),
+    ("Backend", "ollama_up", "none", "Ollama 是否可用", "上一次检查 /api/version 成功时为 1（passive = true 时取自最近一次代理的请求）。", "Ollama up", "1 when Ollama's /api/version answered the last check (with passive = true, whether the last proxied request reached it)."),
+    ("Backend", "ollama_backend_info", "none", "Ollama 版本", "值为 1，version 标签是后端的版本。", "Ollama version", "1, with the backend's version in the version label."),
+    ("Backend", "ollama_loaded_model_size_bytes", "bytes", "已加载模型大小", "每个已加载模型的大小（/api/ps）。", "Loaded model size", "Size of each loaded model (/api/ps)."),
+    ("Backend", "ollama_loaded_model_vram_bytes", "bytes", "已加载模型显存", "已加载模型占用显存的部分（size_vram）。", "Loaded model VRAM", "The part of each loaded model in VRAM (size_vram)."),
+    ("Backend", "ollama_loaded_model_context_length", "none", "已加载模型上下文长度", "已加载模型的上下文长度。", "Loaded model context length", "The context length of each loaded model."),
+    ("Agent", "histogram_quantile(0.99, sum by (agent_hostname, le) (rate(ollama_tap_proxy_overhead_seconds_bucket[5m])))", "seconds", "代理自身开销 P99", "转发前代理自身的工作时间（含等待请求体开头以得到 model）。", "Proxy overhead P99", "The agent's own work before forwarding (including the wait for the start of the body to learn the model)."),
+    ("Push", "sum by (agent_hostname, url) (rate(ollama_tap_remote_write_samples_sent_total[5m]))", "samples/s", "推送成功样本", "接收端接受的样本数每秒。", "Samples sent", "Samples accepted by the receiver per second."),
+    ("Push", "sum by (agent_hostname, url) (increase(ollama_tap_remote_write_samples_failed_total[1h]))", "samples", "推送失败样本", "因不可重试的 4xx 被丢弃的样本数。", "Samples failed", "Samples dropped after a non-retryable 4xx."),
+    ("Push", "sum by (agent_hostname, url) (increase(ollama_tap_remote_write_samples_dropped_total[1h]))", "samples", "缓冲区满丢弃的样本", "因推送缓冲区已满被丢弃的样本数。", "Samples dropped", "Samples dropped because the push buffer was full."),
+    ("Push", "sum by (agent_hostname, url) (rate(ollama_tap_remote_write_retries_total[5m]))", "requests/s", "推送重试", "重试的推送请求数每秒。", "Push retries", "Push requests retried per second."),
+    ("Push", "ollama_tap_remote_write_queue_samples", "samples", "待推送样本", "等待推送的样本数。", "Queued samples", "Samples waiting to be pushed."),
+    ("Push", "ollama_tap_remote_write_seconds_since_last_success", "seconds", "距上次推送成功", "距离接收端上一次接受推送的秒数（首次成功前从启动算起）。", "Seconds since last push", "Seconds since the receiver last accepted a push (since start before the first)."),
+    ("Push", "histogram_quantile(0.95, sum by (agent_hostname, url, le) (rate(ollama_tap_remote_write_request_duration_seconds_bucket[5m])))", "seconds", "推送请求耗时 P95", "每次推送请求的耗时（含失败）。", "Push request duration P95", "Duration of each push request, failures included."),
+]
+
+
+def metrics():
+    out = []
+    for i, (typ, expr, unit, zh_name, zh_note, en_name, en_note) in enumerate(METRICS):
+        out.append({
+            "id": i + 1,
+            "uuid": UUID_BASE + i + 1,
+            "collector": "ollama-tap",
+            "typ": typ,
+            "name": zh_name,
+            "unit": unit,
+            "note": zh_note,
+            "lang": "zh_CN",
+            "expression": expr,
+            "expression_type": "metric_name",
+            "metric_type": "",
+            "translation": [
+                {"lang": "zh_CN", "name": zh_name, "note": zh_note},
+                {"lang": "en_US", "name": en_name, "note": en_note},
+            ],
+            "created_at": 0,
+            "created_by": "",
+            "updated_at": 0,
+            "updated_by": "",
+        })
+    return out
+
+
+def main():
+    text = json.dumps(metrics(), ensure_ascii=False, indent=4) + "\n"
+    if sys.argv[1:] == ["--check"]:
+        if not OUT.exists() or OUT.read_text() != text:
+            print(f"{OUT.relative_to(ROOT)} is not what scripts/n9e_metrics.py writes: run it",
+                  file=sys.stderr)
+            sys.exit(1)
+        return
+    OUT.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
