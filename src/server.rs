@@ -188,13 +188,11 @@ async fn serve<S: PortService>(listener: TcpListener, service: S, mut stop: watc
 }
 
 /// One client connection, until it closes or (after `stop`) its current request is done.
-async fn connection<S>(
+async fn connection<S: PortService>(
     io: TokioIo<tokio::net::TcpStream>,
     service: S,
     mut stop: watch::Receiver<bool>,
-) where
-    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>,
-{
+) {
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {

@@ -3,9 +3,12 @@
 //! `alerts/ollama-tap.rules.test.yml`), every series they read is one the agent exports, and
 //! Nightingale's copy (`integrations/Ollama/alerts/ollama-tap.json`) is generated from them.
 
-use std::collections::BTreeSet;
+mod common;
+
 use std::path::Path;
 use std::process::Command;
+
+use common::docs::{readme_families, series_in};
 
 const RULES: &str = "alerts/ollama-tap.rules.yml";
 const RULE_TESTS: &str = "alerts/ollama-tap.rules.test.yml";
@@ -53,16 +56,22 @@ fn every_alert_fires_when_it_should_and_stays_silent_when_it_should_not() {
 
 #[test]
 fn the_rules_read_only_series_the_agent_exports() {
-    let readme = read("README.md");
-    let documented: BTreeSet<&str> = names(&readme).into_iter().collect();
-    let rules = read(RULES);
-    let used = names(&rules);
-    assert!(used.len() >= 8, "{used:?}");
-    for name in used {
-        let family = name.strip_suffix("_bucket").unwrap_or(name);
+    let exported = readme_families();
+    let used = series_in(&read(RULES));
+    let want = [
+        "ollama_request_duration_seconds",
+        "ollama_requests_failed",
+        "ollama_requests_total",
+        "ollama_tap_remote_write_samples_dropped_total",
+        "ollama_tap_remote_write_seconds_since_last_success",
+        "ollama_time_to_first_token_seconds",
+        "ollama_up",
+    ];
+    assert_eq!(used.iter().map(String::as_str).collect::<Vec<_>>(), want);
+    for family in used {
         assert!(
-            documented.contains(family),
-            "{RULES} reads {name}, which is not in README's metric tables"
+            exported.contains_key(&family),
+            "{RULES} reads {family}, which is not in README's metric tables"
         );
     }
 }
@@ -105,22 +114,4 @@ fn the_nightingale_rules_are_generated_from_the_prometheus_rules() {
 fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// Every `ollama_…` name in `text`.
-fn names(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("ollama_") {
-        let tail = &rest[at..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        let name = &tail[..end];
-        if !name.ends_with('_') && name != "ollama_url" {
-            out.push(name);
-        }
-        rest = &tail[end..];
-    }
-    out
 }

@@ -3,40 +3,17 @@
 //! (which tests/readme.rs holds equal to what the agent exports), in Chinese and English, and
 //! query nothing else.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+use common::docs::{readme_families, series_in};
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// The families of README's metric tables: rows that start with an `ollama_…` name.
-fn documented() -> BTreeSet<String> {
-    read("README.md")
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `ollama_"))
-        .filter_map(|rest| rest.split('`').next())
-        .map(|name| format!("ollama_{name}"))
-        .filter(|name| name != "ollama_url")
-        .collect()
-}
-
-/// The `ollama_…` series an expression reads, as family names (`_bucket` removed).
-fn families_in(expr: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut rest = expr;
-    while let Some(at) = rest.find("ollama_") {
-        let tail = &rest[at..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        let name = &tail[..end];
-        out.insert(name.strip_suffix("_bucket").unwrap_or(name).to_string());
-        rest = &tail[end..];
-    }
-    out
 }
 
 #[test]
@@ -55,14 +32,14 @@ fn the_metric_descriptions_are_generated_by_the_script() {
 
 #[test]
 fn every_exported_family_is_described_in_chinese_and_english_and_nothing_else_is() {
-    let all = documented();
+    let all: BTreeSet<String> = readme_families().into_keys().collect();
     assert!(all.len() >= 30, "{all:?}");
     let json: serde_json::Value =
         serde_json::from_str(&read("integrations/Ollama/metrics/ollama-tap.json")).unwrap();
     let mut described = BTreeSet::new();
     for m in json.as_array().expect("a JSON array") {
         let expr = m["expression"].as_str().unwrap();
-        let read_here = families_in(expr);
+        let read_here = series_in(expr);
         assert!(!read_here.is_empty(), "{expr}");
         for family in &read_here {
             assert!(

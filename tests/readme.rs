@@ -6,69 +6,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use common::docs::{readme_families, tables, ticked, README};
 use common::fake_ollama::FakeOllama;
 use common::receiver::{Receiver, Script};
 use common::{wait_metrics, ConfDir, InProcess, WAIT};
-
-const README: &str = include_str!("../README.md");
-
-/// The cells of a markdown table row, trimmed; `None` for a line that is not a row.
-fn cells(line: &str) -> Option<Vec<&str>> {
-    let inner = line.trim().strip_prefix('|')?.strip_suffix('|')?;
-    Some(inner.split('|').map(str::trim).collect())
-}
-
-/// Every markdown table of `text` under a `##`/`###` heading: (heading, header cells, rows).
-fn tables(text: &str) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
-    let mut out = Vec::new();
-    let mut heading = String::new();
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
-        if line.starts_with('#') {
-            heading = line.trim_start_matches('#').trim().to_string();
-            continue;
-        }
-        let Some(header) = cells(line) else { continue };
-        if !lines
-            .peek()
-            .is_some_and(|l| l.trim_start().starts_with("|---"))
-        {
-            continue;
-        }
-        lines.next();
-        let mut rows = Vec::new();
-        while let Some(row) = lines.peek().and_then(|l| cells(l)) {
-            rows.push(row.iter().map(|c| c.to_string()).collect());
-            lines.next();
-        }
-        let header = header.iter().map(|c| c.to_string()).collect();
-        out.push((heading.clone(), header, rows));
-    }
-    out
-}
-
-/// The backticked words of a cell (`` `a`, `b` `` → a, b).
-fn ticked(cell: &str) -> Vec<&str> {
-    cell.split('`').skip(1).step_by(2).collect()
-}
-
-/// Metric families the README's metric tables name, with the type a table states (if any).
-fn readme_families() -> BTreeMap<String, Option<String>> {
-    let mut out = BTreeMap::new();
-    for (_, header, rows) in tables(README) {
-        if header.first().map(String::as_str) != Some("name") {
-            continue;
-        }
-        let type_col = header.iter().position(|h| h == "type");
-        for row in rows {
-            for name in ticked(&row[0]) {
-                let ty = type_col.map(|i| row[i].clone());
-                out.insert(name.to_string(), ty);
-            }
-        }
-    }
-    out
-}
 
 /// `# TYPE` lines of an exposition: family → type.
 fn exported_families(text: &str) -> BTreeMap<String, String> {

@@ -69,9 +69,7 @@ impl Answer {
             self.pool.checkin(conn, cx);
         }
     }
-}
 
-impl Answer {
     /// One poll of the body, letting the connection read what has arrived when the body has
     /// nothing yet (the connection hands at most one frame to the body per poll).
     fn poll_once(

@@ -142,11 +142,11 @@ impl Upstream {
 
     /// The origin-form target for a request's path and query under `ollama_url`'s prefix.
     pub fn target_for(&self, path: Option<&PathAndQuery>) -> Uri {
-        let path = path.map_or("/", PathAndQuery::as_str);
         if self.prefix.is_empty() {
-            return Uri::from_maybe_shared(Bytes::copy_from_slice(path.as_bytes()))
-                .unwrap_or_else(|_| Uri::from_static("/"));
+            // The request's own path and query, shared, not copied or parsed again.
+            return path.map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
         }
+        let path = path.map_or("/", PathAndQuery::as_str);
         // `prefix` is a validated URI path and `path` a valid path: so is their join.
         Uri::try_from(format!("{}{}", self.prefix, path)).unwrap_or_else(|_| Uri::from_static("/"))
     }
@@ -258,29 +258,35 @@ impl Pool {
     /// polled first, so that a close by the backend that has already arrived is seen here and
     /// not as a failed request.
     fn checkout(&self, cx: &mut Context<'_>) -> Option<Conn> {
+        let now = Instant::now();
         loop {
             let (mut conn, since) = self.idle.lock().pop()?;
-            if since.elapsed() < POOL_IDLE_TIMEOUT
-                && Pin::new(&mut conn.conn).poll(cx).is_pending()
-                && conn.sender.is_ready()
-            {
+            if now.duration_since(since) < POOL_IDLE_TIMEOUT && conn.can_take_a_request(cx) {
                 return Some(conn);
             }
         }
     }
 
-    /// Takes a connection back after its answer ended: polled once so that it goes idle (or
-    /// is seen closed), then kept if it can take another request.
+    /// Takes a connection back after its answer ended, if it can take another request
+    /// (expired ones are left to [`sweep`]).
     pub(super) fn checkin(&self, mut conn: Conn, cx: &mut Context<'_>) {
-        if Pin::new(&mut conn.conn).poll(cx).is_ready() || !conn.sender.is_ready() {
+        if !conn.can_take_a_request(cx) {
             return;
         }
-        let now = Instant::now();
         let mut idle = self.idle.lock();
-        idle.retain(|(_, since)| now.duration_since(*since) < POOL_IDLE_TIMEOUT);
         if idle.len() < self.cap {
-            idle.push((conn, now));
+            idle.push((conn, Instant::now()));
         }
+    }
+}
+
+// === impl Conn ===
+
+impl Conn {
+    /// Polls the connection once (so that it goes idle, or a close that has arrived is seen)
+    /// and says whether a request can be sent on it now.
+    fn can_take_a_request(&mut self, cx: &mut Context<'_>) -> bool {
+        Pin::new(&mut self.conn).poll(cx).is_pending() && self.sender.is_ready()
     }
 }
 
@@ -296,9 +302,7 @@ async fn sweep(pool: std::sync::Weak<Pool>) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let now = Instant::now();
         pool.idle.lock().retain_mut(|(conn, since)| {
-            now.duration_since(*since) < POOL_IDLE_TIMEOUT
-                && Pin::new(&mut conn.conn).poll(&mut cx).is_pending()
-                && conn.sender.is_ready()
+            now.duration_since(*since) < POOL_IDLE_TIMEOUT && conn.can_take_a_request(&mut cx)
         });
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod docs;
 pub mod fake_ollama;
 pub mod raw;
 pub mod receiver;
