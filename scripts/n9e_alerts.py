@@ -8,6 +8,7 @@ source of truth, integrations/Ollama/alerts/ollama-tap.json is generated from it
 The format is n9e's built-in integration one (a JSON array; see ccfos/nightingale
 integrations/*/alerts/*.json): cate "prometheus", prod "metric", the PromQL in
 rule_config.queries[0].prom_ql with the threshold in it, severity 1 critical / 2 warning / 3 info.
+The host label is `ident` there (n9e_names.for_nightingale): n9e renames agent_hostname on receipt.
 Needs PyYAML.
 """
 import json
@@ -16,6 +17,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from n9e_names import for_nightingale
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "alerts" / "ollama-tap.rules.yml"
@@ -41,7 +44,7 @@ def n9e_rules(rules_text):
     out = []
     for group in groups:
         for i, rule in enumerate(group["rules"]):
-            annotations = rule.get("annotations", {})
+            annotations = {k: for_nightingale(v) for k, v in rule.get("annotations", {}).items()}
             out.append({
                 "cate": "prometheus",
                 "prod": "metric",
@@ -52,7 +55,7 @@ def n9e_rules(rules_text):
                 "prom_eval_interval": EVAL_SECONDS,
                 "rule_config": {
                     "queries": [{
-                        "prom_ql": rule["expr"].strip(),
+                        "prom_ql": for_nightingale(rule["expr"].strip()),
                         "severity": SEVERITY[rule["labels"]["severity"]],
                         "ref": "A",
                         "unit": "none",

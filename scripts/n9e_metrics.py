@@ -5,11 +5,15 @@ one per exported family, in Chinese and English, as n9e shows them beside a quer
     python3 scripts/n9e_metrics.py           # writes integrations/Ollama/metrics/ollama-tap.json
     python3 scripts/n9e_metrics.py --check   # exit 1 if the committed JSON is not what it would write
 
-tests/nightingale.rs checks that every family in README's metric tables is described here.
+tests/nightingale.rs checks that every family in README's metric tables is described here. The
+queries are written with agent_hostname and stored with ident, as n9e names the host
+(n9e_names.for_nightingale).
 """
 import json
 import sys
 from pathlib import Path
+
+from n9e_names import for_nightingale
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "integrations" / "Ollama" / "metrics" / "ollama-tap.json"
@@ -72,7 +76,7 @@ def metrics():
             "unit": unit,
             "note": zh_note,
             "lang": "zh_CN",
-            "expression": expr,
+            "expression": for_nightingale(expr),
             "expression_type": "metric_name",
             "metric_type": "",
             "translation": [

@@ -3,87 +3,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fake_ollama::FakeOllama;
-use common::{Binary, ConfDir, Metrics, Running};
-
-/// A Prometheus server with the remote-write receiver on a free port; killed on drop.
-struct Prometheus {
-    port: u16,
-    _proc: Running,
-    dir: PathBuf,
-}
-
-impl Prometheus {
-    async fn start() -> Prometheus {
-        let port = common::free_port();
-        let dir =
-            std::env::temp_dir().join(format!("ollama-tap-prom-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-        )
-        .unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "prometheus is installed (scripts/test.sh installs Debian's prometheus package)",
-            );
-        let prom = Prometheus {
-            port,
-            _proc: Running(child),
-            dir,
-        };
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::get(&ready)
-            .await
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        prom
-    }
-
-    /// The instant-query result vector for `query`.
-    async fn query(&self, query: &str) -> Vec<serde_json::Value> {
-        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
-        let text = reqwest::Client::new()
-            .get(url)
-            .query(&[("query", query)])
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::prometheus::Prometheus;
+use common::{Binary, ConfDir, Metrics};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promql_returns_the_pushed_values() {

@@ -64,7 +64,7 @@ pub fn readme_families() -> BTreeMap<String, Option<String>> {
 }
 
 /// The `ollama_…` series a PromQL text (or any text) reads, as family names: a histogram's
-/// `_bucket` series counts as its family.
+/// `_bucket`, `_sum` and `_count` series count as their family.
 pub fn series_in(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut rest = text;
@@ -74,7 +74,11 @@ pub fn series_in(text: &str) -> BTreeSet<String> {
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(tail.len());
         let name = &tail[..end];
-        out.insert(name.strip_suffix("_bucket").unwrap_or(name).to_string());
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        out.insert(family.to_string());
         rest = &tail[end..];
     }
     out

@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod docs;
 pub mod fake_ollama;
+pub mod prometheus;
 pub mod raw;
 pub mod receiver;
 
