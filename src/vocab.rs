@@ -115,6 +115,25 @@ pub enum FinishReason {
     Other,
 }
 
+// === impl Usage ===
+
+impl Usage {
+    /// The time the request spent inside Ollama that is neither loading, prompt evaluation nor
+    /// generation: `total_duration − load_duration − prompt_eval_duration − eval_duration`,
+    /// clamped at 0, when all four are reported (native generate and chat). Ollama takes
+    /// `load_duration` up to the moment the scheduler hands the request a runner, and the
+    /// runner's `Completion` then waits for one of its `OLLAMA_NUM_PARALLEL` slots before it
+    /// evaluates the prompt; so this is that slot wait, plus prompt templating and tokenizing
+    /// (about a millisecond).
+    pub fn queue_wait_ns(&self) -> Option<u64> {
+        let busy = self
+            .load_duration_ns?
+            .saturating_add(self.prompt_eval_duration_ns?)
+            .saturating_add(self.eval_duration_ns?);
+        Some(self.total_duration_ns?.saturating_sub(busy))
+    }
+}
+
 // === impl Endpoint ===
 
 impl Endpoint {

@@ -1,9 +1,10 @@
 //! Renders the store's figures into [`Family`]s: names, help texts, kinds and label sets.
 //!
 //! Label order in every series: `model`, `endpoint`, then `le` / `quantile` / `outcome` /
-//! `reason`. Per-endpoint series exist only for (model, endpoint) pairs that were recorded;
-//! time to first token, time per output token and tokens per second are left out for the
-//! embedding endpoints, which generate nothing.
+//! `reason`. Per-endpoint series exist only for (model, endpoint) pairs that were recorded,
+//! and a pair's histogram only once it has an observation; time to first token, time per
+//! output token, tokens per second and queue wait are never shown for the embedding
+//! endpoints, which generate nothing.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::snapshot::{Family, Kind, Labels};
 use crate::vocab::Endpoint;
 
 /// Number of families in a snapshot.
-pub const COUNT: usize = 23;
+pub const COUNT: usize = 24;
 
 /// A model's name and stats, as copied out of the map.
 type Models = [(Box<str>, Arc<ModelStats>)];
@@ -58,7 +59,7 @@ struct HistogramSpec {
     pick: fn(&EndpointStats) -> HistogramSnapshot,
 }
 
-const HISTOGRAMS: [HistogramSpec; 6] = [
+const HISTOGRAMS: [HistogramSpec; 7] = [
     HistogramSpec {
         name: "ollama_request_duration_seconds",
         help: "Request duration measured by the proxy from request arrival to last byte, \
@@ -104,6 +105,15 @@ const HISTOGRAMS: [HistogramSpec; 6] = [
             successful requests with at least 1 output token.",
         generating_only: true,
         pick: |e| e.tokens_per_second.snapshot(),
+    },
+    HistogramSpec {
+        name: "ollama_queue_wait_seconds",
+        help: "Time a request spent inside Ollama waiting for a parallel slot \
+            (OLLAMA_NUM_PARALLEL), seconds, by model and endpoint: total_duration - \
+            load_duration - prompt_eval_duration - eval_duration, clamped at 0, which is the \
+            slot wait plus prompt templating; successful requests that reported all four.",
+        generating_only: true,
+        pick: |e| e.queue_wait.snapshot(),
     },
 ];
 
@@ -188,7 +198,9 @@ pub fn original(models: &Models, window: usize, out: &mut Vec<Family>) {
     out.push(load);
 }
 
-/// The six per-endpoint histograms and three per-endpoint counters.
+/// The per-endpoint histograms and three per-endpoint counters. A (model, endpoint) histogram
+/// has series from its first observation on: a model used only without streaming has no
+/// time-to-first-token series, an embedding model no queue-wait series.
 pub fn per_endpoint(models: &Models, out: &mut Vec<Family>) {
     let pairs = || {
         models.iter().flat_map(|(m, s)| {
@@ -199,8 +211,12 @@ pub fn per_endpoint(models: &Models, out: &mut Vec<Family>) {
     for spec in &HISTOGRAMS {
         let mut f = Family::new(spec.name, spec.help, Kind::Histogram);
         for (m, e, stats) in pairs() {
-            if !spec.generating_only || e.generates() {
-                push_histogram(&mut f, &pair_labels(m, e), &(spec.pick)(stats));
+            if spec.generating_only && !e.generates() {
+                continue;
+            }
+            let snapshot = (spec.pick)(stats);
+            if snapshot.count > 0 {
+                push_histogram(&mut f, &pair_labels(m, e), &snapshot);
             }
         }
         out.push(f);

@@ -38,6 +38,13 @@ pub const TOKENS_PER_SECOND_BUCKETS: [f64; 16] = [
     1000.0,
 ];
 
+/// Time a request waited inside Ollama for a parallel slot, seconds: 5 ms … 5 min, in steps
+/// that tell apart a free slot (a few ms), one request ahead (a generation's length) and a
+/// backlog.
+pub const QUEUE_WAIT_BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
 /// `ollama_tap_proxy_overhead_seconds` (time in the proxy before the upstream call), seconds:
 /// 10 µs … 100 ms.
 pub const OVERHEAD_BUCKETS: [f64; 13] = [
@@ -269,5 +276,6 @@ mod tests {
         assert!(ascending(&TPOT_BUCKETS));
         assert!(ascending(&TOKENS_PER_SECOND_BUCKETS));
         assert!(ascending(&OVERHEAD_BUCKETS));
+        assert!(ascending(&QUEUE_WAIT_BUCKETS));
     }
 }

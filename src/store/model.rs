@@ -5,7 +5,7 @@
 //! endpoint slots of 16 bytes), the bytes of its name twice (the map's key, the stats' own
 //! copy), plus its two windows' rings (8 bytes per observation, allocated at the first
 //! observation: 2 × 8 KB at the default window of 1000). The [`EndpointStats`] of an endpoint
-//! (1344 bytes: six histograms of 16–21 atomics, 16 outcome slots, 7 finish reasons) is
+//! (1496 bytes: seven histograms of 16–21 atomics, 16 outcome slots, 7 finish reasons) is
 //! allocated the first time the model is recorded on that endpoint, which is also what makes
 //! its series appear. A model used on 2 endpoints: about 19 KB.
 
@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 use parking_lot::Mutex;
 
 use super::histogram::{
-    Histogram, DURATION_BUCKETS, MICROS, NANOS, TOKENS_PER_SECOND_BUCKETS, TPOT_BUCKETS,
-    TTFT_BUCKETS,
+    Histogram, DURATION_BUCKETS, MICROS, NANOS, QUEUE_WAIT_BUCKETS, TOKENS_PER_SECOND_BUCKETS,
+    TPOT_BUCKETS, TTFT_BUCKETS,
 };
 use super::window::Window;
 use crate::vocab::{Endpoint, FinishReason, Outcome, Record};
@@ -62,6 +62,7 @@ pub(super) struct EndpointStats {
     pub prompt_eval: Histogram<17>,
     pub load: Histogram<17>,
     pub tokens_per_second: Histogram<16>,
+    pub queue_wait: Histogram<15>,
     pub outcomes: OutcomeCounts,
     /// Indexed like [`FINISH_REASONS`].
     pub finish_reasons: [AtomicU64; FINISH_REASONS.len()],
@@ -142,6 +143,9 @@ impl ModelStats {
         if let Some(n) = u.cached_prompt_tokens {
             ep.cached_prompt_tokens.fetch_add(n, Relaxed);
         }
+        if let Some(ns) = u.queue_wait_ns() {
+            ep.queue_wait.observe(ns as f64 / 1e9);
+        }
         let completion = u.completion_tokens.unwrap_or(0);
         if let Some(ttft) = r.ttft {
             ep.ttft.observe_duration(ttft);
@@ -196,6 +200,7 @@ impl EndpointStats {
             prompt_eval: Histogram::new(&DURATION_BUCKETS, NANOS),
             load: Histogram::new(&DURATION_BUCKETS, NANOS),
             tokens_per_second: Histogram::new(&TOKENS_PER_SECOND_BUCKETS, MICROS),
+            queue_wait: Histogram::new(&QUEUE_WAIT_BUCKETS, NANOS),
             outcomes: OutcomeCounts::new(),
             finish_reasons: std::array::from_fn(|_| AtomicU64::new(0)),
             cached_prompt_tokens: AtomicU64::new(0),

@@ -1,6 +1,7 @@
 //! Tests of the per-(model, endpoint) histograms and counters.
 
 use super::*;
+use crate::store::histogram::QUEUE_WAIT_BUCKETS;
 use crate::vocab::FinishReason;
 
 /// The histogram of `name` for (`model`, `endpoint`): cumulative buckets (`+Inf` last), sum,
@@ -185,10 +186,8 @@ fn embedding_endpoints_have_no_generation_histograms() {
         assert_eq!(d.2, 1.0);
         let p = hist(&f, "ollama_prompt_eval_duration_seconds", "e", e).unwrap();
         assert_eq!((p.1, p.2), (0.02, 1.0));
-        assert_eq!(
-            hist(&f, "ollama_load_duration_seconds", "e", e).unwrap().2,
-            0.0
-        );
+        // never observed (no load_duration): no series
+        assert_eq!(hist(&f, "ollama_load_duration_seconds", "e", e), None);
     }
     assert_eq!(dump(&f, "ollama_tokens_generated_total"), ["{model=e} 0"]);
     assert_eq!(dump(&f, "ollama_prompt_tokens_total"), ["{model=e} 14"]);
@@ -321,11 +320,13 @@ fn series_only_for_recorded_pairs_by_model_then_endpoint() {
             "{model=b,endpoint=/api/chat,outcome=200} 1",
         ]
     );
-    let ttft = dump(&f, "ollama_time_to_first_token_seconds");
-    assert_eq!(ttft.len(), 3 * 22);
-    assert!(ttft[0].starts_with("_bucket{model=a,endpoint=/v1/messages,le=0.001} "));
-    assert!(ttft[22].starts_with("_bucket{model=b,endpoint=/api/generate,le=0.001} "));
-    assert_eq!(ttft[65], "_count{model=b,endpoint=/api/chat} 0");
+    let duration = dump(&f, "ollama_request_duration_seconds");
+    assert_eq!(duration.len(), 3 * 20);
+    assert!(duration[0].starts_with("_bucket{model=a,endpoint=/v1/messages,le=0.01} "));
+    assert!(duration[20].starts_with("_bucket{model=b,endpoint=/api/generate,le=0.01} "));
+    assert_eq!(duration[59], "_count{model=b,endpoint=/api/chat} 1");
+    // nothing streamed: no pair has a time-to-first-token series
+    assert!(dump(&f, "ollama_time_to_first_token_seconds").is_empty());
     assert_eq!(
         dump(&f, "ollama_requests_total"),
         ["{model=a} 1", "{model=b} 2"]
@@ -334,4 +335,54 @@ fn series_only_for_recorded_pairs_by_model_then_endpoint() {
         dump(&f, "ollama_requests_in_flight"),
         ["{model=a} 0", "{model=b} 0", "{model=other} 1"]
     );
+}
+
+// --- queue wait -------------------------------------------------------------------------------
+
+#[test]
+fn queue_wait_is_total_minus_load_prompt_and_eval_clamped_at_zero() {
+    let store = Store::new(10);
+    let with = |total: Option<u64>, load: Option<u64>| Record {
+        usage: Usage {
+            total_duration_ns: total,
+            load_duration_ns: load,
+            prompt_eval_duration_ns: Some(100_000_000),
+            eval_duration_ns: Some(200_000_000),
+            ..u(3, 4)
+        },
+        ..ok("m", 3, 4, 900)
+    };
+    // 0.7 s − 0.05 − 0.1 − 0.2 = 0.35 s waited for a slot
+    store.record(&with(Some(700_000_000), Some(50_000_000)));
+    // Ollama's figures may not add up (clock steps): never negative
+    store.record(&with(Some(300_000_000), Some(50_000_000)));
+    // not all four reported: no observation
+    store.record(&with(None, Some(50_000_000)));
+    store.record(&with(Some(700_000_000), None));
+    let f = store.snapshot();
+    let (buckets, sum, count) = hist(&f, "ollama_queue_wait_seconds", "m", Endpoint::Chat).unwrap();
+    assert_eq!(count, 2.0);
+    assert_eq!(sum, 0.35);
+    // 0 lands in le=0.005, 0.35 in le=0.5
+    let le = |b: f64| QUEUE_WAIT_BUCKETS.iter().position(|&x| x == b).unwrap();
+    assert_eq!(
+        (buckets[le(0.005)], buckets[le(0.25)], buckets[le(0.5)]),
+        (1.0, 1.0, 2.0)
+    );
+}
+
+#[test]
+fn queue_wait_of_a_failure_is_not_observed() {
+    let store = Store::new(10);
+    store.record(&Record {
+        usage: Usage {
+            total_duration_ns: Some(9),
+            load_duration_ns: Some(1),
+            prompt_eval_duration_ns: Some(1),
+            eval_duration_ns: Some(1),
+            ..Usage::default()
+        },
+        ..failed("m", Outcome::StreamError, 5)
+    });
+    assert!(dump(&store.snapshot(), "ollama_queue_wait_seconds").is_empty());
 }

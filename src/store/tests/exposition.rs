@@ -150,7 +150,7 @@ fn rendered_exposition_passes_self_check() {
                 prompt_tokens: Some(12),
                 completion_tokens: e.generates().then_some(40),
                 cached_prompt_tokens: Some(4),
-                total_duration_ns: None,
+                total_duration_ns: Some(ms * 11_100_000 + 2_000_000),
                 load_duration_ns: Some(ms * 1_000_000),
                 prompt_eval_duration_ns: Some(ms * 100_000),
                 eval_duration_ns: Some(ms * 10_000_000),
@@ -241,9 +241,10 @@ fn rendered_exposition_passes_self_check() {
     }
     assert_eq!(kinds.len(), crate::store::families::COUNT);
     // 13 (model, endpoint) pairs: qwen3:8b on all 9 endpoints, llama3:8b on the 4 odd ones.
-    // Three histograms for every pair, three more for the 9 generating pairs (6 + 3; the
-    // embedding endpoints have no ttft, tpot or tokens per second), and the overhead one.
-    assert_eq!(hists.len(), 3 * 13 + 3 * 9 + 1, "{:?}", hists.keys());
+    // A histogram has series once observed: request duration on all 13 pairs (the failures
+    // too), prompt eval and load on the 9 pairs with a success, ttft, tpot, tokens per second
+    // and queue wait on the 6 generating ones among those, and the overhead one.
+    assert_eq!(hists.len(), 13 + 2 * 9 + 4 * 6 + 1, "{:?}", hists.keys());
     for (key, (last, inf, count)) in hists {
         let (inf, count) = (inf.unwrap(), count.unwrap());
         assert_eq!(inf, count, "{key}");

@@ -314,7 +314,7 @@ pub(super) async fn pull(inner: &Arc<Inner>, body: &[u8]) -> Result<Resp, BoxErr
         error_line,
         early_error: (CT_JSON, native_err_body(PULL_ERROR)),
     };
-    start_stream(inner, frames, d).await
+    start_stream(inner, frames, d, None).await
 }
 
 /// `HEAD` / `POST /api/blobs/:digest`. The body is counted as it streams in, never kept. A POST

@@ -205,15 +205,26 @@ pub(super) trait Framing {
 
 /// Sends `a` as `g` asked (stream or not), framed by `f`, with the directives applied by the
 /// shared core (stream.rs). The token counts are credited to the stats as they go on the wire.
+///
+/// With [`super::FakeOllama::set_num_parallel`], the request first takes one of its model's
+/// slots, as Ollama's runner does in `Completion` after the scheduler handed it the runner
+/// (so after `load_duration` was taken): the wait is added to `total_duration` only, and the
+/// slot is held until the reply is sent or the stream task ends.
 pub(super) async fn run(
     inner: &Arc<Inner>,
     g: &Gen,
-    a: Answer,
+    mut a: Answer,
     f: &impl Framing,
 ) -> Result<Resp, BoxError> {
-    // A per-model slot model (`num_parallel`) would take a slot here, before anything is sent:
-    // the wait added to `a.metrics.total_duration`, and the slot held until the reply or the
-    // stream task ends.
+    let slot = if g.load_only {
+        None
+    } else {
+        inner.take_slot(&g.model).await
+    };
+    if let Some((_, waited)) = &slot {
+        a.metrics.total_duration += waited.as_nanos() as u64;
+    }
+    let slot = slot.map(|(permit, _)| permit);
     if !g.stream {
         if hold(inner, &a.d, a.tokens.len() as u64 + 1).await? == Whole::ModelError {
             let shape = g.api.shape();
@@ -222,8 +233,9 @@ pub(super) async fn run(
         let resp = f.whole(&a);
         let (pc, ec) = a.counts();
         inner.credit(pc, ec);
+        drop(slot);
         return Ok(resp);
     }
     let frames = f.stream(&a);
-    start_stream(inner, frames, a.d).await
+    start_stream(inner, frames, a.d, slot).await
 }

@@ -25,6 +25,13 @@
 //!
 //! K larger than the number of reply tokens means "after the last content line, before the done line".
 //!
+//! # Parallel slots
+//! [`FakeOllama::set_num_parallel`]`(n)` gives each model `n` slots, as `OLLAMA_NUM_PARALLEL`
+//! does: a generation request takes one before it answers and holds it until its reply is sent
+//! or its stream ends; beyond `n`, requests wait. As in Ollama (the runner's `Completion` takes
+//! the slot after the scheduler's `load_duration` is measured), the wait is in `total_duration`
+//! only. Every slot taken is recorded in [`FakeStats::slot_waits`].
+//!
 //! # Prompt tokens, reply and metrics
 //! * prompt tokens = whitespace-separated words of the prompt text once directives are removed
 //!   ([`prompt_tokens`]). For chat the prompt text is the message contents joined with `"\n"`
@@ -85,12 +92,12 @@ pub use gojson::rfc3339_nano;
 #[allow(unused_imports)]
 pub use http::FakeBody;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -98,7 +105,7 @@ use hyper::body::Incoming;
 use hyper::{header, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use http::{full, method_not_allowed, not_found, Resp, CT_TEXT};
@@ -129,6 +136,18 @@ pub struct FakeStats {
     pub disconnects: u64,
     /// Total request body bytes received.
     pub bodies_bytes: u64,
+    /// With [`FakeOllama::set_num_parallel`]: every slot taken, in the order taken.
+    pub slot_waits: Vec<SlotWait>,
+}
+
+/// One generation request's wait for a parallel slot of its model.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlotWait {
+    pub model: String,
+    /// From the request's arrival at the slot to taking it (added to `total_duration`).
+    pub waited: Duration,
+    /// When it took the slot, from the fake's start.
+    pub taken_at: Duration,
 }
 
 fn push_bounded(v: &mut Vec<String>, s: String) {
@@ -147,6 +166,11 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     /// Open (`true`) once [`FakeOllama::open_gate`] is called: `[[gate]]` streams end then.
     gate: watch::Sender<bool>,
+    /// Parallel slots per model (Ollama's `OLLAMA_NUM_PARALLEL`); 0 = unlimited.
+    num_parallel: AtomicUsize,
+    /// Each model's slots, made on its first request.
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    started: Instant,
 }
 
 impl Inner {
@@ -176,6 +200,39 @@ impl Inner {
             s.prompt_tokens_sent = s.prompt_tokens_sent.saturating_sub(p);
             s.eval_tokens_sent = s.eval_tokens_sent.saturating_sub(e);
         });
+    }
+
+    /// Takes one of `model`'s parallel slots, waiting while all are busy, and records the
+    /// wait; `None` (at once) when slots are unlimited.
+    async fn take_slot(&self, model: &str) -> Option<(OwnedSemaphorePermit, Duration)> {
+        let n = self.num_parallel.load(Ordering::Relaxed);
+        if n == 0 {
+            return None;
+        }
+        let key = if model.contains(':') {
+            model.to_owned()
+        } else {
+            format!("{model}:latest")
+        };
+        let sem = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(n)))
+                .clone()
+        };
+        let arrived = Instant::now();
+        let permit = sem.acquire_owned().await.ok()?;
+        let taken = Instant::now();
+        let waited = taken - arrived;
+        self.with_stats(|s| {
+            s.slot_waits.push(SlotWait {
+                model: key,
+                waited,
+                taken_at: taken - self.started,
+            })
+        });
+        Some((permit, waited))
     }
 
     fn next_id(&self) -> u64 {
@@ -216,6 +273,9 @@ impl FakeOllama {
             next_id: AtomicU64::new(0),
             shutdown: rx.clone(),
             gate: watch::channel(false).0,
+            num_parallel: AtomicUsize::new(0),
+            slots: Mutex::new(HashMap::new()),
+            started: Instant::now(),
         });
         let accept = tokio::spawn(accept_loop(listener, inner.clone(), rx));
         Ok(FakeOllama {
@@ -239,6 +299,19 @@ impl FakeOllama {
     /// Lets every `[[gate]]` stream (held before its done line) finish, now and from now on.
     pub fn open_gate(&self) {
         self.inner.gate.send_replace(true);
+    }
+
+    /// Gives every model `n` parallel slots from now on (Ollama's `OLLAMA_NUM_PARALLEL`; 0, the
+    /// default, is unlimited): a generation request beyond them waits for one, and that wait is
+    /// in its `total_duration` (not in `load_duration`), as in Ollama. Each wait is recorded in
+    /// [`FakeStats::slot_waits`].
+    pub fn set_num_parallel(&self, n: usize) {
+        self.inner.num_parallel.store(n, Ordering::Relaxed);
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Zeroes the stats.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::{header, Response, StatusCode};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::http::{full, BodyKind, FakeBody, Msg, Resp};
 use super::{wait_shutdown, BoxError, Directives, Inner};
@@ -32,19 +32,22 @@ pub(super) struct Frames {
 /// The client went away.
 struct Gone;
 
-/// Streams `frames` as the directives `d` say, from a task of its own. The response (headers
-/// included) is returned once the first line is ready, as Ollama sends nothing before it; an
-/// error before the first line becomes a whole error response.
+/// Streams `frames` as the directives `d` say, from a task of its own, which holds `slot` (a
+/// parallel slot of the model) until it ends. The response (headers included) is returned once
+/// the first line is ready, as Ollama sends nothing before it; an error before the first line
+/// becomes a whole error response.
 pub(super) async fn start_stream(
     inner: &Arc<Inner>,
     frames: Frames,
     d: Directives,
+    slot: Option<OwnedSemaphorePermit>,
 ) -> Result<Resp, BoxError> {
     let ct = frames.content_type;
     let (tx, mut rx) = mpsc::channel(1);
     let inner2 = inner.clone();
     let stop = inner.shutdown.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         let shut = tokio::select! {
             _ = wait_shutdown(stop) => true,
             r = drive(&inner2, &frames, &d, &tx) => {
