@@ -5,8 +5,9 @@
 #   bench/run.sh --smoke    # each case once for ~1 s with tiny sizes, debug build; checks only
 #                           # that every figure is a number (CI runs this from scripts/test.sh)
 #
-# Env: ROUNDS, DURATION (seconds per wrk run), PROFILE (release|debug; --smoke defaults to
-# debug, the build `cargo test` already made), SYSCALLS=0 to skip the perf syscall pass,
+# Env: ROUNDS, DURATION (seconds per wrk run), PROFILE (release|profiling|debug; --smoke
+# defaults to debug, the build `cargo test` already made; profiling is release with symbols,
+# for `perf record -p` on the agent while it runs), SYSCALLS=0 to skip the perf syscall pass,
 # KEEP=1 to keep the temp dir (logs, configs, raw results), CASES="A C" to run only those cases
 # (of A B C D E push; the table then shows "—" for the others).
 #
@@ -50,8 +51,9 @@ fi
 # --- build ---
 case "$PROFILE" in
   release) PROFILE_FLAG=(--release); PROFILE_DIR=release ;;
+  profiling) PROFILE_FLAG=(--profile profiling); PROFILE_DIR=profiling ;;
   debug) PROFILE_FLAG=(); PROFILE_DIR=debug ;;
-  *) echo "bench/run.sh: PROFILE is release or debug" >&2; exit 2 ;;
+  *) echo "bench/run.sh: PROFILE is release, profiling or debug" >&2; exit 2 ;;
 esac
 cargo build --locked --quiet "${PROFILE_FLAG[@]}" --bin ollama-tap --example bench_backend --example bench_push
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE_DIR

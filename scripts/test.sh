@@ -14,6 +14,14 @@ if ! command -v promtool >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# systemd-analyze (Debian's systemd package) verifies and scores the service unit in
+# tests/packaging.rs; it reads unit files and needs no running systemd.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "test.sh: installing Debian's systemd package for systemd-analyze" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+
 # nginx and wrk: bench/run.sh --smoke (below) runs the benchmark's cases once, tiny, through them.
 PATH=$PATH:/usr/sbin # where Debian puts nginx
 for tool in nginx wrk; do
