@@ -26,7 +26,8 @@ pub const FLUSH: Duration = Duration::from_secs(5);
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{file}: instances[{index}].{field} = {text:?}: cannot listen on {addr}: {source}")]
+    /// The OS error is the source: `main` prints the chain (`{:#}`) after this line.
+    #[error("{file}: instances[{index}].{field} = {text:?}: cannot listen on {addr}")]
     Bind {
         /// `proxy_listen_addr` or `metrics_listen_addr`.
         field: &'static str,

@@ -312,6 +312,9 @@ impl WriterState {
 async fn send_loop(state: Arc<WriterState>, client: Client, policy: RetryPolicy, batch: usize) {
     let mut backoff = Backoff::new(policy.min, policy.max, Jitter::Equal);
     let mut outage: Option<Outage> = None;
+    // Batches and samples rejected (4xx) since the last accepted one: the first rejection is
+    // logged, the rest only counted until a batch is accepted again.
+    let mut rejected: Option<(u64, u64)> = None;
     // The dropped counter at the last answer, to tell how much an outage cost.
     let mut dropped_mark = 0;
     let url = state.url.as_str();
@@ -349,14 +352,32 @@ async fn send_loop(state: Arc<WriterState>, client: Client, policy: RetryPolicy,
                 if reply.action == RetryAction::Success {
                     Stats::add(&state.stats.sent, samples);
                     state.stats.mark_success();
+                    if let Some((batches, samples)) = rejected.take() {
+                        tracing::info!(
+                            url = %url,
+                            batches,
+                            samples,
+                            "remote write accepted again after rejected batches"
+                        );
+                    }
                 } else {
                     Stats::add(&state.stats.failed, samples);
-                    tracing::warn!(
-                        url = %url,
-                        samples,
-                        "remote write batch rejected, dropped (not retried): {}",
-                        reply.detail
-                    );
+                    match &mut rejected {
+                        Some((b, n)) => {
+                            *b += 1;
+                            *n += samples as u64;
+                        }
+                        None => {
+                            tracing::warn!(
+                                url = %url,
+                                samples,
+                                "remote write batch rejected, dropped (not retried; further \
+                                 rejections are counted, not logged): {}",
+                                reply.detail
+                            );
+                            rejected = Some((1, samples as u64));
+                        }
+                    }
                 }
                 let dropped_now = state.stats.dropped.load(Ordering::Relaxed);
                 let dropped = dropped_now - std::mem::replace(&mut dropped_mark, dropped_now);

@@ -98,6 +98,8 @@ fn a_port_in_use_is_named_and_nothing_starts() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
+    // the OS's reason, once
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
 }
 
 /// The agent's workers share its port (`SO_REUSEPORT`), but a second agent may not: started on

@@ -312,3 +312,27 @@ async fn sigterm_delivers_the_final_counts() {
         20.0
     );
 }
+
+/// A receiver that rejects batch after batch (4xx: never retried) is one warning, not one per
+/// interval; the first batch accepted after them is one info line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_rejecting_every_batch_is_logged_once_and_its_recovery_once() {
+    let receiver = Receiver::start(Script::FailFirst { status: 400, n: 4 }).await;
+    let fake = FakeOllama::start().await;
+    let agent = Binary::start(conf(&receiver, &fake.url(), "", "", "127.0.0.1:0")).await;
+    // four rejected, then accepted ones
+    receiver.wait_for_requests(6, common::WAIT).await;
+    let logs = agent.logs();
+    let rejected: Vec<&str> = logs.lines().filter(|l| l.contains("rejected")).collect();
+    assert_eq!(rejected.len(), 2, "{logs}");
+    assert!(
+        rejected[0].contains("WARN") && rejected[0].contains("HTTP 400"),
+        "{logs}"
+    );
+    assert!(
+        rejected[1].contains("INFO")
+            && rejected[1].contains("accepted again")
+            && rejected[1].contains("batches=4"),
+        "{logs}"
+    );
+}
