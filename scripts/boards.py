@@ -126,6 +126,18 @@ PANELS = [
         panel("heatmap", "Request duration heatmap", "s",
               [(sel(f"sum by (le) (increase({DUR}_bucket{{HM}}[RI]))"), "{{le}}")], w=12, only="grafana"),
         ),
+    row("Saturation",
+        panel("timeseries", "Queue wait P95 per model", "s",
+              [(quantile(0.95, "ollama_queue_wait_seconds"), "{{model}}")], w=8,
+              note="The wait inside Ollama for one of its OLLAMA_NUM_PARALLEL slots: total_duration "
+                   "- load - prompt eval - eval (native generate and chat)."),
+        panel("timeseries", "Requests that waited over 1 s for a slot", "percentunit",
+              [(sel('1 - sum by (model) (rate(ollama_queue_wait_seconds_bucket{agent_hostname=~"$agent_hostname", '
+                    'model=~"$model", le="1"}[RI])) / sum by (model) (rate(ollama_queue_wait_seconds_count{HM}[RI]))'),
+                "{{model}}")], w=8),
+        panel("timeseries", "Requests in flight per model", "short",
+              [(sel("sum by (model) (ollama_requests_in_flight{HM})"), "{{model}}")], w=8),
+        ),
     row("Model usage",
         panel("barGauge", "Requests per model in range", "short",
               [(sel(f"sum by (model) (increase({REQ}{{HM}}[RANGE]))"), "{{model}}")], w=8),

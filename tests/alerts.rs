@@ -32,7 +32,7 @@ fn promtool(args: &[&str]) -> (i32, String) {
 fn the_rules_are_valid_prometheus_rules() {
     let (code, report) = promtool(&["check", "rules", RULES]);
     assert_eq!(code, 0, "{report}");
-    assert!(report.contains("SUCCESS: 8 rules found"), "{report}");
+    assert!(report.contains("SUCCESS: 9 rules found"), "{report}");
 }
 
 #[test]
@@ -59,6 +59,7 @@ fn the_rules_read_only_series_the_agent_exports() {
     let exported = readme_families();
     let used = series_in(&read(RULES));
     let want = [
+        "ollama_queue_wait_seconds",
         "ollama_request_duration_seconds",
         "ollama_requests_failed",
         "ollama_requests_total",
