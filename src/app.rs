@@ -63,7 +63,10 @@ impl InstanceState {
     pub fn new(config: Instance, labeler: Labeler, agent_metrics: Arc<AgentMetrics>) -> Self {
         let proxy = Proxy {
             upstream: Upstream::new(&config.ollama_url, config.timeout),
-            store: Arc::new(Store::with_max_models(DEFAULT_WINDOW, config.max_models)),
+            store: Arc::new(
+                Store::with_max_models(DEFAULT_WINDOW, config.max_models)
+                    .with_otel(config.otel_semconv),
+            ),
             options: Options {
                 include_usage: config.include_usage,
                 passive: config.passive,

@@ -134,6 +134,8 @@ pub struct Instance {
     pub max_models: usize,
     pub passive: bool,
     pub include_usage: bool,
+    /// Also export the OpenTelemetry GenAI names (`gen_ai_*`).
+    pub otel_semconv: bool,
     /// None = metrics are served on the proxy port.
     pub metrics_listen_addr: Option<SocketAddr>,
     /// "" = none. With a token and/or a basic-auth user, `/metrics` and `/health` accept

@@ -25,6 +25,7 @@
 mod families;
 pub mod histogram;
 mod model;
+mod otel;
 pub mod window;
 
 use std::collections::HashMap;
@@ -58,6 +59,8 @@ pub struct Store {
     version: RwLock<Option<Box<str>>>,
     /// Sorted by name, names unique.
     loaded: Mutex<Vec<LoadedModel>>,
+    /// Also export the OpenTelemetry GenAI names (`otel_semconv`).
+    otel: bool,
 }
 
 /// A model Ollama has loaded (`/api/ps`).
@@ -105,7 +108,15 @@ impl Store {
             overhead: Histogram::new(&OVERHEAD_BUCKETS, NANOS),
             version: RwLock::new(None),
             loaded: Mutex::new(Vec::new()),
+            otel: false,
         }
+    }
+
+    /// This store, also exporting the OpenTelemetry GenAI names (`otel_semconv = true`):
+    /// from the same records, with no second measurement (see `store/otel.rs`).
+    pub fn with_otel(mut self, otel: bool) -> Self {
+        self.otel = otel;
+        self
     }
 
     /// Accounts one finished request (see the module docs for what counts where).
@@ -114,7 +125,7 @@ impl Store {
     /// an answer other than 404, while fewer than `max_models` have one; otherwise it is
     /// counted under [`OTHER_MODEL`]. Every request is counted somewhere.
     pub fn record(&self, r: &Record<'_>) {
-        self.admit(r.model, r.outcome).record(r);
+        self.admit(r.model, r.outcome).record(r, self.otel);
     }
 
     /// A request of `model` starts: in-flight gauge +1 now, −1 when the guard drops (or is
@@ -140,7 +151,7 @@ impl Store {
     /// the record carries that label) they take the record directly, without a lookup.
     pub fn finish(&self, begun: InFlight, r: &Record<'_>) {
         if begun.counts_as(r.model) {
-            begun.stats.record(r);
+            begun.stats.record(r, self.otel);
         } else {
             self.record(r);
         }
@@ -219,7 +230,7 @@ impl Store {
         let version = self.version.read().clone();
         let loaded = self.loaded.lock().clone();
 
-        let mut out = Vec::with_capacity(families::COUNT);
+        let mut out = Vec::with_capacity(families::COUNT + otel::COUNT);
         out.push(families::up(self.up.load(Relaxed)));
         families::original(&models, self.window, &mut out);
         families::per_endpoint(&models, &mut out);
@@ -227,6 +238,9 @@ impl Store {
         out.push(families::backend_info(version.as_deref()));
         families::loaded(&loaded, &mut out);
         out.push(families::overhead(&self.overhead.snapshot()));
+        if self.otel {
+            otel::families(&models, &mut out);
+        }
         out
     }
 

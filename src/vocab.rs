@@ -200,6 +200,20 @@ impl Endpoint {
     }
 
     /// Whether answers carry generated tokens (not an embedding endpoint).
+    /// OpenTelemetry's `gen_ai.operation.name` of the endpoint: `chat` (chat, OpenAI chat
+    /// and responses, Anthropic messages), `text_completion` (generate, OpenAI completions)
+    /// or `embeddings`.
+    pub fn otel_operation(self) -> &'static str {
+        match self {
+            Endpoint::Chat
+            | Endpoint::OpenAiChat
+            | Endpoint::OpenAiResponses
+            | Endpoint::AnthropicMessages => "chat",
+            Endpoint::Generate | Endpoint::OpenAiCompletions => "text_completion",
+            Endpoint::Embed | Endpoint::Embeddings | Endpoint::OpenAiEmbeddings => "embeddings",
+        }
+    }
+
     pub fn generates(self) -> bool {
         !matches!(
             self,

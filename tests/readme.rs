@@ -47,7 +47,9 @@ async fn metrics_after_a_traffic_mix() -> String {
             receiver.url()
         ),
         &format!(
-            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n",
+            // every opt-in family on, so that the tables are checked against all of them
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n\
+             otel_semconv = true\n",
             fake.url()
         ),
     ))

@@ -232,6 +232,9 @@ pub struct RawInstance {
     /// remove the extra usage chunk from the answer.
     #[serde(default)]
     pub include_usage: bool,
+    /// Also export the OpenTelemetry GenAI semantic-convention metrics (`gen_ai_*`).
+    #[serde(default)]
+    pub otel_semconv: bool,
     /// Separate listen address for `/metrics` and `/health`; "" = served on the proxy port.
     #[serde(default)]
     pub metrics_listen_addr: String,
@@ -307,6 +310,7 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "max_models",
     "passive",
     "include_usage",
+    "otel_semconv",
     "metrics_listen_addr",
     "metrics_bearer_token",
     "metrics_basic_auth_user",

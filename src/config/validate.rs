@@ -167,6 +167,7 @@ pub(super) fn instance(path: &Path, i: usize, raw: RawInstance) -> Result<Instan
         max_models: raw.max_models,
         passive: raw.passive,
         include_usage: raw.include_usage,
+        otel_semconv: raw.otel_semconv,
         metrics_listen_addr,
         metrics_bearer_token: raw.metrics_bearer_token,
         metrics_basic_auth_user: raw.metrics_basic_auth_user,

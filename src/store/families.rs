@@ -66,7 +66,7 @@ const HISTOGRAMS: [HistogramSpec; 7] = [
             seconds, by model and endpoint; successful and failed requests (errors \
             included), load-only requests excluded.",
         generating_only: false,
-        pick: |e| e.request_duration.snapshot(),
+        pick: |e| e.request_duration(),
     },
     HistogramSpec {
         name: "ollama_time_to_first_token_seconds",
@@ -345,7 +345,7 @@ fn pair_labels(model: &str, endpoint: Endpoint) -> Labels {
 
 /// Appends one histogram: a cumulative `_bucket` per bound, `le="+Inf"` (= count), `_sum`
 /// and `_count`, each with `base` labels.
-fn push_histogram(family: &mut Family, base: &Labels, s: &HistogramSnapshot) {
+pub(super) fn push_histogram(family: &mut Family, base: &Labels, s: &HistogramSnapshot) {
     let bucket = |le: String| {
         let mut labels = base.clone();
         labels.push(("le".to_owned(), le));

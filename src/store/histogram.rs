@@ -38,6 +38,16 @@ pub const TOKENS_PER_SECOND_BUCKETS: [f64; 16] = [
     1000.0,
 ];
 
+/// Tokens per request, the OpenTelemetry GenAI `gen_ai.client.token.usage` boundaries
+/// (1, 4, 16, … 4^13).
+pub const TOKEN_BUCKETS: [f64; 14] = [
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+
+/// Sum units per 1.0 for histograms of whole counts (tokens).
+pub const UNITS: f64 = 1.0;
+
 /// Time a request waited inside Ollama for a parallel slot, seconds: 5 ms … 5 min, in steps
 /// that tell apart a free slot (a few ms), one request ahead (a generation's length) and a
 /// backlog.
@@ -100,6 +110,42 @@ pub fn le_label(v: f64) -> String {
     }
     let sign = if exp < 0 { '-' } else { '+' };
     format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
+}
+
+// === impl HistogramSnapshot ===
+
+impl HistogramSnapshot {
+    /// An empty snapshot over `bounds`.
+    pub fn empty(bounds: &'static [f64]) -> Self {
+        HistogramSnapshot {
+            bounds,
+            cumulative: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    /// Adds `other` (a histogram over the same bounds) into this one.
+    pub fn add(&mut self, other: &HistogramSnapshot) {
+        debug_assert_eq!(self.bounds, other.bounds);
+        for (a, b) in self.cumulative.iter_mut().zip(&other.cumulative) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+
+    /// The same figures over the first `n` bounds only: exact, because buckets are
+    /// cumulative (the observations above bound `n − 1` stay in `+Inf`).
+    pub fn first_bounds(&self, n: usize) -> HistogramSnapshot {
+        let n = n.min(self.bounds.len());
+        HistogramSnapshot {
+            bounds: &self.bounds[..n],
+            cumulative: self.cumulative[..n].to_vec(),
+            count: self.count,
+            sum: self.sum,
+        }
+    }
 }
 
 // === impl Histogram ===
@@ -179,6 +225,28 @@ mod tests {
         assert_eq!(s.count, 9);
         assert_eq!(s.sum, 119.5);
         assert_eq!(s.bounds, &[1.0, 2.0, 5.0]);
+    }
+
+    #[test]
+    fn snapshots_add_up_and_cut_to_their_first_bounds() {
+        let a = Histogram::new(&[1.0, 2.0, 5.0], UNITS);
+        let b = Histogram::new(&[1.0, 2.0, 5.0], UNITS);
+        for v in [1.0, 3.0, 9.0] {
+            a.observe(v);
+        }
+        b.observe(2.0);
+        let mut s = a.snapshot();
+        s.add(&b.snapshot());
+        assert_eq!(
+            (s.cumulative.clone(), s.count, s.sum),
+            (vec![1, 2, 3], 4, 15.0)
+        );
+        let cut = s.first_bounds(2);
+        assert_eq!(cut.bounds, &[1.0, 2.0]);
+        assert_eq!((cut.cumulative, cut.count, cut.sum), (vec![1, 2], 4, 15.0));
+        let mut e = HistogramSnapshot::empty(&[1.0, 2.0, 5.0]);
+        e.add(&s);
+        assert_eq!(e, s);
     }
 
     #[test]
@@ -277,5 +345,6 @@ mod tests {
         assert!(ascending(&TOKENS_PER_SECOND_BUCKETS));
         assert!(ascending(&OVERHEAD_BUCKETS));
         assert!(ascending(&QUEUE_WAIT_BUCKETS));
+        assert!(ascending(&TOKEN_BUCKETS));
     }
 }

@@ -5,7 +5,8 @@
 //! endpoint slots of 16 bytes), the bytes of its name twice (the map's key, the stats' own
 //! copy), plus its two windows' rings (8 bytes per observation, allocated at the first
 //! observation: 2 × 8 KB at the default window of 1000). The [`EndpointStats`] of an endpoint
-//! (1496 bytes: seven histograms of 16–21 atomics, 16 outcome slots, 7 finish reasons) is
+//! (1816 bytes: nine histograms of 16–21 atomics, 16 outcome slots, 7 finish reasons, the
+//! failures' duration histograms by outcome, 168 bytes each, made at the first of each) is
 //! allocated the first time the model is recorded on that endpoint, which is also what makes
 //! its series appear. A model used on 2 endpoints: about 19 KB.
 
@@ -15,8 +16,8 @@ use std::sync::OnceLock;
 use parking_lot::Mutex;
 
 use super::histogram::{
-    Histogram, DURATION_BUCKETS, MICROS, NANOS, QUEUE_WAIT_BUCKETS, TOKENS_PER_SECOND_BUCKETS,
-    TPOT_BUCKETS, TTFT_BUCKETS,
+    Histogram, HistogramSnapshot, DURATION_BUCKETS, MICROS, NANOS, QUEUE_WAIT_BUCKETS,
+    TOKENS_PER_SECOND_BUCKETS, TOKEN_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS, UNITS,
 };
 use super::window::Window;
 use crate::vocab::{Endpoint, FinishReason, Outcome, Record};
@@ -56,13 +57,23 @@ pub(super) struct ModelStats {
 /// Histograms and counters of one (model, endpoint) pair.
 #[derive(Debug)]
 pub(super) struct EndpointStats {
-    pub request_duration: Histogram<17>,
+    /// Request duration of the successful requests; [`Self::request_duration`] adds the
+    /// failures' to it.
+    pub ok_duration: Histogram<17>,
+    /// Request duration of the failed requests, by how they failed (OpenTelemetry's
+    /// `error.type`); allocated at a pair's first failure of that kind, found under a lock
+    /// taken only by failures.
+    pub failed_duration: Mutex<Vec<(Outcome, Box<Histogram<17>>)>>,
     pub ttft: Histogram<19>,
     pub tpot: Histogram<14>,
     pub prompt_eval: Histogram<17>,
     pub load: Histogram<17>,
     pub tokens_per_second: Histogram<16>,
     pub queue_wait: Histogram<15>,
+    /// Prompt and output tokens per successful request, for `gen_ai_client_token_usage`;
+    /// observed only on a store with the OpenTelemetry names on.
+    pub input_tokens: Histogram<14>,
+    pub output_tokens: Histogram<14>,
     pub outcomes: OutcomeCounts,
     /// Indexed like [`FINISH_REASONS`].
     pub finish_reasons: [AtomicU64; FINISH_REASONS.len()],
@@ -96,8 +107,9 @@ impl ModelStats {
         }
     }
 
-    /// Accounts one finished request (see the crate's `Store::record` for what counts where).
-    pub fn record(&self, r: &Record<'_>) {
+    /// Accounts one finished request (see the crate's `Store::record` for what counts where);
+    /// `otel`: the store exports the OpenTelemetry names, which need the token histograms.
+    pub fn record(&self, r: &Record<'_>, otel: bool) {
         let success = r.outcome.is_success();
         let measured = success && !r.load_only;
         let u = &r.usage;
@@ -127,7 +139,11 @@ impl ModelStats {
             ep.finish_reasons[finish_index(reason)].fetch_add(1, Relaxed);
         }
         if !r.load_only {
-            ep.request_duration.observe_duration(r.duration);
+            if success {
+                ep.ok_duration.observe_duration(r.duration);
+            } else {
+                ep.observe_failed(r.outcome, r.duration);
+            }
         }
         if success {
             if let Some(ns) = u.load_duration_ns {
@@ -147,6 +163,14 @@ impl ModelStats {
             ep.queue_wait.observe(ns as f64 / 1e9);
         }
         let completion = u.completion_tokens.unwrap_or(0);
+        if otel {
+            if let Some(n) = u.prompt_tokens {
+                ep.input_tokens.observe(n as f64);
+            }
+            if let Some(n) = u.completion_tokens {
+                ep.output_tokens.observe(n as f64);
+            }
+        }
         if let Some(ttft) = r.ttft {
             ep.ttft.observe_duration(ttft);
             if completion >= 2 {
@@ -194,16 +218,52 @@ fn finish_index(reason: FinishReason) -> usize {
 impl EndpointStats {
     fn new() -> Self {
         EndpointStats {
-            request_duration: Histogram::new(&DURATION_BUCKETS, NANOS),
+            ok_duration: Histogram::new(&DURATION_BUCKETS, NANOS),
+            failed_duration: Mutex::new(Vec::new()),
             ttft: Histogram::new(&TTFT_BUCKETS, NANOS),
             tpot: Histogram::new(&TPOT_BUCKETS, NANOS),
             prompt_eval: Histogram::new(&DURATION_BUCKETS, NANOS),
             load: Histogram::new(&DURATION_BUCKETS, NANOS),
             tokens_per_second: Histogram::new(&TOKENS_PER_SECOND_BUCKETS, MICROS),
             queue_wait: Histogram::new(&QUEUE_WAIT_BUCKETS, NANOS),
+            input_tokens: Histogram::new(&TOKEN_BUCKETS, UNITS),
+            output_tokens: Histogram::new(&TOKEN_BUCKETS, UNITS),
             outcomes: OutcomeCounts::new(),
             finish_reasons: std::array::from_fn(|_| AtomicU64::new(0)),
             cached_prompt_tokens: AtomicU64::new(0),
+        }
+    }
+
+    /// Every request's duration, successes and failures alike (`ollama_request_duration_seconds`).
+    pub fn request_duration(&self) -> HistogramSnapshot {
+        let mut all = self.ok_duration.snapshot();
+        for (_, h) in self.failed_duration.lock().iter() {
+            all.add(&h.snapshot());
+        }
+        all
+    }
+
+    /// The failed requests' durations by outcome, in outcome order.
+    pub fn failed_durations(&self) -> Vec<(Outcome, HistogramSnapshot)> {
+        let mut out: Vec<_> = self
+            .failed_duration
+            .lock()
+            .iter()
+            .map(|(o, h)| (*o, h.snapshot()))
+            .collect();
+        out.sort_by_key(|(o, _)| o.key());
+        out
+    }
+
+    fn observe_failed(&self, outcome: Outcome, d: std::time::Duration) {
+        let mut failed = self.failed_duration.lock();
+        match failed.iter().find(|(o, _)| *o == outcome) {
+            Some((_, h)) => h.observe_duration(d),
+            None => {
+                let h = Box::new(Histogram::new(&DURATION_BUCKETS, NANOS));
+                h.observe_duration(d);
+                failed.push((outcome, h));
+            }
         }
     }
 }
@@ -334,6 +394,6 @@ mod tests {
         let got: Vec<_> = m.recorded_endpoints().map(|(e, _)| e).collect();
         assert_eq!(got, [Endpoint::Chat, Endpoint::OpenAiEmbeddings]);
         let size = std::mem::size_of::<EndpointStats>();
-        assert!(size < 1536, "{size}");
+        assert!(size < 2048, "{size}");
     }
 }

@@ -8,6 +8,7 @@ use std::thread;
 mod endpoint;
 mod exposition;
 mod in_flight;
+mod otel;
 
 fn u(prompt: u64, eval: u64) -> Usage {
     Usage {

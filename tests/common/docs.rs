@@ -63,12 +63,14 @@ pub fn readme_families() -> BTreeMap<String, Option<String>> {
     out
 }
 
-/// The `ollama_…` series a PromQL text (or any text) reads, as family names: a histogram's
-/// `_bucket`, `_sum` and `_count` series count as their family.
+/// The `ollama_…` and `gen_ai_client_…` / `gen_ai_server_…` series a PromQL text (or any
+/// text) reads, as family names (`gen_ai_request_model` and the other `gen_ai_` labels are not
+/// families): `_bucket`, `_sum` and `_count` series count as their family.
 pub fn series_in(text: &str) -> BTreeSet<String> {
+    const PREFIXES: [&str; 3] = ["ollama_", "gen_ai_client_", "gen_ai_server_"];
     let mut out = BTreeSet::new();
     let mut rest = text;
-    while let Some(at) = rest.find("ollama_") {
+    while let Some(at) = PREFIXES.iter().filter_map(|p| rest.find(p)).min() {
         let tail = &rest[at..];
         let end = tail
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
