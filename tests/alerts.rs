@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::docs::{readme_families, series_in};
+use common::docs::{assert_generated_by, read, readme_families, series_in};
 
 const RULES: &str = "alerts/ollama-tap.rules.yml";
 const RULE_TESTS: &str = "alerts/ollama-tap.rules.test.yml";
@@ -79,17 +78,7 @@ fn the_rules_read_only_series_the_agent_exports() {
 
 #[test]
 fn the_nightingale_rules_are_generated_from_the_prometheus_rules() {
-    let out = Command::new("python3")
-        .args(["scripts/n9e_alerts.py", "--check"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("python3 runs (scripts/test.sh installs PyYAML)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_generated_by("n9e_alerts.py");
     // and the JSON is n9e's shape: one prometheus rule per alert, the same PromQL
     let n9e: serde_json::Value =
         serde_json::from_str(&read("integrations/Ollama/alerts/ollama-tap.json")).unwrap();
@@ -116,9 +105,4 @@ fn the_nightingale_rules_are_generated_from_the_prometheus_rules() {
         );
         assert!([1, 2, 3].contains(&query["severity"].as_i64().unwrap()));
     }
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
 }

@@ -8,10 +8,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 
-use common::docs::{readme_families, series_in};
+use common::docs::{assert_generated_by, read, readme_families, series_in};
 use common::fake_ollama::FakeOllama;
 use common::prometheus::Prometheus;
 use common::{Binary, ConfDir};
@@ -22,11 +21,6 @@ const N9E: &str = "integrations/Ollama/dashboards/ollama-tap.json";
 const N9E_ALERTS: &str = "integrations/Ollama/alerts/ollama-tap.json";
 const N9E_METRICS: &str = "integrations/Ollama/metrics/ollama-tap.json";
 const RULES: &str = "alerts/ollama-tap.rules.yml";
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 fn json(path: &str) -> Value {
     serde_json::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -433,16 +427,7 @@ async fn a_fleet_of_three_agents_gives_one_fleet_wide_p95_and_one_series_per_hos
 
 #[test]
 fn the_boards_are_what_scripts_boards_py_writes() {
-    let out = Command::new("python3")
-        .args(["scripts/boards.py", "--check"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_generated_by("boards.py");
 }
 
 #[test]

@@ -6,28 +6,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 
-use common::docs::{readme_families, series_in};
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+use common::docs::{assert_generated_by, read, readme_families, series_in};
 
 #[test]
 fn the_metric_descriptions_are_generated_by_the_script() {
-    let out = Command::new("python3")
-        .args(["scripts/n9e_metrics.py", "--check"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_generated_by("n9e_metrics.py");
 }
 
 #[test]

@@ -2,8 +2,32 @@
 //! exported families, tests/readme.rs holds that), and the series a PromQL text reads.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
 
 pub const README: &str = include_str!("../../README.md");
+
+/// A file of the repository, by its path from the root.
+pub fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Fails unless `python3 scripts/<script> --check` passes: the committed files are what the
+/// generator writes (PyYAML and the rest are installed by scripts/test.sh).
+pub fn assert_generated_by(script: &str) {
+    let out = Command::new("python3")
+        .args([&format!("scripts/{script}"), "--check"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// The cells of a markdown table row, trimmed; `None` for a line that is not a row.
 fn cells(line: &str) -> Option<Vec<&str>> {
