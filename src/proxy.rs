@@ -81,7 +81,7 @@ impl Proxy {
                 let mut meter = Meter::new(self.store.clone(), endpoint, start);
                 let rewrite = self.options.include_usage && endpoint == Endpoint::OpenAiChat;
                 let zstd = request::is_zstd(&parts.headers);
-                let Ok(mut peeked) = Peeked::read(body, zstd, rewrite).await else {
+                let Ok(mut peeked) = Peeked::read(body, zstd, rewrite, false).await else {
                     // The client's body broke off: nobody is left to answer; the meter
                     // records the request as aborted when it drops.
                     return error(StatusCode::BAD_REQUEST, BODY_BROKE_OFF);
