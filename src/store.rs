@@ -21,7 +21,11 @@
 //! | `ollama_request_duration_seconds` | not load-only: successes **and failures** (e2e latency, errors included) |
 //! | `ollama_load_duration_seconds` | success with `load_duration`, load-only too (a load is a load) |
 //! | tokens, response/load summaries, prompt eval, cached tokens, TTFT, TPOT, tokens/s | success and not load-only |
+//!
+//! With client attribution on ([`Store::count_clients`]), each record is also counted per
+//! (client, model) under the same model label, in families of their own (`store/clients.rs`).
 
+mod clients;
 mod families;
 pub mod histogram;
 mod model;
@@ -37,6 +41,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::DEFAULT_MAX_MODELS;
 use crate::snapshot::Family;
 use crate::vocab::{Outcome, Record, OTHER_MODEL};
+use clients::ClientStats;
 use histogram::{Histogram, NANOS, OVERHEAD_BUCKETS};
 use model::ModelStats;
 
@@ -58,6 +63,9 @@ pub struct Store {
     version: RwLock<Option<Box<str>>>,
     /// Sorted by name, names unique.
     loaded: Mutex<Vec<LoadedModel>>,
+    /// Per-(client, model) counters; `None` (nothing counted, nothing exported) unless client
+    /// attribution is on.
+    clients: Option<ClientStats>,
 }
 
 /// A model Ollama has loaded (`/api/ps`).
@@ -105,7 +113,15 @@ impl Store {
             overhead: Histogram::new(&OVERHEAD_BUCKETS, NANOS),
             version: RwLock::new(None),
             loaded: Mutex::new(Vec::new()),
+            clients: None,
         }
+    }
+
+    /// The store, also counting requests per (client, model), with at most `max_clients`
+    /// client labels besides `unknown` and `other`.
+    pub fn count_clients(mut self, max_clients: usize) -> Self {
+        self.clients = Some(ClientStats::new(max_clients));
+        self
     }
 
     /// Accounts one finished request (see the module docs for what counts where).
@@ -114,7 +130,9 @@ impl Store {
     /// an answer other than 404, while fewer than `max_models` have one; otherwise it is
     /// counted under [`OTHER_MODEL`]. Every request is counted somewhere.
     pub fn record(&self, r: &Record<'_>) {
-        self.admit(r.model, r.outcome).record(r);
+        let stats = self.admit(r.model, r.outcome);
+        stats.record(r);
+        self.record_client(&stats.name, r);
     }
 
     /// A request of `model` starts: in-flight gauge +1 now, −1 when the guard drops (or is
@@ -141,10 +159,19 @@ impl Store {
     pub fn finish(&self, begun: InFlight, r: &Record<'_>) {
         if begun.counts_as(r.model) {
             begun.stats.record(r);
+            self.record_client(&begun.stats.name, r);
         } else {
             self.record(r);
         }
         drop(begun);
+    }
+
+    /// Counts `r` per client under `model`, the label it was counted under, when client
+    /// attribution is on.
+    fn record_client(&self, model: &str, r: &Record<'_>) {
+        if let Some(clients) = &self.clients {
+            clients.record(model, r);
+        }
     }
 
     /// The stats a record of `model` goes to (see [`Store::record`]).
@@ -227,6 +254,9 @@ impl Store {
         out.push(families::backend_info(version.as_deref()));
         families::loaded(&loaded, &mut out);
         out.push(families::overhead(&self.overhead.snapshot()));
+        if let Some(clients) = &self.clients {
+            clients.families(&mut out);
+        }
         out
     }
 

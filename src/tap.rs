@@ -134,6 +134,7 @@ impl Meter {
             finish_reason: r.finish_reason,
             duration: self.start.elapsed(),
             ttft: if succeeded { ttft } else { None },
+            client: None,
         };
         match self.in_flight.take() {
             Some(begun) => self.store.finish(begun, &record),
