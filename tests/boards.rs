@@ -195,7 +195,8 @@ async fn agent(prom: &Prometheus, host: &str, ident: bool) -> (FakeOllama, Binar
         ),
         &format!(
             "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n\
-             timeout = \"10s\"\nmax_models = 2\n[instances.labels]\nservice = \"ollama\"\n",
+             timeout = \"10s\"\nmax_models = 2\nclient_headers = [\"X-User\"]\n\
+             [instances.labels]\nservice = \"ollama\"\n",
             fake.url()
         ),
     );

@@ -47,7 +47,9 @@ async fn metrics_after_a_traffic_mix() -> String {
             receiver.url()
         ),
         &format!(
-            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n",
+            // a client option, so that the client families are exported too
+            "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n\
+             client_headers = [\"X-User\"]\n",
             fake.url()
         ),
     ))
