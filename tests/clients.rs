@@ -103,15 +103,20 @@ async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> u16 {
     status
 }
 
+/// The real binary in front of its own fake Ollama, with these instance options.
+async fn agent(options: &str) -> (FakeOllama, Binary) {
+    let fake = FakeOllama::start().await;
+    let agent = Binary::single(&fake.url(), options).await;
+    (fake, agent)
+}
+
 fn generate(model: &str) -> String {
     format!(r#"{{"model":"{model}","prompt":"hi [[tokens:2]]","stream":false}}"#)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_client_counts_through_the_real_ollama_and_openai_clients_are_exact() {
-    let fake = FakeOllama::start().await;
-    let agent = Binary::single(
-        &fake.url(),
+    let (_fake, agent) = agent(
         "client_headers = [\"X-OpenWebUI-User-Email\", \"X-User\"]\n\
          client_from_body = true\nclient_from_api_key = true",
     )
@@ -211,12 +216,7 @@ async fn per_client_counts_through_the_real_ollama_and_openai_clients_are_exact(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_clients_new_clients_count_as_other_and_the_cap_is_logged_once() {
-    let fake = FakeOllama::start().await;
-    let agent = Binary::single(
-        &fake.url(),
-        "client_headers = [\"X-User\"]\nmax_clients = 2",
-    )
-    .await;
+    let (_fake, agent) = agent("client_headers = [\"X-User\"]\nmax_clients = 2").await;
     let url = format!("{}/api/generate", agent.url());
     for client in ["a", "b", "c", "d", "a", "c", "b"] {
         assert_eq!(
@@ -258,12 +258,7 @@ async fn past_max_clients_new_clients_count_as_other_and_the_cap_is_logged_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_client_hash_the_email_is_nowhere_in_metrics_and_its_hash_is() {
-    let fake = FakeOllama::start().await;
-    let agent = Binary::single(
-        &fake.url(),
-        "client_headers = [\"X-OpenWebUI-User-Email\"]\nclient_from_body = true\nclient_hash = true",
-    )
-    .await;
+    let (_fake, agent) = agent("client_headers = [\"X-OpenWebUI-User-Email\"]\nclient_from_body = true\nclient_hash = true").await;
     let base = agent.url();
     let email = ("X-OpenWebUI-User-Email", "alice@example.com");
     assert_eq!(
@@ -294,12 +289,7 @@ async fn with_client_hash_the_email_is_nowhere_in_metrics_and_its_hash_is() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_value_with_quotes_backslashes_a_newline_and_10_kb_is_cut_escaped_and_accepted_by_promtool(
 ) {
-    let fake = FakeOllama::start().await;
-    let agent = Binary::single(
-        &fake.url(),
-        "client_headers = [\"X-User\"]\nclient_from_body = true",
-    )
-    .await;
+    let (_fake, agent) = agent("client_headers = [\"X-User\"]\nclient_from_body = true").await;
     let base = agent.url();
     // A header cannot carry a newline; quotes, backslashes and 10 KB it can.
     let header = format!("\"quoted\" \\back\\slash {}", "x".repeat(10_000));
@@ -359,8 +349,7 @@ async fn a_client_value_with_quotes_backslashes_a_newline_and_10_kb_is_cut_escap
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_client_option_no_client_series_is_exported() {
-    let fake = FakeOllama::start().await;
-    let agent = Binary::single(&fake.url(), "client_hash = true").await;
+    let (_fake, agent) = agent("client_hash = true").await;
     let url = format!("{}/api/generate", agent.url());
     let headers = [
         ("X-User", "bob"),

@@ -35,25 +35,17 @@ here with hashlib), or "unknown":
 It prints ONE JSON object: {"versions": {...}, "secrets": [the API keys sent], "calls": [{"client":
 "ollama", "call": "generate", "model": "llama3.2", "expect": "alice@example.com", "http":
 [["POST", "/api/generate", 200]], "prompt_tokens": 5, "eval_tokens": 7, "completed": true},
-...]}. Exit status 1 on any surprise, 3 when a package is missing (as clients.py).
+...]}. Exit status 1 on any surprise (clients.py's `main`), 3 when a package is missing (its import).
 """
 
 import hashlib
-import json
-import platform
-import sys
-import traceback
-from importlib.metadata import version
 
-from clients import MISSING_PACKAGES, TIMEOUT, Recorder
+# clients.py exits with status 3 and the pip command when a package is missing
+from clients import TIMEOUT, Recorder, main, not_found, versions
 
-try:
-    import httpx
-    import ollama
-    import openai
-except ImportError as e:
-    print(f"client_attribution.py: {e}; run `python3 -m pip install ollama openai`", file=sys.stderr)
-    sys.exit(MISSING_PACKAGES)
+import httpx
+import ollama
+import openai
 
 ALICE = "alice@example.com"
 CAROL_KEY = "sk-carol-secret"
@@ -113,13 +105,8 @@ def run(url):
         return r.prompt_eval_count, None, True
 
     def unknown_model():
-        try:
-            bob.generate(model="no-such-model", prompt="hello", stream=False)
-        except ollama.ResponseError as e:
-            if e.status_code != 404:
-                raise
-            return None, None, False
-        raise AssertionError("no-such-model: expected a 404")
+        not_found(lambda: bob.generate(model="no-such-model", prompt="hello", stream=False))
+        return None, None, False
 
     def chat(c, model, text):
         def run():
@@ -179,27 +166,8 @@ def run(url):
     call("openai", "chat.completions", "llama3.2", key_label("ollama"),
          oai_chat(ai("ollama"), "llama3.2", "p q r [[tokens:5]]"))
 
-    return {
-        "versions": {
-            "python": platform.python_version(),
-            "ollama": version("ollama"),
-            "openai": version("openai"),
-        },
-        "secrets": [CAROL_KEY],
-        "calls": calls,
-    }
-
-
-def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: client_attribution.py <agent_base_url>")
-    try:
-        report = run(sys.argv[1].rstrip("/"))
-    except Exception as e:  # noqa: BLE001 - any surprise is a failure, reported clearly
-        traceback.print_exc()
-        sys.exit(f"client_attribution.py: unexpected {type(e).__name__}: {e}")
-    print(json.dumps(report))
+    return {"versions": versions(), "secrets": [CAROL_KEY], "calls": calls}
 
 
 if __name__ == "__main__":
-    main()
+    main(run, "client_attribution.py")
