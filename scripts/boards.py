@@ -153,6 +153,18 @@ PANELS = [
               [(rate_by("reason", "ollama_finish_reason_total"), "{{reason}}")], w=12,
               note="length means the answer was truncated."),
         ),
+    row("Clients",
+        panel("barGauge", "Top clients by GPU time in range", "s",
+              [(sel("topk(10, sum by (client) (increase(ollama_client_request_duration_seconds_total{HM}[RANGE])))"),
+                "{{client}}")], w=8,
+              note="Summed request time per client (client attribution: client_headers, client_from_body or "
+                   "client_from_api_key on the instance)."),
+        panel("timeseries", "Share of GPU time per client", "percentunit",
+              [(sel("sum by (client) (rate(ollama_client_request_duration_seconds_total{HM}[RI])) / scalar("
+                    "sum(rate(ollama_client_request_duration_seconds_total{HM}[RI])))"), "{{client}}")], w=8),
+        panel("timeseries", "Generated tokens per second per client", "short",
+              [(rate_by("client", "ollama_client_generated_tokens_total"), "{{client}}")], w=8),
+        ),
     row("Fleet",
         panel("timeseries", "Requests per host", "reqps",
               [(rate_by("agent_hostname", REQ), "{{agent_hostname}}")], w=8),

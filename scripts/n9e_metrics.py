@@ -66,6 +66,11 @@ METRICS = [
     ("Push", "ollama_tap_remote_write_queue_samples", "samples", "待推送样本", "等待推送的样本数。", "Queued samples", "Samples waiting to be pushed."),
     ("Push", "ollama_tap_remote_write_seconds_since_last_success", "seconds", "距上次推送成功", "距离接收端上一次接受推送的秒数（首次成功前从启动算起）。", "Seconds since last push", "Seconds since the receiver last accepted a push (since start before the first)."),
     ("Push", "histogram_quantile(0.95, sum by (agent_hostname, url, le) (rate(ollama_tap_remote_write_request_duration_seconds_bucket[5m])))", "seconds", "推送请求耗时 P95", "每次推送请求的耗时（含失败）。", "Push request duration P95", "Duration of each push request, failures included."),
+    # Per-client attribution (only exported when an instance sets client_headers, client_from_body or client_from_api_key)
+    ("Clients", "sum by (agent_hostname, client, model) (rate(ollama_client_requests_total[5m]))", "requests/s", "按客户端的请求速率", "每个客户端和模型每秒的请求数（含失败）。客户端取自配置的请求头、请求体的 user 字段或 API 密钥的哈希；unknown：请求未标明客户端；other：超过 max_clients 之后的新客户端。", "Requests by client", "Requests per second per client and model, failures included. The client is the configured header, else the body's user field, else a hash of the API key; unknown: the request named none; other: new clients past max_clients."),
+    ("Clients", "sum by (agent_hostname, client, model) (rate(ollama_client_prompt_tokens_total[5m]))", "tokens/s", "按客户端的提示 token 速率", "每个客户端和模型成功请求的输入 token 数每秒。", "Prompt tokens by client", "Input tokens of successful requests per second per client and model."),
+    ("Clients", "sum by (agent_hostname, client, model) (rate(ollama_client_generated_tokens_total[5m]))", "tokens/s", "按客户端的生成 token 速率", "每个客户端和模型成功请求的输出 token 数每秒。", "Generated tokens by client", "Output tokens of successful requests per second per client and model."),
+    ("Clients", "topk(10, sum by (agent_hostname, client) (rate(ollama_client_request_duration_seconds_total[5m])))", "seconds/s", "按客户端的 GPU 占用时间（前 10）", "每个客户端的请求耗时之和每秒（代理测得，含失败，不含仅加载模型的请求）：各客户端占用后端的份额。", "GPU time by client (top 10)", "Summed request duration per second per client, as the agent measures it (failures included, load-only requests excluded): the share of the backend each client held."),
 ]
 
 

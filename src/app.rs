@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use crate::config::Instance;
 use crate::labels::Labeler;
 use crate::probe::BackendStatus;
-use crate::proxy::{self, Options, Proxy, ProxyBody, Upstream};
+use crate::proxy::{self, ClientNaming, Options, Proxy, ProxyBody, Upstream};
 use crate::push::PushMetrics;
 use crate::server::PortService;
 use crate::snapshot::Family;
@@ -61,15 +61,18 @@ impl AgentMetrics {
 
 impl InstanceState {
     pub fn new(config: Instance, labeler: Labeler, agent_metrics: Arc<AgentMetrics>) -> Self {
+        let mut store = Store::with_max_models(DEFAULT_WINDOW, config.max_models)
+            .with_otel(config.otel_semconv);
+        if config.clients.enabled() {
+            store = store.count_clients(config.clients.max_clients);
+        }
         let proxy = Proxy {
             upstream: Upstream::new(&config.ollama_url, config.timeout),
-            store: Arc::new(
-                Store::with_max_models(DEFAULT_WINDOW, config.max_models)
-                    .with_otel(config.otel_semconv),
-            ),
+            store: Arc::new(store),
             options: Options {
                 include_usage: config.include_usage,
                 passive: config.passive,
+                clients: ClientNaming::new(&config.clients),
             },
         };
         InstanceState {

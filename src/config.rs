@@ -1,6 +1,7 @@
 //! Validated configuration: loads Categraf's `config.toml` and `input.ollama/*.toml`, checks every value, and reports one-line errors naming the file and the field.
 
 mod check;
+mod clients;
 pub mod duration;
 pub mod raw;
 mod validate;
@@ -15,6 +16,7 @@ use axum::http::Uri;
 use serde::de::DeserializeOwned;
 
 pub use check::io_reason;
+pub use clients::{Clients, DEFAULT_MAX_CLIENTS};
 use raw::{RawGlobal, RawInput, RawInstance, RawLog, RawMain, RawWriter, RawWriterOpt};
 
 /// Interval used when none is configured (Categraf's `GetInterval`).
@@ -143,6 +145,8 @@ pub struct Instance {
     pub metrics_bearer_token: String,
     pub metrics_basic_auth_user: String,
     pub metrics_basic_auth_pass: String,
+    /// Per-client attribution (off unless a source is set).
+    pub clients: Clients,
 }
 
 /// A configuration error; Display is one line naming the file and the field.
@@ -338,7 +342,9 @@ fn load_inputs(
             plugin_interval = Some((d, file.clone()));
         }
         for (i, ins) in raw.instances.into_iter().enumerate() {
-            instances.push(validate::instance(&path, i, ins)?);
+            let ins = validate::instance(&path, i, ins)?;
+            warnings.extend(ins.clients.warning(&file, i));
+            instances.push(ins);
         }
     }
     if instances.is_empty() {

@@ -6,6 +6,7 @@
 
 mod answer;
 mod body;
+pub mod client;
 mod headers;
 mod request;
 mod upstream;
@@ -19,6 +20,7 @@ use tokio::time::Instant;
 
 pub use answer::{Answer, ProxyBody};
 pub use body::{BoxError, ClientBodyError, IdleBody, IdleTimeout, Progress, UpstreamBody};
+pub use client::ClientNaming;
 pub use headers::strip_hop_by_hop;
 pub use request::{Peeked, PEEK_LIMIT};
 pub use upstream::{SendError, Upstream};
@@ -40,12 +42,14 @@ pub struct Proxy {
 }
 
 /// The instance options the proxy reads.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Add `stream_options.include_usage` to streamed `/v1/chat/completions` requests.
     pub include_usage: bool,
     /// No backend check runs: the traffic alone says whether the backend is up.
     pub passive: bool,
+    /// Where metered requests name their client; `None`: client attribution is off.
+    pub clients: Option<ClientNaming>,
 }
 
 // === impl Proxy ===
@@ -81,12 +85,18 @@ impl Proxy {
                 let mut meter = Meter::new(self.store.clone(), endpoint, start);
                 let rewrite = self.options.include_usage && endpoint == Endpoint::OpenAiChat;
                 let zstd = request::is_zstd(&parts.headers);
-                let Ok(mut peeked) = Peeked::read(body, zstd, rewrite).await else {
+                let naming = self.options.clients.as_ref();
+                let named = naming.and_then(|n| n.header(&parts.headers));
+                let want_user = naming.is_some_and(|n| n.wants_user(named));
+                let Ok(mut peeked) = Peeked::read(body, zstd, rewrite, want_user).await else {
                     // The client's body broke off: nobody is left to answer; the meter
                     // records the request as aborted when it drops.
                     return error(StatusCode::BAD_REQUEST, BODY_BROKE_OFF);
                 };
                 meter.set_model(peeked.model.take());
+                if let Some(n) = naming {
+                    meter.set_client(n.label(named, peeked.user.as_deref(), &parts.headers));
+                }
                 if rewrite {
                     meter.strip_usage = peeked.add_include_usage(endpoint, &mut parts.headers);
                 }

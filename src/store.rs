@@ -21,7 +21,11 @@
 //! | `ollama_request_duration_seconds` | not load-only: successes **and failures** (e2e latency, errors included) |
 //! | `ollama_load_duration_seconds` | success with `load_duration`, load-only too (a load is a load) |
 //! | tokens, response/load summaries, prompt eval, cached tokens, TTFT, TPOT, tokens/s | success and not load-only |
+//!
+//! With client attribution on ([`Store::count_clients`]), each record is also counted per
+//! (client, model) under the same model label, in families of their own (`store/clients.rs`).
 
+mod clients;
 mod families;
 pub mod histogram;
 mod model;
@@ -38,6 +42,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::DEFAULT_MAX_MODELS;
 use crate::snapshot::Family;
 use crate::vocab::{Outcome, Record, OTHER_MODEL};
+use clients::ClientStats;
 use histogram::{Histogram, NANOS, OVERHEAD_BUCKETS};
 use model::ModelStats;
 
@@ -61,6 +66,9 @@ pub struct Store {
     loaded: Mutex<Vec<LoadedModel>>,
     /// Also export the OpenTelemetry GenAI names (`otel_semconv`).
     otel: bool,
+    /// Per-(client, model) counters; `None` (nothing counted, nothing exported) unless client
+    /// attribution is on.
+    clients: Option<ClientStats>,
 }
 
 /// A model Ollama has loaded (`/api/ps`).
@@ -109,6 +117,7 @@ impl Store {
             version: RwLock::new(None),
             loaded: Mutex::new(Vec::new()),
             otel: false,
+            clients: None,
         }
     }
 
@@ -119,13 +128,22 @@ impl Store {
         self
     }
 
+    /// The store, also counting requests per (client, model), with at most `max_clients`
+    /// client labels besides `unknown` and `other`.
+    pub fn count_clients(mut self, max_clients: usize) -> Self {
+        self.clients = Some(ClientStats::new(max_clients));
+        self
+    }
+
     /// Accounts one finished request (see the module docs for what counts where).
     ///
     /// Cardinality guard: a model gets a label of its own the first time it is recorded with
     /// an answer other than 404, while fewer than `max_models` have one; otherwise it is
     /// counted under [`OTHER_MODEL`]. Every request is counted somewhere.
     pub fn record(&self, r: &Record<'_>) {
-        self.admit(r.model, r.outcome).record(r, self.otel);
+        let stats = self.admit(r.model, r.outcome);
+        stats.record(r, self.otel);
+        self.record_client(&stats.name, r);
     }
 
     /// A request of `model` starts: in-flight gauge +1 now, −1 when the guard drops (or is
@@ -152,10 +170,19 @@ impl Store {
     pub fn finish(&self, begun: InFlight, r: &Record<'_>) {
         if begun.counts_as(r.model) {
             begun.stats.record(r, self.otel);
+            self.record_client(&begun.stats.name, r);
         } else {
             self.record(r);
         }
         drop(begun);
+    }
+
+    /// Counts `r` per client under `model`, the label it was counted under, when client
+    /// attribution is on.
+    fn record_client(&self, model: &str, r: &Record<'_>) {
+        if let Some(clients) = &self.clients {
+            clients.record(model, r);
+        }
     }
 
     /// The stats a record of `model` goes to (see [`Store::record`]).
@@ -240,6 +267,9 @@ impl Store {
         out.push(families::overhead(&self.overhead.snapshot()));
         if self.otel {
             otel::families(&models, &mut out);
+        }
+        if let Some(clients) = &self.clients {
+            clients.families(&mut out);
         }
         out
     }

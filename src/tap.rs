@@ -47,6 +47,8 @@ pub struct Meter {
     /// `include_usage` was added upstream: the usage chunk is removed from the answer.
     pub strip_usage: bool,
     recorded: bool,
+    /// The client label the proxy found (client attribution), if any.
+    client: Option<String>,
 }
 
 /// The reader of one answer, chosen by endpoint and content type.
@@ -85,7 +87,13 @@ impl Meter {
             in_flight: None,
             strip_usage: false,
             recorded: false,
+            client: None,
         }
+    }
+
+    /// Sets the client the request named (a label already bounded and made safe).
+    pub fn set_client(&mut self, client: Option<String>) {
+        self.client = client;
     }
 
     /// Sets the model named by the request body (normalised: a name with a tag is kept as it
@@ -134,6 +142,7 @@ impl Meter {
             finish_reason: r.finish_reason,
             duration: self.start.elapsed(),
             ttft: if succeeded { ttft } else { None },
+            client: self.client.as_deref(),
         };
         match self.in_flight.take() {
             Some(begun) => self.store.finish(begun, &record),

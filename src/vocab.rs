@@ -15,6 +15,10 @@ pub const UNKNOWN_MODEL: &str = "unknown";
 /// The label of requests whose model gets no label of its own: past the cap, a name the
 /// backend answered 404 for, or a first request still in flight.
 pub const OTHER_MODEL: &str = "other";
+/// With client attribution on: the `client` label of requests that named no client.
+pub const UNKNOWN_CLIENT: &str = "unknown";
+/// With client attribution on: the `client` label of new clients past `max_clients`.
+pub const OTHER_CLIENT: &str = "other";
 
 /// One finished metered request, as the tap saw it.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +38,9 @@ pub struct Record<'a> {
     /// Arrival → first chunk carrying content, thinking or tool calls; `Some` only for
     /// successful streams (ignored on failed or load-only records).
     pub ttft: Option<Duration>,
+    /// The client the request named, as a bounded, safe label (see `proxy/client.rs`); `None`
+    /// when it named none or client attribution is off.
+    pub client: Option<&'a str>,
 }
 
 /// A metered Ollama endpoint. Anything else is passed through unmetered.

@@ -189,7 +189,8 @@ async fn agent(prom: &Prometheus, host: &str, ident: bool) -> (FakeOllama, Binar
         ),
         &format!(
             "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n\
-             timeout = \"10s\"\nmax_models = 2\notel_semconv = true\n[instances.labels]\nservice = \"ollama\"\n",
+             timeout = \"10s\"\nmax_models = 2\notel_semconv = true\nclient_headers = [\"X-User\"]\n\
+             [instances.labels]\nservice = \"ollama\"\n",
             fake.url()
         ),
     );
@@ -247,13 +248,13 @@ async fn traffic(agent: &Binary) {
         ),
     ];
     assert_eq!(calls.len(), MIX_REQUESTS);
-    for (path, body, status) in calls {
-        let res = client
-            .post(format!("{base}{path}"))
-            .body(*body)
-            .send()
-            .await
-            .unwrap();
+    // two named clients (the X-User header the agents read) and some nobody named
+    for (i, (path, body, status)) in calls.iter().enumerate() {
+        let mut req = client.post(format!("{base}{path}")).body(*body);
+        if i % 3 != 2 {
+            req = req.header("X-User", ["alice", "bob"][i % 3]);
+        }
+        let res = req.send().await.unwrap();
         assert_eq!(res.status(), *status, "{path} {body}");
         res.bytes().await.unwrap();
     }
@@ -472,6 +473,7 @@ fn the_grafana_board_has_a_unique_uid_unique_panel_ids_and_a_datasource_variable
             "Performance",
             "Saturation",
             "Model usage",
+            "Clients",
             "Fleet",
             "Agent health"
         ]

@@ -6,8 +6,9 @@
 //! Anthropic events, JSON bodies) mutated by truncation, inserted garbage or syntax, deleted
 //! and duplicated ranges, flipped bytes and other line ends, then split at random points.
 //! Asserted: no panic; the reading (and the SSE framing, the scanner's events, the sniffed
-//! model, the stripped stream) is the same whether the input arrives whole or split; the
-//! sniffed model is serde_json's wherever serde_json reads the body; `inject` only inserts
+//! model and user, the stripped stream) is the same whether the input arrives whole or split;
+//! the sniffed model (and user) is serde_json's wherever serde_json reads the body, and the
+//! model the same whether the user is looked for or not; `inject` only inserts
 //! `INJECTED` after the first `{`; the usage stripper removes nothing but whole usage events;
 //! and `TapBody` forwards exactly the bytes it received, for every endpoint and content type.
 //!
@@ -446,6 +447,8 @@ const REQUESTS: &[&str] = &[
     r#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#,
     r#"{"model":"m","stream":true,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}"#,
     r#"{"prompt":"no model here","stream":true}"#,
+    r#"{"model":"llama3.2","user":"alice@example.com","messages":[],"stream":false}"#,
+    r#"{"input":["a"],"user":"d\u00e9d\u00e9 \"q\" \\ x","model":"nomic-embed-text"}"#,
 ];
 
 fn request(rng: &mut Rng) -> Vec<u8> {
@@ -621,34 +624,38 @@ fn json_answer_reading_is_the_same_however_the_answer_is_split() {
     assert!(succeeded > cases() / 10, "few whole answers: {succeeded}");
 }
 
-fn sniff(chunks: &[&[u8]]) -> (Option<String>, bool) {
-    let mut s = ModelSniffer::new();
+/// (model, user, finished) of `s` fed `chunks`.
+fn sniff(mut s: ModelSniffer, chunks: &[&[u8]]) -> (Option<String>, Option<String>, bool) {
     for c in chunks {
         // Fed on after it finished (the proxy stops there): that must change nothing.
         s.feed(c);
     }
     let finished = s.finished();
-    (s.into_model(), finished)
+    let (model, user) = s.into_found();
+    (model, user, finished)
 }
 
-/// The top-level `model` by serde_json, when the body is valid JSON naming `model` once.
-fn serde_model(body: &[u8]) -> Option<Option<String>> {
-    if body.windows(7).filter(|w| w == b"\"model\"").count() > 1 {
+/// The top-level string `key` (`model`, `user`) by serde_json, when the body is valid JSON
+/// with `"key"` in it once.
+fn serde_top(body: &[u8], key: &str) -> Option<Option<String>> {
+    let quoted = format!("\"{key}\"");
+    if body
+        .windows(quoted.len())
+        .filter(|w| *w == quoted.as_bytes())
+        .count()
+        > 1
+    {
         return None;
     }
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let model = v.as_object()?.get("model").and_then(|m| m.as_str());
-    Some(model.map(String::from))
-}
-
-/// The sniffed model with its JSON escapes decoded (the sniffer keeps them as written).
-fn decoded(raw: &str) -> String {
-    serde_json::from_str(&format!("\"{raw}\"")).expect("a JSON string's content")
+    let value = v.as_object()?.get(key).and_then(|m| m.as_str());
+    Some(value.map(String::from))
 }
 
 #[test]
-fn the_sniffed_model_is_the_same_however_the_request_is_split() {
+fn the_sniffed_model_and_user_are_the_same_however_the_request_is_split() {
     let mut found = 0;
+    let mut users = 0;
     let mut zstd_case = 0;
     property(
         "sniff",
@@ -662,14 +669,23 @@ fn the_sniffed_model_is_the_same_however_the_request_is_split() {
             })
         },
         |i| {
-            let whole = sniff(&[&i.body]);
-            assert_eq!(whole, sniff(&i.chunks()));
+            let whole = sniff(ModelSniffer::new(), &[&i.body]);
+            assert_eq!(whole, sniff(ModelSniffer::new(), &i.chunks()));
             let cut_at_cap = whole.0.as_ref().is_some_and(|m| m.len() >= 200);
-            if let (Some(want), false) = (serde_model(&i.body), cut_at_cap) {
-                let got = whole.0.as_deref().map(decoded);
-                assert_eq!(got, want, "serde_json reads another model");
+            if let (Some(want), false) = (serde_top(&i.body, "model"), cut_at_cap) {
+                // the sniffer decodes escapes itself (`hf.co\/org` is `hf.co/org`)
+                assert_eq!(whole.0, want, "serde_json reads another model");
             }
             found += usize::from(whole.0.is_some());
+            // looking for the user too (client_from_body) changes nothing about the model
+            let with_user = sniff(ModelSniffer::with_user(), &[&i.body]);
+            assert_eq!(with_user, sniff(ModelSniffer::with_user(), &i.chunks()));
+            assert_eq!(with_user.0, whole.0, "the model changed");
+            let cut_at_cap = with_user.1.as_ref().is_some_and(|u| u.len() >= CAP - 8);
+            if let (Some(want), false) = (serde_top(&i.body, "user"), cut_at_cap) {
+                assert_eq!(with_user.1, want, "serde_json reads another user");
+            }
+            users += usize::from(with_user.1.is_some());
             let _ = model_from_zstd(&i.body);
             zstd_case += 1;
             if zstd_case % 8 == 0 {
@@ -685,6 +701,7 @@ fn the_sniffed_model_is_the_same_however_the_request_is_split() {
         },
     );
     assert!(found > cases() / 4, "few models found: {found}");
+    assert!(users > cases() / 20, "few users found: {users}");
 }
 
 /// Whether Ollama would stream `body` without `stream_options`, by serde_json, when that is

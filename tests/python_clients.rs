@@ -9,16 +9,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use common::fake_ollama::FakeOllama;
+use common::python::{model_label as label, report};
 use common::{InProcess, Metrics};
 use serde::Deserialize;
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/clients.py");
-const PIP: &str = "python3 -m pip install ollama openai";
-/// Exit status of `clients.py` when a package is missing.
-const MISSING_PACKAGES: i32 = 3;
 
 /// What `clients.py` prints.
 #[derive(Debug, Deserialize)]
@@ -44,18 +39,6 @@ struct Call {
     completed: bool,
 }
 
-/// The model label the agent uses: a name without a tag gets `:latest`, as Ollama resolves it.
-fn label(model: &str) -> String {
-    if model == "no-such-model" {
-        // The backend answered 404 for it: no label of its own (the cardinality guard).
-        "other".to_string()
-    } else if model.contains(':') {
-        model.to_string()
-    } else {
-        format!("{model}:latest")
-    }
-}
-
 /// Sum of every series of `name`, whatever the labels.
 fn sum_all(m: &Metrics, name: &str) -> f64 {
     m.0.lines()
@@ -66,17 +49,6 @@ fn sum_all(m: &Metrics, name: &str) -> f64 {
             (n == name).then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
-}
-
-/// Runs `python3 args...` and returns its output; panics with the pip command if python3 or
-/// the packages are missing.
-fn python(args: &[&str]) -> std::process::Output {
-    Command::new("python3")
-        .args(args)
-        .env_remove("OLLAMA_HOST")
-        .env_remove("OLLAMA_API_KEY")
-        .output()
-        .unwrap_or_else(|e| panic!("python3 does not run ({e}); install it, then `{PIP}`"))
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -92,26 +64,11 @@ struct PerModel {
 async fn python_clients_work_through_the_agent_and_counts_match() {
     let fake = FakeOllama::start().await;
     let agent = InProcess::single(&fake.url()).await;
-    let url = agent.url();
-    let out = tokio::task::spawn_blocking(move || python(&[SCRIPT, &url]))
-        .await
-        .unwrap();
-    assert_ne!(
-        out.status.code(),
-        Some(MISSING_PACKAGES),
-        "the Python packages `ollama` and `openai` are missing: run `{PIP}` (scripts/test.sh does)\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "clients.py failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let out = report("clients.py", &agent.url()).await;
+    let report: Report = serde_json::from_slice(&out).unwrap_or_else(|e| {
         panic!(
             "clients.py printed no report ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
+            String::from_utf8_lossy(&out)
         )
     });
     let calls = &report.calls;

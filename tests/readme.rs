@@ -49,7 +49,7 @@ async fn metrics_after_a_traffic_mix() -> String {
         &format!(
             // every opt-in family on, so that the tables are checked against all of them
             "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n\
-             otel_semconv = true\n",
+             otel_semconv = true\nclient_headers = [\"X-User\"]\n",
             fake.url()
         ),
     ))

@@ -247,6 +247,21 @@ pub struct RawInstance {
     /// Basic-auth password for `metrics_basic_auth_user`.
     #[serde(default)]
     pub metrics_basic_auth_pass: String,
+    /// Request headers naming the client (first present wins); [] = none.
+    #[serde(default)]
+    pub client_headers: Vec<String>,
+    /// Name the client by the top-level `user` of the request body.
+    #[serde(default)]
+    pub client_from_body: bool,
+    /// Name the client by a short hash of its API key (bearer token, `x-api-key`).
+    #[serde(default)]
+    pub client_from_api_key: bool,
+    /// Label every header or body client value by its hash.
+    #[serde(default)]
+    pub client_hash: bool,
+    /// Cap on distinct `client` label values per instance: past it, `client="other"`.
+    #[serde(default = "default_max_clients")]
+    pub max_clients: usize,
 }
 
 /// Keys known in `[global]`.
@@ -315,6 +330,11 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "metrics_bearer_token",
     "metrics_basic_auth_user",
     "metrics_basic_auth_pass",
+    "client_headers",
+    "client_from_body",
+    "client_from_api_key",
+    "client_hash",
+    "max_clients",
 ];
 
 /// `[global] precision` default.
@@ -380,6 +400,11 @@ pub fn default_proxy_listen_addr() -> String {
 /// `[[instances]] max_models` default: [`super::DEFAULT_MAX_MODELS`].
 pub fn default_max_models() -> usize {
     super::DEFAULT_MAX_MODELS
+}
+
+/// `[[instances]] max_clients` default: [`super::DEFAULT_MAX_CLIENTS`].
+pub fn default_max_clients() -> usize {
+    super::DEFAULT_MAX_CLIENTS
 }
 
 // === impl RawGlobal ===

@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 
+mod clients;
+
 /// A throw-away config directory under the system temp dir, removed on drop.
 struct TempConf {
     dir: PathBuf,

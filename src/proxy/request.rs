@@ -1,5 +1,6 @@
 //! The request side of a metered request: read the start of the body to learn its `model`
-//! (plain or zstd-compressed), and optionally add `stream_options.include_usage`.
+//! (plain or zstd-compressed) and, with `client_from_body`, its `user`, and optionally add
+//! `stream_options.include_usage`.
 
 use std::collections::VecDeque;
 
@@ -23,6 +24,8 @@ pub struct Peeked<B> {
     pub head: VecDeque<Frame<Bytes>>,
     pub rest: B,
     pub model: Option<String>,
+    /// The top-level `user`, when it was asked for and found.
+    pub user: Option<String>,
     /// The whole body is in `head`.
     pub whole: bool,
 }
@@ -32,9 +35,22 @@ pub struct Peeked<B> {
 impl<B: Body<Data = Bytes> + Unpin> Peeked<B> {
     /// Reads frames until the model is known, the body ends, or [`PEEK_LIMIT`]. A zstd body is
     /// read up to the limit and its start decompressed; `want_whole` keeps reading to the end
-    /// (within the limit) so the body can be rewritten.
-    pub async fn read(mut body: B, zstd: bool, want_whole: bool) -> Result<Peeked<B>, B::Error> {
-        let mut sniffer = ModelSniffer::new();
+    /// (within the limit) so the body can be rewritten; `want_user` until the top-level `user`
+    /// is read too or the object ends (within the limit). Without it, not a byte more is read.
+    pub async fn read(
+        mut body: B,
+        zstd: bool,
+        want_whole: bool,
+        want_user: bool,
+    ) -> Result<Peeked<B>, B::Error> {
+        let new_sniffer = || {
+            if want_user {
+                ModelSniffer::with_user()
+            } else {
+                ModelSniffer::new()
+            }
+        };
+        let mut sniffer = new_sniffer();
         let mut head = VecDeque::new();
         let mut read = 0;
         let mut whole = false;
@@ -57,15 +73,15 @@ impl<B: Body<Data = Bytes> + Unpin> Peeked<B> {
             }
         }
         whole |= body.is_end_stream();
-        let model = if zstd {
-            sniff::model_from_zstd(&concat(&head))
-        } else {
-            sniffer.into_model()
-        };
+        if zstd {
+            sniffer = sniff::sniff_zstd(&concat(&head), new_sniffer());
+        }
+        let (model, user) = sniffer.into_found();
         Ok(Peeked {
             head,
             rest: body,
             model,
+            user,
             whole,
         })
     }
@@ -121,7 +137,9 @@ mod tests {
     #[tokio::test]
     async fn finds_the_model_and_keeps_every_byte() {
         let body = r#"{"messages":[{"role":"user","content":"hi"}],"model":"m","stream":true}"#;
-        let p = Peeked::read(Body::from(body), false, false).await.unwrap();
+        let p = Peeked::read(Body::from(body), false, false, false)
+            .await
+            .unwrap();
         assert_eq!(p.model.as_deref(), Some("m"));
         let all = p.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&all[..], body.as_bytes());
@@ -134,12 +152,82 @@ mod tests {
             &body[..],
             ruzstd::encoding::CompressionLevel::Fastest,
         );
-        let p = Peeked::read(Body::from(z.clone()), true, false)
+        let p = Peeked::read(Body::from(z.clone()), true, false, false)
             .await
             .unwrap();
         assert_eq!(p.model.as_deref(), Some("qwen2.5:0.5b"));
         let all = p.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&all[..], &z[..]);
+    }
+
+    /// A body that arrives as these frames, and counts how many were read.
+    struct Frames(VecDeque<Bytes>, usize);
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let next = self.0.pop_front().map(|b| Ok(Frame::data(b)));
+            self.1 += usize::from(next.is_some());
+            std::task::Poll::Ready(next)
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    fn frames(parts: &[&'static str]) -> Frames {
+        Frames(
+            parts
+                .iter()
+                .map(|p| Bytes::from_static(p.as_bytes()))
+                .collect(),
+            0,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_user_is_read_in_the_same_peek_only_when_asked_for() {
+        let parts = [
+            r#"{"model":"m","#,
+            r#""prompt":"hi","#,
+            r#""user":"alice"}"#,
+        ];
+        // not asked: the peek stops at the model's frame
+        let p = Peeked::read(frames(&parts), false, false, false)
+            .await
+            .unwrap();
+        assert_eq!((p.model.as_deref(), p.user.as_deref()), (Some("m"), None));
+        assert_eq!(
+            (p.head.len(), p.rest.1),
+            (1, 1),
+            "not a frame more than the model's"
+        );
+        // asked: until the user's frame, and every byte still forwarded
+        let p = Peeked::read(frames(&parts), false, false, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            (p.model.as_deref(), p.user.as_deref()),
+            (Some("m"), Some("alice"))
+        );
+        assert_eq!(p.head.len(), 3);
+        let all = p.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&all[..], parts.concat().as_bytes());
+        // asked, but the body names none: read to the end of the object, not further
+        let parts = [r#"{"model":"m","#, r#""prompt":"hi"}"#, "\n"];
+        let p = Peeked::read(frames(&parts), false, false, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            (p.model.as_deref(), p.user.as_deref(), p.head.len()),
+            (Some("m"), None, 2)
+        );
     }
 
     /// `body` read whole, offered to `add_include_usage` for `endpoint` with a `Content-Length`
@@ -154,7 +242,9 @@ mod tests {
         for (name, value) in extra {
             headers.insert(name, HeaderValue::from_static(value));
         }
-        let mut p = Peeked::read(Body::from(body), false, true).await.unwrap();
+        let mut p = Peeked::read(Body::from(body), false, true, false)
+            .await
+            .unwrap();
         assert!(p.whole, "{body}");
         let changed = p.add_include_usage(endpoint, &mut headers);
         let all = p.into_body().collect().await.unwrap().to_bytes();

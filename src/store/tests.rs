@@ -28,6 +28,7 @@ fn ok(model: &str, prompt: u64, eval: u64, ms: u64) -> Record<'_> {
         finish_reason: None,
         duration: Duration::from_millis(ms),
         ttft: None,
+        client: None,
     }
 }
 

@@ -1,5 +1,7 @@
-//! Finds the top-level `"model"` of an inference request body, reading as little as it can:
-//! a pure function over bytes split anywhere, which stops at the model's closing quote.
+//! Finds the top-level `"model"` of an inference request body, and on request its top-level
+//! `"user"` (OpenAI's end-user field, for `client_from_body`), reading as little as it can: a
+//! pure function over bytes split anywhere, which stops at the closing quote of the last field
+//! it looks for (or at the end of the object).
 
 use super::json_scan::{JsonScan, Value, Visitor};
 
@@ -11,7 +13,11 @@ const ZSTD_LIMIT: usize = 1 << 20;
 /// Largest zstd window accepted (a hostile frame cannot make the agent allocate more).
 const ZSTD_WINDOW: u64 = 8 << 20;
 
-/// Incremental reader of a request body's `model`.
+/// Key ids of the two top-level fields read (see [`Visitor::key_id`]).
+const MODEL: u8 = 1;
+const USER: u8 = 2;
+
+/// Incremental reader of a request body's `model` (and, when asked, its `user`).
 #[derive(Default)]
 pub struct ModelSniffer {
     scan: JsonScan,
@@ -21,15 +27,31 @@ pub struct ModelSniffer {
 #[derive(Default)]
 struct Found {
     model: Option<String>,
-    /// The first top-level object ended (or was abandoned) without a string `model`.
-    gave_up: bool,
+    /// A `model` member was read (a string or not): later ones change nothing.
+    model_read: bool,
+    /// `user` is looked for too; without it the sniffer never waits for one.
+    want_user: bool,
+    user: Option<String>,
+    /// A `user` member was read (a string or not).
+    user_read: bool,
+    /// The first top-level object ended (or was abandoned): nothing more will be found.
+    ended: bool,
 }
 
 // === impl ModelSniffer ===
 
 impl ModelSniffer {
+    /// A sniffer of the `model` only: it is finished at the model's closing quote.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A sniffer of the `model` and the `user`: it is finished once both were read or the
+    /// object ended.
+    pub fn with_user() -> Self {
+        let mut s = Self::default();
+        s.found.want_user = true;
+        s
     }
 
     /// Reads the next chunk of the body.
@@ -47,19 +69,36 @@ impl ModelSniffer {
         self.found.model.as_deref()
     }
 
+    /// The user, once found (only by a sniffer [`ModelSniffer::with_user`]), escapes decoded,
+    /// at most [`super::json_scan::CAP`] bytes of the body.
+    pub fn user(&self) -> Option<&str> {
+        self.found.user.as_deref()
+    }
+
     pub fn into_model(self) -> Option<String> {
         self.found.model
+    }
+
+    /// The model and the user.
+    pub fn into_found(self) -> (Option<String>, Option<String>) {
+        (self.found.model, self.found.user)
     }
 }
 
 /// The `model` of a zstd-compressed body (`Content-Encoding: zstd`, which Ollama accepts on
 /// `/v1/*`), from `compressed`, which may be only the start of the body.
 pub fn model_from_zstd(compressed: &[u8]) -> Option<String> {
+    sniff_zstd(compressed, ModelSniffer::new()).into_model()
+}
+
+/// Feeds the decompressed start of a zstd body (at most 1 MiB of it) to `sniffer`.
+pub fn sniff_zstd(compressed: &[u8], mut sniffer: ModelSniffer) -> ModelSniffer {
     use std::io::Read;
-    let mut decoder =
+    let Ok(mut decoder) =
         ruzstd::decoding::StreamingDecoder::new_with_max_window_size(compressed, ZSTD_WINDOW)
-            .ok()?;
-    let mut sniffer = ModelSniffer::new();
+    else {
+        return sniffer;
+    };
     let mut buf = [0u8; 8192];
     let mut total = 0;
     while !sniffer.finished() && total < ZSTD_LIMIT {
@@ -71,44 +110,63 @@ pub fn model_from_zstd(compressed: &[u8]) -> Option<String> {
             }
         }
     }
-    sniffer.into_model()
+    sniffer
+}
+
+/// A JSON string's content as text: escapes decoded when there are any (`"hf.co\/org\/m"`,
+/// PHP's default, is `"hf.co/org/m"`); the raw text if they do not decode.
+fn json_text(s: &[u8]) -> String {
+    let decoded = s
+        .contains(&b'\\')
+        .then(|| serde_json::from_slice::<String>(&[&b"\""[..], s, b"\""].concat()).ok())
+        .flatten();
+    decoded.unwrap_or_else(|| String::from_utf8_lossy(s).into_owned())
 }
 
 impl Visitor for Found {
     fn key_id(&self, path: &[u8], key: &[u8]) -> u8 {
-        u8::from(path.is_empty() && key == b"model")
+        match key {
+            _ if !path.is_empty() => 0,
+            b"model" if !self.model_read => MODEL,
+            b"user" if self.want_user && !self.user_read => USER,
+            _ => 0,
+        }
     }
 
-    fn value(&mut self, _path: &[u8], value: Value<'_>) {
-        if let Value::Str(s) = value {
-            let s = &s[..s.len().min(MODEL_CAP)];
-            // `"hf.co\/org\/m"` (PHP's default) is the same model as `"hf.co/org/m"`: decode
-            // escapes when there are any; keep the raw text if they do not decode.
-            let decoded = s
-                .contains(&b'\\')
-                .then(|| serde_json::from_slice::<String>(&[&b"\""[..], s, b"\""].concat()).ok())
-                .flatten();
-            self.model = Some(decoded.unwrap_or_else(|| String::from_utf8_lossy(s).into_owned()));
-        } else {
-            self.gave_up = true;
+    fn value(&mut self, path: &[u8], value: Value<'_>) {
+        let text = match value {
+            Value::Str(s) => Some(s),
+            Value::Raw(_) | Value::Container => None,
+        };
+        match path.last() {
+            Some(&MODEL) => {
+                self.model_read = true;
+                self.model = text.map(|s| json_text(&s[..s.len().min(MODEL_CAP)]));
+            }
+            Some(&USER) => {
+                self.user_read = true;
+                self.user = text.map(json_text);
+            }
+            _ => {}
         }
     }
 
     fn end_object(&mut self) {
-        self.gave_up = true;
+        self.ended = true;
     }
 
     fn abort_object(&mut self) {
-        self.gave_up = true;
+        self.ended = true;
     }
 
     fn satisfied(&self) -> bool {
-        self.model.is_some() || self.gave_up
+        self.ended || (self.model_read && (self.user_read || !self.want_user))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::json_scan::CAP;
     use super::*;
 
     fn sniff(chunks: &[&[u8]]) -> Option<String> {
@@ -215,5 +273,152 @@ mod tests {
     fn body_that_stops_half_way() {
         assert_eq!(sniff(&[br#"{"prompt":"abc"#]), None);
         assert_eq!(sniff(&[br#"{"model":"ab"#]), None);
+    }
+
+    // --- `user`, for client_from_body ---------------------------------------------------------
+
+    /// (model, user, finished) of a sniffer with the user wanted, fed `chunks`.
+    fn sniff_user(chunks: &[&[u8]]) -> (Option<String>, Option<String>, bool) {
+        let mut s = ModelSniffer::with_user();
+        for c in chunks {
+            s.feed(c);
+        }
+        let finished = s.finished();
+        let (model, user) = s.into_found();
+        (model, user, finished)
+    }
+
+    fn found(model: &str, user: &str) -> (Option<String>, Option<String>, bool) {
+        (Some(model.to_owned()), Some(user.to_owned()), true)
+    }
+
+    #[test]
+    fn user_and_model_are_found_in_either_order_at_every_split_point() {
+        for body in [
+            &br#"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"user":"alice@example.com"}"#[..],
+            br#"{"user":"alice@example.com","messages":[{"role":"user","content":"{\"user\":\"x\"}"}],"model":"llama3.2"}"#,
+            b"{\n  \"user\" : \"alice@example.com\",\n  \"model\" : \"llama3.2\"\n}",
+        ] {
+            for at in 0..=body.len() {
+                let (a, b) = body.split_at(at);
+                assert_eq!(
+                    sniff_user(&[a, b]),
+                    found("llama3.2", "alice@example.com"),
+                    "{} split at {at}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+            // three pieces, every pair of split points
+            for i in 0..=body.len() {
+                for j in i..=body.len() {
+                    let got = sniff_user(&[&body[..i], &body[i..j], &body[j..]]);
+                    assert_eq!(got, found("llama3.2", "alice@example.com"), "{i} {j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_user_with_escapes_is_decoded_at_every_split_point() {
+        let body = br#"{"model":"m","user":"a\"b\\c\nd\u00e9"}"#;
+        for at in 0..=body.len() {
+            let (a, b) = body.split_at(at);
+            assert_eq!(
+                sniff_user(&[a, b]),
+                found("m", "a\"b\\c\nd\u{e9}"),
+                "split at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_the_user_wanted_the_sniffer_is_finished_at_the_model() {
+        let mut s = ModelSniffer::new();
+        s.feed(br#"{"model":"m","#);
+        assert!(s.finished(), "a model-only sniffer never waits for a user");
+        s.feed(br#""user":"alice"}"#);
+        assert_eq!((s.model(), s.user()), (Some("m"), None));
+    }
+
+    #[test]
+    fn with_the_user_wanted_it_reads_until_both_are_read_or_the_object_ends() {
+        let mut s = ModelSniffer::with_user();
+        s.feed(br#"{"model":"m","prompt":"long"#);
+        assert!(!s.finished(), "the user may still come");
+        s.feed(br#"","user":"u","#);
+        assert!(s.finished());
+        assert_eq!((s.model(), s.user()), (Some("m"), Some("u")));
+
+        // no user at all: finished at the end of the object, model kept
+        let (model, user, finished) = sniff_user(&[br#"{"model":"m","prompt":"x"}"#]);
+        assert_eq!((model.as_deref(), user, finished), (Some("m"), None, true));
+        // the user first: still waits for the model
+        let mut s = ModelSniffer::with_user();
+        s.feed(br#"{"user":"u","#);
+        assert!(!s.finished());
+    }
+
+    #[test]
+    fn a_user_that_is_not_a_top_level_string_names_nobody() {
+        for body in [
+            &br#"{"model":"m","user":42}"#[..],
+            br#"{"model":"m","user":null}"#,
+            br#"{"model":"m","user":{"id":"u"}}"#,
+            br#"{"model":"m","metadata":{"user":"u"}}"#,
+            br#"{"model":"m","messages":[{"user":"u"}]}"#,
+        ] {
+            let (model, user, finished) = sniff_user(&[body]);
+            let text = String::from_utf8_lossy(body);
+            assert_eq!((model.as_deref(), user), (Some("m"), None), "{text}");
+            assert!(finished, "{text}");
+        }
+        // a non-string user is read: the sniffer does not wait for another one
+        let mut s = ModelSniffer::with_user();
+        s.feed(br#"{"user":1,"model":"m","#);
+        assert!(s.finished());
+    }
+
+    #[test]
+    fn the_model_is_the_same_whether_or_not_the_user_is_wanted() {
+        for body in [
+            &br#"{"model":"a","model":"b","user":"u"}"#[..],
+            br#"{"model":1,"user":"u","model":"b"}"#,
+            br#"{"user":"u","user":"v","model":"m"}"#,
+            br#"{"prompt":"x"}"#,
+            br#"not json"#,
+            br#"{"model":"m""#,
+        ] {
+            let plain = sniff(&[body]);
+            let (model, _, _) = sniff_user(&[body]);
+            assert_eq!(plain, model, "{}", String::from_utf8_lossy(body));
+        }
+        // the first `user` wins, like the first `model`
+        assert_eq!(
+            sniff_user(&[br#"{"user":"u","user":"v","model":"m"}"#]),
+            found("m", "u")
+        );
+    }
+
+    #[test]
+    fn a_long_user_is_kept_to_the_scanner_cap() {
+        let long = "x".repeat(10_000);
+        let body = format!(r#"{{"model":"m","user":"{long}"}}"#);
+        let (_, user, finished) = sniff_user(&[body.as_bytes()]);
+        assert_eq!(user.as_deref(), Some(&long[..CAP]));
+        assert!(finished);
+    }
+
+    #[test]
+    fn the_user_of_a_zstd_body_is_found_too() {
+        let body = br#"{"messages":[],"user":"dave","model":"llama3.2"}"#;
+        let z = ruzstd::encoding::compress_to_vec(
+            &body[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let s = sniff_zstd(&z, ModelSniffer::with_user());
+        assert_eq!(
+            s.into_found(),
+            (Some("llama3.2".into()), Some("dave".into()))
+        );
     }
 }

@@ -6,6 +6,8 @@ pub mod binary;
 pub mod docs;
 pub mod fake_ollama;
 pub mod prometheus;
+pub mod promtool;
+pub mod python;
 pub mod raw;
 pub mod receiver;
 

@@ -121,13 +121,8 @@ def run_mix(url):
         return r.prompt_eval_count, None, True, 1
 
     def unknown_model():
-        try:
-            oc.generate(model="no-such-model", prompt="hello", stream=False)
-        except ollama.ResponseError as e:
-            if e.status_code != 404:
-                raise
-            return None, None, False, 0
-        raise AssertionError("no-such-model: expected ollama.ResponseError 404, got an answer")
+        not_found(lambda: oc.generate(model="no-such-model", prompt="hello", stream=False))
+        return None, None, False, 0
 
     call("ollama", "generate", "llama3.2", False, generate)
     call("ollama", "generate", "llama3.2", True, generate_stream)
@@ -174,26 +169,41 @@ def run_mix(url):
     call("openai", "completions", "qwen2.5:0.5b", False, oai_completion)
     call("openai", "embeddings", "nomic-embed-text", False, oai_embeddings)
 
+    return {"versions": versions(), "calls": calls}
+
+
+def not_found(fn):
+    """Runs fn(), an ollama call that must fail with ollama.ResponseError 404."""
+    try:
+        fn()
+    except ollama.ResponseError as e:
+        if e.status_code != 404:
+            raise
+        return
+    raise AssertionError("expected ollama.ResponseError 404, got an answer")
+
+
+def versions():
+    """The versions of Python and of the two clients, for the report."""
     return {
-        "versions": {
-            "python": platform.python_version(),
-            "ollama": version("ollama"),
-            "openai": version("openai"),
-        },
-        "calls": calls,
+        "python": platform.python_version(),
+        "ollama": version("ollama"),
+        "openai": version("openai"),
     }
 
 
-def main():
+def main(run, script):
+    """Runs `run(url)` on the agent URL given as the only argument and prints its report as one
+    JSON object; any exception ends the script with status 1 and a message on stderr."""
     if len(sys.argv) != 2:
-        sys.exit("usage: clients.py <agent_base_url>   (e.g. http://127.0.0.1:8000)")
+        sys.exit(f"usage: {script} <agent_base_url>   (e.g. http://127.0.0.1:8000)")
     try:
-        report = run_mix(sys.argv[1].rstrip("/"))
+        report = run(sys.argv[1].rstrip("/"))
     except Exception as e:  # noqa: BLE001 - any surprise is a failure, reported clearly
         traceback.print_exc()
-        sys.exit(f"clients.py: unexpected {type(e).__name__}: {e}")
+        sys.exit(f"{script}: unexpected {type(e).__name__}: {e}")
     print(json.dumps(report))
 
 
 if __name__ == "__main__":
-    main()
+    main(run_mix, "clients.py")

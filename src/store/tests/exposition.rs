@@ -158,6 +158,7 @@ fn rendered_exposition_passes_self_check() {
             finish_reason: e.generates().then_some(FinishReason::Length),
             duration: Duration::from_millis(ms * 100),
             ttft: e.generates().then(|| Duration::from_millis(ms)),
+            client: None,
         });
         store.record(&Record {
             model: "qwen3:8b",
@@ -168,6 +169,7 @@ fn rendered_exposition_passes_self_check() {
             finish_reason: None,
             duration: Duration::from_millis(ms),
             ttft: None,
+            client: None,
         });
     }
     let mut text = String::new();
