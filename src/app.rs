@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -172,15 +174,29 @@ async fn own_answer(mut router: Router, req: Request<Incoming>) -> axum::http::R
     axum::http::Response::from_parts(parts, ProxyBody::full(body))
 }
 
-/// `GET /metrics`, `GET /health`, `GET /status` and `GET /status.json`, behind the optional
-/// bearer token / basic auth.
+/// `GET /metrics`, `GET /health`, `GET /status` and `GET /status.json`, every one behind
+/// [`guard`] (the optional bearer token / basic auth).
 pub fn own_router(state: Arc<InstanceState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
-        .route("/status", get(status_page))
-        .route("/status.json", get(status_json))
+        .route("/status", get(status))
+        .route("/status.json", get(status))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Runs before every route of [`own_router`]: the refusals (absolute-form target, missing
+/// credentials), so that no endpoint of the agent can be added without them.
+async fn guard(
+    State(state): State<Arc<InstanceState>>,
+    req: Request<Body>,
+    next: Next,
+) -> Response {
+    match state.refuse(req.method(), req.uri(), req.headers()) {
+        Some(denied) => denied,
+        None => next.run(req).await,
+    }
 }
 
 /// Credentials the agent's own endpoints accept, from the instance config.
@@ -259,15 +275,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn metrics(
-    State(state): State<Arc<InstanceState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = state.refuse(&method, &uri, &headers) {
-        return denied;
-    }
+async fn metrics(State(state): State<Arc<InstanceState>>) -> Response {
     let mut text = String::with_capacity(8192);
     exposition::render(&state.snapshot(), &mut text);
     exposition::render(&state.agent_metrics.snapshot(), &mut text);
@@ -281,15 +289,7 @@ async fn metrics(
         .into_response()
 }
 
-async fn health(
-    State(state): State<Arc<InstanceState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = state.refuse(&method, &uri, &headers) {
-        return denied;
-    }
+async fn health(State(state): State<Arc<InstanceState>>) -> Response {
     let checked = state.backend.get();
     let up = checked.up;
     let body = serde_json::json!({
@@ -317,22 +317,12 @@ async fn health(
         .into_response()
 }
 
-async fn status_page(
-    State(state): State<Arc<InstanceState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let denied = state.refuse(&method, &uri, &headers);
-    denied.unwrap_or_else(|| status::html_response(&state.status()))
-}
-
-async fn status_json(
-    State(state): State<Arc<InstanceState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let denied = state.refuse(&method, &uri, &headers);
-    denied.unwrap_or_else(|| status::json_response(&state.status()))
+/// `/status` (the page) and `/status.json` (its figures).
+async fn status(State(state): State<Arc<InstanceState>>, uri: Uri) -> Response {
+    let figures = state.status();
+    if uri.path().ends_with(".json") {
+        status::json_response(&figures)
+    } else {
+        status::html_response(&figures)
+    }
 }
