@@ -25,17 +25,34 @@ const HOSTILE_LABEL: &str = "test-<script>alert(1)</script><b onmouseover=\"x\">
 /// only ever fails a broken case (the test waits for the process to exit, not for a clock).
 const BROWSER_WAIT: Duration = Duration::from_secs(120);
 
-/// An agent with a writer whose URL carries credentials, in front of the fake.
-async fn agent(fake: &FakeOllama, receiver: &Receiver, extra: &str) -> Binary {
+/// The real binary in front of the fake, with a writer whose URL carries credentials.
+struct Setup {
+    agent: Binary,
+    /// The agent's proxy port, `http://…`.
+    base: String,
+    fake: FakeOllama,
+    receiver: Receiver,
+}
+
+async fn setup(extra: &str) -> Setup {
+    let fake = FakeOllama::start().await;
+    let receiver = Receiver::start(Script::Always(204)).await;
     let writer = receiver.url().replace("http://", "http://user:pw@");
-    Binary::start(ConfDir::new(
+    let agent = Binary::start(ConfDir::new(
         &format!("[global]\nhostname = \"h\"\ninterval = 1\n[[writers]]\nurl = \"{writer}\"\n"),
         &format!(
             "[[instances]]\nollama_url = \"{}\"\nproxy_listen_addr = \"127.0.0.1:0\"\n{extra}\n",
             fake.url()
         ),
     ))
-    .await
+    .await;
+    let base = agent.url();
+    Setup {
+        agent,
+        base,
+        fake,
+        receiver,
+    }
 }
 
 /// `GET url` with an optional bearer token: status and body.
@@ -154,14 +171,16 @@ fn escaped(s: &str) -> String {
 
 #[tokio::test]
 async fn status_json_shows_exactly_the_models_and_counts_of_the_traffic() {
-    let fake = FakeOllama::start().await;
-    let receiver = Receiver::start(Script::Always(204)).await;
-    let agent = agent(&fake, &receiver, "").await;
-    let base = agent.url();
+    let Setup {
+        base,
+        fake,
+        receiver,
+        ..
+    } = &setup("").await;
     // The first sample is taken at start: wait for it so the recent figures cover the traffic.
-    status_until(&base, None, samples(1)).await;
-    two_models_and_a_failure(&base).await;
-    let v = status_until(&base, None, settled(5)).await;
+    status_until(base, None, samples(1)).await;
+    two_models_and_a_failure(base).await;
+    let v = status_until(base, None, settled(5)).await;
 
     let models: Vec<(&str, u64, u64, u64)> = v["models"]
         .as_array()
@@ -217,7 +236,7 @@ async fn status_json_shows_exactly_the_models_and_counts_of_the_traffic() {
         assert!(writers[0][key].is_number(), "{key}: {v:#}");
     }
     // The families being added in parallel are shown only once the store has them.
-    let exported = common::metrics_at(&base).await.0;
+    let exported = common::metrics_at(base).await.0;
     for (key, family) in [
         ("queue_wait", "ollama_queue_wait_seconds"),
         ("clients", "ollama_client_requests_total"),
@@ -245,10 +264,7 @@ async fn status_json_shows_exactly_the_models_and_counts_of_the_traffic() {
 
 #[tokio::test]
 async fn status_pages_ask_for_the_same_credentials_as_metrics() {
-    let fake = FakeOllama::start().await;
-    let receiver = Receiver::start(Script::Always(204)).await;
-    let agent = agent(&fake, &receiver, "metrics_bearer_token = \"s3cret\"").await;
-    let base = agent.url();
+    let Setup { base, .. } = &setup("metrics_bearer_token = \"s3cret\"").await;
     for path in ["/metrics", "/status", "/status.json"] {
         let url = format!("{base}{path}");
         let (code, body) = get(&url, None).await;
@@ -263,29 +279,21 @@ async fn status_pages_ask_for_the_same_credentials_as_metrics() {
 
 #[tokio::test]
 async fn with_a_metrics_listener_the_status_page_moves_there_and_the_proxy_forwards_status() {
-    let fake = FakeOllama::start().await;
-    let receiver = Receiver::start(Script::Always(204)).await;
-    let agent = agent(&fake, &receiver, "metrics_listen_addr = \"127.0.0.1:0\"").await;
+    let Setup { agent, base, .. } = &setup("metrics_listen_addr = \"127.0.0.1:0\"").await;
     let own = format!("http://{}", agent.metrics_addrs[0]);
-    assert_ne!(own, agent.url());
+    assert_ne!(&own, base);
     assert_eq!(get(&format!("{own}/status"), None).await.0, 200);
     assert_eq!(get(&format!("{own}/status.json"), None).await.0, 200);
     // Ollama has no /status: its 404, through the proxy.
-    let (code, body) = get(&format!("{}/status", agent.url()), None).await;
+    let (code, body) = get(&format!("{base}/status"), None).await;
     assert_eq!((code, body.as_str()), (404, "404 page not found"));
 }
 
 #[tokio::test]
 async fn a_hostile_model_name_is_text_in_the_html_not_markup() {
-    let fake = FakeOllama::start().await;
-    let receiver = Receiver::start(Script::Always(204)).await;
-    let agent = agent(&fake, &receiver, "").await;
-    let base = agent.url();
-    assert_eq!(
-        generate(&base, HOSTILE, "hi [[tokens:1]]", false).await,
-        200
-    );
-    let v = status_until(&base, None, settled(1)).await;
+    let Setup { base, .. } = &setup("").await;
+    assert_eq!(generate(base, HOSTILE, "hi [[tokens:1]]", false).await, 200);
+    let v = status_until(base, None, settled(1)).await;
     assert_eq!(
         v["models"][0]["model"], HOSTILE_LABEL,
         "JSON carries the name as it is"
@@ -364,22 +372,16 @@ fn screenshot_path() -> PathBuf {
 #[tokio::test]
 async fn headless_chromium_shows_the_models_and_counts_after_the_script_ran_and_saves_a_screenshot()
 {
-    let fake = FakeOllama::start().await;
-    let receiver = Receiver::start(Script::Always(204)).await;
-    let agent = agent(&fake, &receiver, "").await;
-    let base = agent.url();
+    let Setup { base, .. } = &setup("").await;
     // Two waves between three ring samples (one every 10 s), so that the sparklines in the
     // screenshot have a line to draw.
-    status_until(&base, None, samples(1)).await;
-    two_models_and_a_failure(&base).await;
-    status_until(&base, None, samples(2)).await;
-    two_models_and_a_failure(&base).await;
-    assert_eq!(
-        generate(&base, HOSTILE, "hi [[tokens:1]]", false).await,
-        200
-    );
-    status_until(&base, None, samples(3)).await;
-    status_until(&base, None, settled(11)).await;
+    status_until(base, None, samples(1)).await;
+    two_models_and_a_failure(base).await;
+    status_until(base, None, samples(2)).await;
+    two_models_and_a_failure(base).await;
+    assert_eq!(generate(base, HOSTILE, "hi [[tokens:1]]", false).await, 200);
+    status_until(base, None, samples(3)).await;
+    status_until(base, None, settled(11)).await;
 
     let page = format!("{base}/status");
     let dom = chromium(&["--dump-dom"], &page).await;
