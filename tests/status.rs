@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use common::docs::README;
 use common::fake_ollama::{self, FakeOllama};
 use common::receiver::{Receiver, Script};
 use common::{Binary, ConfDir, WAIT};
@@ -260,6 +261,62 @@ async fn status_json_shows_exactly_the_models_and_counts_of_the_traffic() {
         ]
     );
     assert!(!html.contains("user:pw"), "credentials shown:\n{html}");
+}
+
+/// The ```json example under README's "Status page" heading.
+fn readme_example() -> Value {
+    let section = README
+        .split_once("\n## Status page\n")
+        .expect("README has a Status page section")
+        .1;
+    let json = section
+        .split_once("```json\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("the section has a json example")
+        .0;
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("README's example: {e}"))
+}
+
+/// Where `live` and the documented example differ in shape: keys of objects, kinds of values,
+/// arrays by their first element. `null` on either side (a figure that can be unknown, a
+/// section whose family is absent) matches anything.
+fn shape_differences(doc: &Value, live: &Value, at: &str, out: &mut Vec<String>) {
+    match (doc, live) {
+        (Value::Null, _) | (_, Value::Null) => {}
+        (Value::Object(d), Value::Object(l)) => {
+            for k in d.keys().filter(|k| !l.contains_key(*k)) {
+                out.push(format!("{at}.{k}: documented, not answered"));
+            }
+            for k in l.keys().filter(|k| !d.contains_key(*k)) {
+                out.push(format!("{at}.{k}: answered, not documented"));
+            }
+            for (k, dv) in d {
+                if let Some(lv) = l.get(k) {
+                    shape_differences(dv, lv, &format!("{at}.{k}"), out);
+                }
+            }
+        }
+        (Value::Array(d), Value::Array(l)) => {
+            if let (Some(dv), Some(lv)) = (d.first(), l.first()) {
+                shape_differences(dv, lv, &format!("{at}[]"), out);
+            }
+        }
+        (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_)) => {}
+        _ => out.push(format!("{at}: documented {doc}, answered {live}")),
+    }
+}
+
+#[tokio::test]
+async fn status_json_has_the_shape_the_readme_documents() {
+    let Setup { base, .. } = &setup("").await;
+    status_until(base, None, samples(1)).await;
+    two_models_and_a_failure(base).await;
+    let live = status_until(base, None, settled(5)).await;
+    let mut differences = Vec::new();
+    shape_differences(&readme_example(), &live, "", &mut differences);
+    assert!(differences.is_empty(), "{differences:#?}\n{live:#}");
 }
 
 #[tokio::test]
