@@ -22,6 +22,13 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 
+# chromium (Debian's package) loads the status page, runs its script and saves a screenshot in tests/status.rs.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  echo "test.sh: installing Debian's chromium package for tests/status.rs" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 # nginx and wrk: bench/run.sh --smoke (below) runs the benchmark's cases once, tiny, through them.
 PATH=$PATH:/usr/sbin # where Debian puts nginx
 for tool in nginx wrk; do

@@ -17,6 +17,7 @@ use crate::probe;
 use crate::push::{PushError, Writers};
 use crate::server::{self, stopped};
 use crate::snapshot::Family;
+use crate::status;
 
 /// How long in-flight requests may run on after a stop signal.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -172,6 +173,11 @@ impl Agent {
             loops.spawn(instance_loop(
                 state.clone(),
                 writers.clone(),
+                stop_rx.clone(),
+            ));
+            loops.spawn(status::sample_every(
+                state.ring.clone(),
+                state.proxy.store.clone(),
                 stop_rx.clone(),
             ));
         }

@@ -1,10 +1,12 @@
-//! One instance's HTTP face: `GET /metrics`, `GET /health` (axum), and everything else to the
-//! proxy (plain hyper, see [`port_service`]).
+//! One instance's HTTP face: `GET /metrics`, `GET /health`, `GET /status`, `GET /status.json`
+//! (axum), and everything else to the proxy (plain hyper, see [`port_service`]).
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -17,6 +19,7 @@ use crate::proxy::{self, ClientNaming, Options, Proxy, ProxyBody, Upstream};
 use crate::push::PushMetrics;
 use crate::server::PortService;
 use crate::snapshot::Family;
+use crate::status::{self, Ring, Status};
 use crate::store::{Store, DEFAULT_WINDOW};
 use crate::{exposition, VERSION};
 
@@ -29,8 +32,10 @@ pub struct InstanceState {
     pub labeler: Labeler,
     /// The agent's own series (the push's metrics), shown on this instance's `/metrics` too.
     pub agent_metrics: Arc<AgentMetrics>,
-    /// Who may see `/metrics` and `/health`.
+    /// Who may see `/metrics`, `/health` and `/status`.
     pub access: Access,
+    /// The status page's recent samples, filled by `status::sample_every`.
+    pub ring: Arc<Ring>,
 }
 
 /// The agent's own series, which every instance's `/metrics` shows and the agent pushes:
@@ -81,6 +86,7 @@ impl InstanceState {
             labeler,
             agent_metrics,
             access: Access::new(&config),
+            ring: Arc::new(Ring::new()),
             config,
         }
     }
@@ -110,11 +116,26 @@ impl InstanceState {
         self.labeler.apply_to_families(&mut families);
         families
     }
+
+    /// What `/status` and `/status.json` show now.
+    pub fn status(&self) -> Status {
+        let push = &self.agent_metrics.push;
+        Status::compute(&status::Inputs {
+            families: &self.store().snapshot(),
+            writers: &push.as_ref().map(PushMetrics::families).unwrap_or_default(),
+            listen: self.config.proxy_listen_addr.to_string(),
+            backend_url: &self.upstream().url,
+            backend: &self.backend.get(),
+            ring: &self.ring,
+            now: tokio::time::Instant::now(),
+        })
+    }
 }
 
-/// What the proxy port serves: `/metrics` and `/health` (unless they have a listener of their
-/// own) through [`own_router`], every other request through [`Proxy::forward`]. A plain
-/// function of the request, so a proxied request costs one path comparison, not a router.
+/// What the proxy port serves: `/metrics`, `/health` and `/status` (unless they have a
+/// listener of their own) through [`own_router`], every other request through
+/// [`Proxy::forward`]. A plain function of the request, so a proxied request costs one byte
+/// comparison (see [`is_own_path`]), not a router.
 pub fn port_service(state: Arc<InstanceState>) -> impl PortService {
     let own = state
         .config
@@ -124,7 +145,10 @@ pub fn port_service(state: Arc<InstanceState>) -> impl PortService {
     let proxy = state.proxy.clone();
     hyper::service::service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();
-        let own = own.clone().filter(|_| is_own_path(req.uri().path()));
+        let own = own
+            .as_ref()
+            .filter(|_| is_own_path(req.uri().path()))
+            .cloned();
         async move {
             Ok(match own {
                 Some(router) => own_answer(router, req).await,
@@ -134,9 +158,15 @@ pub fn port_service(state: Arc<InstanceState>) -> impl PortService {
     })
 }
 
-/// The paths of the agent's own endpoints.
+/// The paths of the agent's own endpoints, told apart by their second byte first: Ollama's
+/// paths (`/api/…`, `/v1/…`, `/`) are refused by that one comparison.
 fn is_own_path(path: &str) -> bool {
-    path == "/metrics" || path == "/health"
+    match path.as_bytes().get(1) {
+        Some(b'm') => path == "/metrics",
+        Some(b'h') => path == "/health",
+        Some(b's') => path == "/status" || path == "/status.json",
+        _ => false,
+    }
 }
 
 /// The agent's own answer, served by axum and handed to hyper whole (both are small).
@@ -150,15 +180,32 @@ async fn own_answer(mut router: Router, req: Request<Incoming>) -> axum::http::R
     axum::http::Response::from_parts(parts, ProxyBody::full(body))
 }
 
-/// `GET /metrics` and `GET /health`, behind the optional bearer token / basic auth.
+/// `GET /metrics`, `GET /health`, `GET /status` and `GET /status.json`, every one behind
+/// [`guard`] (the optional bearer token / basic auth).
 pub fn own_router(state: Arc<InstanceState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/status", get(status))
+        .route("/status.json", get(status))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
-/// Credentials `/metrics` and `/health` accept, from the instance config.
+/// Runs before every route of [`own_router`]: the refusals (absolute-form target, missing
+/// credentials), so that no endpoint of the agent can be added without them.
+async fn guard(
+    State(state): State<Arc<InstanceState>>,
+    req: Request<Body>,
+    next: Next,
+) -> Response {
+    match state.refuse(req.method(), req.uri(), req.headers()) {
+        Some(denied) => denied,
+        None => next.run(req).await,
+    }
+}
+
+/// Credentials the agent's own endpoints accept, from the instance config.
 #[derive(Debug, Default)]
 pub struct Access {
     /// `Bearer <token>`, when a token is configured.
@@ -209,7 +256,7 @@ impl Access {
         };
         let mut res = error(
             StatusCode::UNAUTHORIZED,
-            "ollama-tap: credentials required for /metrics and /health",
+            "ollama-tap: credentials required for /metrics, /health and /status",
         );
         res.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -234,15 +281,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn metrics(
-    State(state): State<Arc<InstanceState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = state.refuse(&method, &uri, &headers) {
-        return denied;
-    }
+async fn metrics(State(state): State<Arc<InstanceState>>) -> Response {
     let mut text = String::with_capacity(8192);
     exposition::render(&state.snapshot(), &mut text);
     exposition::render(&state.agent_metrics.snapshot(), &mut text);
@@ -256,15 +295,7 @@ async fn metrics(
         .into_response()
 }
 
-async fn health(
-    State(state): State<Arc<InstanceState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = state.refuse(&method, &uri, &headers) {
-        return denied;
-    }
+async fn health(State(state): State<Arc<InstanceState>>) -> Response {
     let checked = state.backend.get();
     let up = checked.up;
     let body = serde_json::json!({
@@ -290,4 +321,14 @@ async fn health(
         body.to_string(),
     )
         .into_response()
+}
+
+/// `/status` (the page) and `/status.json` (its figures).
+async fn status(State(state): State<Arc<InstanceState>>, uri: Uri) -> Response {
+    let figures = state.status();
+    if uri.path().ends_with(".json") {
+        status::json_response(&figures)
+    } else {
+        status::html_response(&figures)
+    }
 }

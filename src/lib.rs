@@ -39,6 +39,7 @@ pub mod run;
 pub mod server;
 pub mod shutdown;
 pub mod snapshot;
+pub mod status;
 pub mod store;
 pub mod tap;
 pub mod vocab;

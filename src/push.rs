@@ -45,6 +45,9 @@ pub use client::{headers, redact, MAX_ERROR_BODY};
 pub use encode::{encode_families, label_name, metric_name};
 pub use retry::{Backoff, Jitter, RetryAction};
 pub use stats::DURATION_BUCKETS;
+pub use stats::{
+    QUEUE_SAMPLES, RETRIES, SAMPLES_DROPPED, SAMPLES_FAILED, SAMPLES_SENT, SINCE_LAST_SUCCESS,
+};
 pub use wire::{compress, Compressor, Encoded};
 
 /// Backoff bounds between retries of one batch (exponential, equal jitter).

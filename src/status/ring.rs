@@ -1,0 +1,556 @@
+//! The status page's memory: a bounded ring of compact samples of one instance's counters,
+//! taken every [`EVERY`] from a store snapshot, so that rates, error ratios and P95s over the
+//! last minutes are differences of two samples.
+//!
+//! A [`Sample`] keeps, per model (at most [`MAX_MODELS`], the busiest by requests since start),
+//! the cumulative requests, failures and generated tokens, the cumulative buckets of
+//! `ollama_request_duration_seconds` (and of `ollama_queue_wait_seconds` when the snapshot has
+//! that family) summed over endpoints, and the requests in flight. Families are read by name,
+//! so a family that appears later needs no plumbing.
+//!
+//! Memory, from the sizes (checked by a test): a model costs `size_of::<ModelSample>()` (72
+//! bytes) plus 8 bytes per bucket (18 for the request duration: 144) per sample, 216 bytes;
+//! times [`SAMPLES`] (90) that is 19,440 bytes, about 19 KB per model (about 32 KB once the
+//! queue-wait histogram, 18 more buckets, exists). With [`MAX_MODELS`] models: about 1.9 MB
+//! at most.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::snapshot::{Family, Series};
+
+/// Samples kept: 15 minutes at one every [`EVERY`].
+pub const SAMPLES: usize = 90;
+/// How often the sampling task takes a sample.
+pub const EVERY: Duration = Duration::from_secs(10);
+/// Models kept per sample (the busiest by requests since start): the default `max_models`
+/// (100). Beyond, a sample says it is [`Sample::truncated`].
+pub const MAX_MODELS: usize = crate::config::DEFAULT_MAX_MODELS;
+
+pub const REQUESTS: &str = "ollama_requests_total";
+pub const FAILED: &str = "ollama_requests_failed";
+pub const TOKENS: &str = "ollama_tokens_generated_total";
+pub const IN_FLIGHT: &str = "ollama_requests_in_flight";
+pub const DURATION: &str = "ollama_request_duration_seconds";
+/// Added by the queue-wait work; read only when present.
+pub const QUEUE_WAIT: &str = "ollama_queue_wait_seconds";
+
+/// The last [`SAMPLES`] samples, oldest first.
+#[derive(Debug, Default)]
+pub struct Ring {
+    samples: Mutex<VecDeque<Sample>>,
+}
+
+/// One instance's counters at one moment.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Instant,
+    /// `ollama_requests_in_flight`, every model.
+    pub in_flight: u64,
+    /// Sorted by name.
+    pub models: Vec<ModelSample>,
+    /// Models were left out ([`MAX_MODELS`]): a model missing here is unknown, not idle.
+    pub truncated: bool,
+    /// Upper bounds of [`ModelSample::duration`] (the last is `+Inf`).
+    pub duration_bounds: Arc<[f64]>,
+    /// Upper bounds of [`ModelSample::queue_wait`]; empty without that family.
+    pub queue_bounds: Arc<[f64]>,
+}
+
+/// One model's cumulative figures in a [`Sample`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSample {
+    pub name: Arc<str>,
+    pub requests: u64,
+    pub failed: u64,
+    pub tokens: u64,
+    /// Cumulative bucket counts over every endpoint, one per bound (the last is the count).
+    pub duration: Box<[u64]>,
+    /// As `duration`, for `ollama_queue_wait_seconds`; empty without that family.
+    pub queue_wait: Box<[u64]>,
+}
+
+/// What one model did between two samples: counters' increases (a counter that went down was
+/// reset and counts from 0, as Prometheus' `increase`) and the time between them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delta {
+    pub seconds: f64,
+    pub requests: u64,
+    pub failed: u64,
+    pub tokens: u64,
+    pub duration: Vec<u64>,
+    pub queue_wait: Vec<u64>,
+}
+
+/// A model's figures as a sample knows them: its own, or all zero when the sample has no
+/// entry for it and was not truncated (the model had no request yet).
+struct Counts<'a> {
+    requests: u64,
+    failed: u64,
+    tokens: u64,
+    duration: &'a [u64],
+    queue_wait: &'a [u64],
+}
+
+// === impl Ring ===
+
+impl Ring {
+    pub fn new() -> Ring {
+        Ring::default()
+    }
+
+    /// Adds a sample, dropping the oldest beyond [`SAMPLES`]. Model names and bucket bounds
+    /// equal to the previous sample's are shared with it, so they are held once.
+    pub fn push(&self, mut sample: Sample) {
+        let mut samples = self.samples.lock();
+        if let Some(last) = samples.back() {
+            for m in &mut sample.models {
+                if let Some(known) = last.model(&m.name) {
+                    m.name = known.name.clone();
+                }
+            }
+            if last.duration_bounds == sample.duration_bounds {
+                sample.duration_bounds = last.duration_bounds.clone();
+            }
+            if last.queue_bounds == sample.queue_bounds {
+                sample.queue_bounds = last.queue_bounds.clone();
+            }
+        }
+        if samples.len() == SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
+    }
+
+    /// Takes a sample of `families` (a store snapshot) at `at`.
+    pub fn sample(&self, families: &[Family], at: Instant) {
+        self.push(Sample::of(families, at, MAX_MODELS));
+    }
+
+    /// Runs `f` on the samples, oldest first, under the ring's lock.
+    pub fn with<R>(&self, f: impl FnOnce(&VecDeque<Sample>) -> R) -> R {
+        f(&self.samples.lock())
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the samples hold: each sample, its models and their buckets (the shared bucket
+    /// bounds and model names once each are left out: they do not grow with the samples).
+    pub fn bytes(&self) -> usize {
+        self.with(|samples| samples.iter().map(Sample::bytes).sum())
+    }
+}
+
+/// The sample to measure "the last `window`" from at `now`: the newest one at least `window`
+/// old, else the oldest.
+pub fn base(samples: &VecDeque<Sample>, now: Instant, window: Duration) -> Option<&Sample> {
+    samples
+        .iter()
+        .rev()
+        .find(|s| now.saturating_duration_since(s.at) >= window)
+        .or_else(|| samples.front())
+}
+
+// === impl Sample ===
+
+impl Sample {
+    /// The compact sample of a snapshot, with at most `max_models` models (the busiest):
+    /// families read by name, series by their `model` label (histograms summed over
+    /// `endpoint`).
+    pub fn of(families: &[Family], at: Instant, max_models: usize) -> Sample {
+        let family = |name: &str| families.iter().find(|f| f.name == name);
+        let mut by_model: HashMap<&str, ModelSample> = HashMap::new();
+        for s in family(REQUESTS).map_or(&[][..], |f| &f.series) {
+            if let Some(m) = model(s) {
+                let entry = by_model.entry(m).or_insert_with(|| ModelSample::empty(m));
+                entry.requests = s.value as u64;
+            }
+        }
+        let mut counter = |name: &str, set: fn(&mut ModelSample, u64)| {
+            for s in family(name).map_or(&[][..], |f| &f.series) {
+                if let Some(entry) = model(s).and_then(|m| by_model.get_mut(m)) {
+                    set(entry, s.value as u64);
+                }
+            }
+        };
+        counter(FAILED, |m, v| m.failed = v);
+        counter(TOKENS, |m, v| m.tokens = v);
+        let (duration_bounds, mut duration) = buckets_by_model(family(DURATION));
+        let (queue_bounds, mut queue) = buckets_by_model(family(QUEUE_WAIT));
+        let in_flight =
+            family(IN_FLIGHT).map_or(0.0, |f| f.series.iter().map(|s| s.value).sum::<f64>()) as u64;
+
+        let mut models: Vec<ModelSample> = by_model.into_values().collect();
+        let truncated = models.len() > max_models;
+        if truncated {
+            models.sort_unstable_by(|a, b| b.requests.cmp(&a.requests).then(a.name.cmp(&b.name)));
+            models.truncate(max_models);
+            models.shrink_to_fit();
+        }
+        models.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        for m in &mut models {
+            m.duration = duration.remove(&*m.name).unwrap_or_default().into();
+            m.queue_wait = queue.remove(&*m.name).unwrap_or_default().into();
+        }
+        Sample {
+            at,
+            in_flight,
+            models,
+            truncated,
+            duration_bounds: duration_bounds.into(),
+            queue_bounds: queue_bounds.into(),
+        }
+    }
+
+    /// The model's entry, if the sample has one.
+    pub fn model(&self, name: &str) -> Option<&ModelSample> {
+        self.models
+            .binary_search_by(|m| (*m.name).cmp(name))
+            .ok()
+            .map(|i| &self.models[i])
+    }
+
+    /// What `name` did from `earlier` to this sample; `None` when either sample cannot say
+    /// (left out by the cap) or no time passed.
+    pub fn delta(&self, earlier: &Sample, name: &str) -> Option<Delta> {
+        let seconds = self.at.saturating_duration_since(earlier.at).as_secs_f64();
+        let (now, then) = (self.counts(name)?, earlier.counts(name)?);
+        (seconds > 0.0).then(|| Delta {
+            seconds,
+            requests: increase(now.requests, then.requests),
+            failed: increase(now.failed, then.failed),
+            tokens: increase(now.tokens, then.tokens),
+            duration: increase_all(now.duration, then.duration),
+            queue_wait: increase_all(now.queue_wait, then.queue_wait),
+        })
+    }
+
+    fn counts(&self, name: &str) -> Option<Counts<'_>> {
+        match self.model(name) {
+            Some(m) => Some(Counts {
+                requests: m.requests,
+                failed: m.failed,
+                tokens: m.tokens,
+                duration: &m.duration,
+                queue_wait: &m.queue_wait,
+            }),
+            None if self.truncated => None,
+            None => Some(Counts {
+                requests: 0,
+                failed: 0,
+                tokens: 0,
+                duration: &[],
+                queue_wait: &[],
+            }),
+        }
+    }
+
+    /// Bytes this sample holds (see [`Ring::bytes`]).
+    pub fn bytes(&self) -> usize {
+        let models = self.models.capacity() * std::mem::size_of::<ModelSample>();
+        let buckets: usize = self
+            .models
+            .iter()
+            .map(|m| 8 * (m.duration.len() + m.queue_wait.len()))
+            .sum();
+        std::mem::size_of::<Sample>() + models + buckets
+    }
+}
+
+// === impl ModelSample ===
+
+impl ModelSample {
+    fn empty(name: &str) -> ModelSample {
+        ModelSample {
+            name: name.into(),
+            requests: 0,
+            failed: 0,
+            tokens: 0,
+            duration: Box::default(),
+            queue_wait: Box::default(),
+        }
+    }
+}
+
+// === impl Delta ===
+
+impl Delta {
+    pub fn per_second(&self, n: u64) -> f64 {
+        n as f64 / self.seconds
+    }
+}
+
+/// The `q` quantile of cumulative bucket counts (`cumulative[i]` observations `<= bounds[i]`,
+/// the last bound `+Inf`), as Prometheus' `histogram_quantile`: linear within the bucket the
+/// rank falls in, the first bucket starting at 0, the highest finite bound when the rank falls
+/// in `+Inf`. `None` without observations.
+pub fn quantile(q: f64, bounds: &[f64], cumulative: &[u64]) -> Option<f64> {
+    let count = *cumulative.last()?;
+    if count == 0 || bounds.len() != cumulative.len() {
+        return None;
+    }
+    let rank = q * count as f64;
+    let i = cumulative.iter().position(|&c| c as f64 >= rank)?;
+    if bounds[i].is_infinite() {
+        return bounds[..i].last().copied().or(Some(0.0));
+    }
+    let (lower, below) = match i {
+        0 => (0.0, 0),
+        _ => (bounds[i - 1], cumulative[i - 1]),
+    };
+    let in_bucket = (cumulative[i] - below) as f64;
+    if in_bucket == 0.0 {
+        return Some(bounds[i]);
+    }
+    Some(lower + (bounds[i] - lower) * (rank - below as f64) / in_bucket)
+}
+
+/// A counter's increase from `then` to `now`; one that went down was reset and counts from 0.
+fn increase(now: u64, then: u64) -> u64 {
+    if now >= then {
+        now - then
+    } else {
+        now
+    }
+}
+
+/// [`increase`] bucket by bucket; `then` empty counts as zeros, and a different layout as a
+/// reset.
+fn increase_all(now: &[u64], then: &[u64]) -> Vec<u64> {
+    if then.len() != now.len() {
+        return now.to_vec();
+    }
+    now.iter()
+        .zip(then)
+        .map(|(&n, &t)| increase(n, t))
+        .collect()
+}
+
+fn model(s: &Series) -> Option<&str> {
+    label(s, "model")
+}
+
+/// The value of label `name`.
+pub fn label<'a>(s: &'a Series, name: &str) -> Option<&'a str> {
+    s.labels
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A histogram family's bucket bounds (`le`, ascending, `+Inf` last) and each model's
+/// cumulative counts over every endpoint. Empty without the family.
+fn buckets_by_model(family: Option<&Family>) -> (Vec<f64>, HashMap<&str, Vec<u64>>) {
+    let Some(family) = family else {
+        return (Vec::new(), HashMap::new());
+    };
+    let le = |s: &Series| label(s, "le").and_then(|v| v.parse::<f64>().ok());
+    let buckets = || family.series.iter().filter(|s| s.suffix == "_bucket");
+    let mut bounds: Vec<f64> = buckets().filter_map(le).collect();
+    bounds.sort_unstable_by(f64::total_cmp);
+    bounds.dedup();
+    let mut by_model: HashMap<&str, Vec<u64>> = HashMap::new();
+    for s in buckets() {
+        let (Some(m), Some(le)) = (model(s), le(s)) else {
+            continue;
+        };
+        let counts = by_model.entry(m).or_insert_with(|| vec![0; bounds.len()]);
+        counts[bounds.partition_point(|&b| b < le)] += s.value as u64;
+    }
+    (bounds, by_model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Kind;
+    use crate::store::histogram::DURATION_BUCKETS;
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A snapshot of `models`: (name, requests, failed, tokens, request durations in seconds),
+    /// the durations on two endpoints alternately, plus `in_flight`.
+    fn snapshot(models: &[(&str, u64, u64, u64, &[f64])], in_flight: u64) -> Vec<Family> {
+        let mut requests = Family::new(REQUESTS, "", Kind::Counter);
+        let mut failed = Family::new(FAILED, "", Kind::Counter);
+        let mut tokens = Family::new(TOKENS, "", Kind::Counter);
+        let mut flight = Family::new(IN_FLIGHT, "", Kind::Gauge);
+        let mut duration = Family::new(DURATION, "", Kind::Histogram);
+        for &(m, r, f, t, durations) in models {
+            requests.push("", labels(&[("model", m)]), r as f64);
+            failed.push("", labels(&[("model", m)]), f as f64);
+            tokens.push("", labels(&[("model", m)]), t as f64);
+            flight.push("", labels(&[("model", m)]), 0.0);
+            for (i, endpoint) in ["/api/chat", "/api/generate"].into_iter().enumerate() {
+                let mine: Vec<f64> = durations.iter().copied().skip(i).step_by(2).collect();
+                let bounds = DURATION_BUCKETS.iter().map(|b| (*b, b.to_string()));
+                for (b, le) in bounds.chain([(f64::INFINITY, "+Inf".to_owned())]) {
+                    let n = mine.iter().filter(|d| **d <= b).count();
+                    let l = labels(&[("model", m), ("endpoint", endpoint), ("le", &le)]);
+                    duration.push("_bucket", l, n as f64);
+                }
+            }
+        }
+        if let Some(s) = flight.series.first_mut() {
+            s.value = in_flight as f64;
+        }
+        vec![requests, failed, tokens, flight, duration]
+    }
+
+    #[test]
+    fn the_ring_keeps_the_last_90_samples_and_drops_the_oldest() {
+        let ring = Ring::new();
+        let t0 = Instant::now();
+        for i in 0..100u64 {
+            let n = i * 2;
+            ring.sample(
+                &snapshot(&[("a:latest", n, 0, 0, &[])], i),
+                t0 + EVERY * i as u32,
+            );
+        }
+        assert_eq!(ring.len(), SAMPLES);
+        ring.with(|s| {
+            assert_eq!(
+                s.front().unwrap().in_flight,
+                10,
+                "samples 0..10 were dropped"
+            );
+            assert_eq!(s.back().unwrap().in_flight, 99);
+            assert_eq!(s.front().unwrap().at, t0 + EVERY * 10);
+        });
+    }
+
+    #[test]
+    fn rates_and_p95_are_differences_of_two_samples() {
+        let ring = Ring::new();
+        let t0 = Instant::now();
+        let before: &[f64] = &[5.0; 50];
+        ring.sample(&snapshot(&[("a:latest", 50, 2, 500, before)], 0), t0);
+        // 60 more requests in 60 s: 57 fast (0.01 s bucket) and 3 slow; 6 failures, 1200 tokens.
+        let mut after = before.to_vec();
+        after.extend([0.005; 57]);
+        after.extend([3.0; 3]);
+        ring.sample(
+            &snapshot(&[("a:latest", 110, 8, 1700, &after)], 1),
+            t0 + Duration::from_secs(60),
+        );
+        ring.with(|s| {
+            let d = s[1].delta(&s[0], "a:latest").unwrap();
+            assert_eq!((d.requests, d.failed, d.tokens), (60, 6, 1200));
+            assert_eq!(d.seconds, 60.0);
+            assert_eq!(d.per_second(d.requests), 1.0);
+            assert_eq!(d.per_second(d.tokens), 20.0);
+            assert_eq!(d.duration.last(), Some(&60), "both endpoints summed");
+            // rank 57 of 60 is the last fast one: within (0, 0.01].
+            let p95 = quantile(0.95, &s[1].duration_bounds, &d.duration).unwrap();
+            assert!((p95 - 0.01).abs() < 1e-9, "{p95}");
+            // the 50 earlier 5 s requests are not in the difference: since start, the P95
+            // falls among them, in (2.56, 5.12].
+            let since_start = quantile(0.95, &s[1].duration_bounds, &s[1].models[0].duration);
+            assert!(since_start.unwrap() > 2.56, "{since_start:?}");
+            assert_eq!(s[1].in_flight, 1);
+        });
+    }
+
+    #[test]
+    fn a_counter_reset_counts_from_zero_and_a_new_model_from_nothing() {
+        let ring = Ring::new();
+        let t0 = Instant::now();
+        ring.sample(
+            &snapshot(&[("a:latest", 100, 10, 1000, &[1.0; 100])], 0),
+            t0,
+        );
+        ring.sample(
+            &snapshot(
+                &[
+                    ("a:latest", 4, 1, 30, &[1.0; 4]),
+                    ("b:latest", 7, 0, 70, &[]),
+                ],
+                0,
+            ),
+            t0 + EVERY,
+        );
+        ring.with(|s| {
+            let a = s[1].delta(&s[0], "a:latest").unwrap();
+            assert_eq!((a.requests, a.failed, a.tokens), (4, 1, 30));
+            assert_eq!(a.duration.last(), Some(&4));
+            let b = s[1].delta(&s[0], "b:latest").unwrap();
+            assert_eq!(
+                (b.requests, b.tokens),
+                (7, 70),
+                "absent before: it had nothing"
+            );
+            assert!(s[1].delta(&s[1], "a:latest").is_none(), "no time passed");
+        });
+    }
+
+    #[test]
+    fn a_sample_keeps_the_busiest_models_and_says_it_left_some_out() {
+        let names: Vec<String> = (0..MAX_MODELS + 5).map(|i| format!("m{i:03}")).collect();
+        let models: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i as u64 + 1, 0, 0, &[][..]))
+            .collect();
+        let t0 = Instant::now();
+        let first = Sample::of(&snapshot(&models, 0), t0, MAX_MODELS);
+        let second = Sample::of(&snapshot(&models, 0), t0 + EVERY, MAX_MODELS);
+        assert_eq!(first.models.len(), MAX_MODELS);
+        assert!(first.truncated);
+        assert!(first.model("m000").is_none(), "the least busy is left out");
+        assert!(second.delta(&first, "m000").is_none(), "unknown, not idle");
+        assert_eq!(second.delta(&first, "m104").unwrap().requests, 0);
+    }
+
+    #[test]
+    fn quantile_interpolates_within_the_bucket_as_prometheus() {
+        let bounds = [1.0, 2.0, f64::INFINITY];
+        assert_eq!(quantile(0.5, &bounds, &[10, 20, 20]), Some(1.0));
+        assert_eq!(quantile(0.75, &bounds, &[10, 20, 20]), Some(1.5));
+        assert_eq!(
+            quantile(0.95, &bounds, &[0, 0, 5]),
+            Some(2.0),
+            "+Inf: the last bound"
+        );
+        assert_eq!(quantile(0.95, &bounds, &[0, 0, 0]), None);
+        assert_eq!(quantile(0.95, &bounds, &[]), None);
+    }
+
+    #[test]
+    fn the_memory_per_model_is_what_the_readme_says() {
+        // README (Status page) and the module docs: 72 + 8 x 18 bytes per model and sample,
+        // about 19 KB per model for the 90 samples.
+        assert_eq!(std::mem::size_of::<ModelSample>(), 72);
+        let per_model = |models: usize| {
+            let ring = Ring::new();
+            let all: Vec<String> = (0..models).map(|i| format!("m{i}")).collect();
+            let snap: Vec<_> = all
+                .iter()
+                .map(|n| (n.as_str(), 1, 0, 0, &[0.1][..]))
+                .collect();
+            let t0 = Instant::now();
+            for i in 0..SAMPLES as u32 {
+                ring.sample(&snapshot(&snap, 0), t0 + EVERY * i);
+            }
+            ring.bytes()
+        };
+        let one_more = per_model(11) - per_model(10);
+        assert_eq!(one_more, SAMPLES * (72 + 8 * (DURATION_BUCKETS.len() + 1)));
+        assert_eq!(one_more, 19_440);
+    }
+}
