@@ -73,21 +73,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+listens() { # port pid: true once something accepts on the port, false if pid exits first
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+# Three free ports, then the three servers on them. A port can be taken between the pick and
+# the server's bind (another process's outgoing connection gets it as its ephemeral port): then
+# the servers are stopped and started again on new ports, up to three times.
+for attempt in 1 2 3; do
 read -r BPORT NPORT TPORT < <(python3 -c '
 import socket
 socks = [socket.socket() for _ in range(3)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
-
-wait_port() { # port name
-  for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench/run.sh: $2 does not listen on $1; its log:" >&2
-  cat "$TMP"/*.log >&2 || true
-  exit 1
-}
 
 "$BIN/examples/bench_backend" --listen "127.0.0.1:$BPORT" >"$TMP/backend.log" 2>&1 &
 BACKEND_PID=$!; PIDS+=("$BACKEND_PID")
@@ -135,10 +138,27 @@ printf '[[instances]]\nollama_url = "http://127.0.0.1:%s"\nproxy_listen_addr = "
 "$BIN/ollama-tap" --configs "$TMP/tap" >"$TMP/tap.log" 2>&1 &
 TAP_PID=$!; PIDS+=("$TAP_PID")
 
-wait_port "$BPORT" bench_backend
-wait_port "$NPORT" nginx
-wait_port "$TPORT" ollama-tap
+# Each port accepts, and half a second later each server still runs (one that lost its port
+# to another listener has exited by then).
+down=""
+listens "$BPORT" "$BACKEND_PID" || down+=" bench_backend:$BPORT"
+listens "$NPORT" "$NGINX_PID" || down+=" nginx:$NPORT"
+listens "$TPORT" "$TAP_PID" || down+=" ollama-tap:$TPORT"
 sleep 0.5
+kill -0 "$BACKEND_PID" 2>/dev/null || down+=" bench_backend(exited)"
+kill -0 "$NGINX_PID" 2>/dev/null || down+=" nginx(exited)"
+kill -0 "$TAP_PID" 2>/dev/null || down+=" ollama-tap(exited)"
+[ -z "$down" ] && break
+if [ "$attempt" = 3 ]; then
+  echo "bench/run.sh: not serving:$down; the logs:" >&2
+  cat "$TMP"/*.log "$TMP"/nginx/error.log >&2 || true
+  exit 1
+fi
+echo "bench/run.sh: not serving:$down (a port taken before its server bound it?); starting again on new ports" >&2
+for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+PIDS=()
+done
 
 # --- measuring ---
 CLK_TCK=$(getconf CLK_TCK)
