@@ -49,6 +49,19 @@ pub fn http_uri(value: &str) -> Result<Uri, String> {
     }
 }
 
+/// `value` with any `user:pass@` of its authority replaced by `***@`, for error messages.
+pub fn redact_userinfo(value: &str) -> String {
+    let Some(start) = value.find("://").map(|i| i + 3) else {
+        return value.to_owned();
+    };
+    let rest = &value[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}***{}", &value[..start], &rest[at..]),
+        None => value.to_owned(),
+    }
+}
+
 /// Resolves a Go-style listen address: ":8000" means 0.0.0.0:8000; otherwise host:port
 /// (names are resolved now, the first address wins).
 pub fn listen_addr(value: &str) -> Result<SocketAddr, String> {

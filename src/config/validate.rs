@@ -138,6 +138,16 @@ pub(super) fn instance(path: &Path, i: usize, raw: RawInstance) -> Result<Instan
             Some(_) => Err(format!("{:?} has a query string", raw.ollama_url)),
             None => Ok(uri),
         })
+        .and_then(
+            |uri| match uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+                // They would go to Ollama as part of the Host header, and show in logs and /health.
+                true => Err(format!(
+                    "{:?}: credentials (user:pass@) in ollama_url are not supported",
+                    check::redact_userinfo(&raw.ollama_url)
+                )),
+                false => Ok(uri),
+            },
+        )
         .map_err(|e| invalid(&file, field("ollama_url"), e))?;
     let listen_text = match raw.proxy_listen_addr.trim() {
         "" => raw::default_proxy_listen_addr(),
