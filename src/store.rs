@@ -25,6 +25,7 @@
 //! With client attribution on ([`Store::count_clients`]), each record is also counted per
 //! (client, model) under the same model label, in families of their own (`store/clients.rs`).
 
+mod cap;
 mod clients;
 mod families;
 pub mod histogram;
@@ -42,6 +43,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::DEFAULT_MAX_MODELS;
 use crate::snapshot::Family;
 use crate::vocab::{Outcome, Record, OTHER_MODEL};
+use cap::LabelCap;
 use clients::ClientStats;
 use histogram::{Histogram, NANOS, OVERHEAD_BUCKETS};
 use model::ModelStats;
@@ -57,9 +59,7 @@ pub struct Store {
     up: AtomicBool,
     models: RwLock<HashMap<Box<str>, Arc<ModelStats>>>,
     /// Cap on distinct model labels (`other` not included).
-    max_models: usize,
-    /// The cap was reached and said so in the log.
-    cap_logged: AtomicBool,
+    cap: LabelCap,
     overhead: Histogram<13>,
     version: RwLock<Option<Box<str>>>,
     /// Sorted by name, names unique.
@@ -111,8 +111,7 @@ impl Store {
             window,
             up: AtomicBool::new(false),
             models: RwLock::new(HashMap::new()),
-            max_models,
-            cap_logged: AtomicBool::new(false),
+            cap: LabelCap::new(max_models, "max_models", "model names"),
             overhead: Histogram::new(&OVERHEAD_BUCKETS, NANOS),
             version: RwLock::new(None),
             loaded: Mutex::new(Vec::new()),
@@ -198,14 +197,8 @@ impl Store {
             return Arc::clone(s);
         }
         let named = models.len() - usize::from(models.contains_key(OTHER_MODEL));
-        if named >= self.max_models {
+        if self.cap.is_full(named) {
             drop(models);
-            if !self.cap_logged.swap(true, Relaxed) {
-                tracing::warn!(
-                    max_models = self.max_models,
-                    "model label cap reached: further new model names are counted as model=\"other\""
-                );
-            }
             return self.stats_for(OTHER_MODEL);
         }
         let s = models

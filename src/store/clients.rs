@@ -19,10 +19,11 @@
 //! | `ollama_client_request_duration_seconds_total` | not load-only, failures included (as `ollama_request_duration_seconds`) |
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use parking_lot::RwLock;
 
+use super::cap::LabelCap;
 use crate::snapshot::{Family, Kind, Labels};
 use crate::vocab::{Record, OTHER_CLIENT, UNKNOWN_CLIENT};
 
@@ -33,9 +34,7 @@ type Map = HashMap<Box<str>, HashMap<Box<str>, Counters>>;
 #[derive(Debug)]
 pub(super) struct ClientStats {
     /// Cap on distinct client labels ([`UNKNOWN_CLIENT`] and [`OTHER_CLIENT`] not included).
-    max_clients: usize,
-    /// The cap was reached and said so in the log.
-    cap_logged: AtomicBool,
+    cap: LabelCap,
     clients: RwLock<Map>,
 }
 
@@ -56,8 +55,7 @@ type Row = (Box<str>, Box<str>, [u64; 4]);
 impl ClientStats {
     pub fn new(max_clients: usize) -> Self {
         ClientStats {
-            max_clients,
-            cap_logged: AtomicBool::new(false),
+            cap: LabelCap::new(max_clients, "max_clients", "clients"),
             clients: RwLock::new(HashMap::new()),
         }
     }
@@ -102,16 +100,7 @@ impl ClientStats {
             .iter()
             .filter(|l| clients.contains_key(**l))
             .count();
-        if clients.len() - own < self.max_clients {
-            return false;
-        }
-        if !self.cap_logged.load(Relaxed) && !self.cap_logged.swap(true, Relaxed) {
-            tracing::warn!(
-                max_clients = self.max_clients,
-                "client label cap reached: further new clients are counted as client=\"other\""
-            );
-        }
-        true
+        self.cap.is_full(clients.len() - own)
     }
 
     /// Distinct client labels, [`UNKNOWN_CLIENT`] and [`OTHER_CLIENT`] included.
