@@ -131,7 +131,7 @@ impl Usage {
     /// `load_duration` up to the moment the scheduler hands the request a runner, and the
     /// runner's `Completion` then waits for one of its `OLLAMA_NUM_PARALLEL` slots before it
     /// evaluates the prompt; so this is that slot wait, plus prompt templating and tokenizing
-    /// (about a millisecond).
+    /// (small next to a slot wait; the fake Ollama puts 1 ms there).
     pub fn queue_wait_ns(&self) -> Option<u64> {
         let busy = self
             .load_duration_ns?
