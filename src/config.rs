@@ -30,6 +30,8 @@ pub const DEFAULT_MAX_MODELS: usize = 100;
 pub const DEFAULT_BATCH: usize = 1000;
 /// `[writer_opt] chan_size` when absent or <= 0.
 pub const DEFAULT_CHAN_SIZE: usize = 1_000_000;
+/// `[writer_opt] queue_max_mb` when absent or <= 0: 1 GiB per writer.
+pub const DEFAULT_QUEUE_MAX_MB: u64 = 1024;
 /// The main file inside the config directory.
 pub const MAIN_FILE: &str = "config.toml";
 /// The input folder inside the config directory.
@@ -98,10 +100,30 @@ pub struct Writer {
 }
 
 /// `[writer_opt]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterOpt {
     pub batch: usize,
+    /// The memory queue's capacity, in samples (when there is no `queue_dir`).
     pub chan_size: usize,
+    /// Where each writer keeps its queue on disk; `None`: in memory.
+    pub queue_dir: Option<PathBuf>,
+    /// A disk queue's bound, per writer, in bytes.
+    pub queue_max_bytes: u64,
+    /// Queued samples older than this are dropped, not sent; `Duration::ZERO`: no limit.
+    pub queue_max_age: Duration,
+}
+
+impl Default for WriterOpt {
+    /// Categraf's sizes and a memory queue, as an empty `[writer_opt]` gives.
+    fn default() -> Self {
+        WriterOpt {
+            batch: DEFAULT_BATCH,
+            chan_size: DEFAULT_CHAN_SIZE,
+            queue_dir: None,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_MB << 20,
+            queue_max_age: Duration::ZERO,
+        }
+    }
 }
 
 /// `[log]`.
@@ -208,7 +230,7 @@ pub fn load(dir: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
         .enumerate()
         .map(|(i, w)| validate::writer(&file, i, w))
         .collect::<Result<Vec<_>, _>>()?;
-    let writer_opt = validate::writer_opt(raw.writer_opt);
+    let writer_opt = validate::writer_opt(&file, raw.writer_opt)?;
     let log = validate::log(&file, raw.log)?;
 
     let (plugin_interval, pending) = load_inputs(dir, &mut warnings)?;

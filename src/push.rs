@@ -17,9 +17,12 @@
 
 pub mod proto;
 
+mod backlog;
 mod client;
+mod disk;
 mod encode;
 mod queue;
+mod record;
 #[cfg(test)]
 mod reference;
 mod retry;
@@ -38,8 +41,9 @@ use tokio::time::Instant;
 
 use crate::config;
 use crate::snapshot::Family;
+use backlog::Backlog;
 use client::Client;
-use queue::Queue;
+use disk::DiskQueue;
 use stats::Stats;
 
 pub use client::{headers, redact, MAX_ERROR_BODY};
@@ -47,7 +51,8 @@ pub use encode::{encode_families, label_name, metric_name};
 pub use retry::{Backoff, Jitter, RetryAction};
 pub use stats::DURATION_BUCKETS;
 pub use stats::{
-    QUEUE_SAMPLES, RETRIES, SAMPLES_DROPPED, SAMPLES_FAILED, SAMPLES_SENT, SINCE_LAST_SUCCESS,
+    DropReason, QUEUE_BYTES, QUEUE_SAMPLES, RETRIES, SAMPLES_DROPPED, SAMPLES_FAILED, SAMPLES_SENT,
+    SINCE_LAST_SUCCESS,
 };
 pub use wire::{compress, Compressor, Encoded};
 
@@ -101,6 +106,13 @@ pub enum PushError {
         url: String,
         reason: String,
     },
+    #[error("writer_opt.queue_dir: {path}: {reason} (writers[{index}]: {url})")]
+    QueueDir {
+        index: usize,
+        url: String,
+        path: String,
+        reason: String,
+    },
     #[error("remote write must be started inside a tokio runtime")]
     NoRuntime,
 }
@@ -111,8 +123,8 @@ pub enum PushError {
 struct WriterState {
     /// The writer URL without userinfo: the `url` label and the log field.
     url: String,
-    queue: Mutex<Queue>,
-    stats: Stats,
+    queue: Mutex<Backlog>,
+    stats: Arc<Stats>,
     /// A snapshot arrived, or the flush began.
     data: Notify,
     /// The flush began: cut the current backoff short, once.
@@ -120,6 +132,13 @@ struct WriterState {
     draining: AtomicBool,
     /// Drops were logged since the queue was last empty (one line per episode).
     dropping: AtomicBool,
+}
+
+/// A writer's queue, opened: a restart's leftovers are logged once it has started.
+struct Opened {
+    backlog: Backlog,
+    stats: Arc<Stats>,
+    recovery: Option<disk::Recovery>,
 }
 
 // === impl RetryPolicy ===
@@ -158,21 +177,30 @@ impl Writers {
             .enumerate()
             .map(|(i, w)| Client::new(i, w))
             .collect::<Result<Vec<_>, _>>()?;
-        let capacity = opt.chan_size.max(1);
-        // A batch never exceeds the queue, so the batch in flight can always be held.
-        let batch = opt.batch.clamp(1, capacity);
+        // A batch never exceeds a memory queue, so the batch in flight can always be held.
+        let batch = match opt.queue_dir {
+            None => opt.batch.clamp(1, opt.chan_size.max(1)),
+            Some(_) => opt.batch.max(1),
+        };
+        let mut opened = Vec::with_capacity(writers.len());
+        for (i, w) in writers.iter().enumerate() {
+            opened.push(open_queue(i, w, opt)?);
+        }
         let mut states = Vec::with_capacity(writers.len());
         let mut tasks = Vec::with_capacity(writers.len());
-        for (w, client) in writers.iter().zip(clients) {
+        for ((w, client), o) in writers.iter().zip(clients).zip(opened) {
             let s = Arc::new(WriterState {
                 url: redact(&w.url),
-                queue: Mutex::new(Queue::new(capacity)),
-                stats: Stats::new(),
+                queue: Mutex::new(o.backlog),
+                stats: o.stats,
                 data: Notify::new(),
                 drain: Notify::new(),
                 draining: AtomicBool::new(false),
                 dropping: AtomicBool::new(false),
             });
+            if let Some(r) = o.recovery {
+                s.log_recovery(&r);
+            }
             tasks.push(runtime.spawn(sender::send_loop(s.clone(), client, retry, batch)));
             states.push(s);
         }
@@ -184,21 +212,28 @@ impl Writers {
     /// lock per writer, and a wake-up for its task.
     pub fn enqueue_families(&self, families: &[Family], ts_ms: i64) {
         if !self.is_empty() {
-            self.enqueue_encoded(&Encoded::from_families(families, ts_ms));
+            self.enqueue_encoded(&Encoded::from_families(families, ts_ms), ts_ms);
         }
     }
 
-    /// As [`Writers::enqueue_families`], for series that are already structs.
+    /// As [`Writers::enqueue_families`], for series that are already structs (stamped with
+    /// the newest sample's timestamp for `queue_max_age`).
     pub fn enqueue(&self, series: Vec<proto::TimeSeries>) {
         if !self.is_empty() {
-            self.enqueue_encoded(&Encoded::from_series(&series));
+            let ts_ms = series
+                .iter()
+                .flat_map(|s| &s.samples)
+                .map(|s| s.timestamp)
+                .max()
+                .unwrap_or(0);
+            self.enqueue_encoded(&Encoded::from_series(&series), ts_ms);
         }
     }
 
-    fn enqueue_encoded(&self, series: &Encoded) {
+    fn enqueue_encoded(&self, series: &Encoded, ts_ms: i64) {
         if !series.is_empty() {
             for s in &self.states {
-                s.push(series);
+                s.push(series, ts_ms);
             }
         }
     }
@@ -281,7 +316,6 @@ fn families(states: &[Arc<WriterState>]) -> Vec<Family> {
         .map(|s| stats::View {
             url: &s.url,
             stats: &s.stats,
-            queue_samples: s.queue.lock().samples(),
         })
         .collect();
     stats::families(&views)
@@ -290,17 +324,69 @@ fn families(states: &[Arc<WriterState>]) -> Vec<Family> {
 // === impl WriterState ===
 
 impl WriterState {
-    fn push(&self, series: &Encoded) {
-        let dropped = self.queue.lock().push(series);
-        if dropped > 0 {
-            Stats::add(&self.stats.dropped, dropped);
-            if !self.dropping.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    url = %self.url,
-                    "remote write queue full: dropping the oldest samples until the writer catches up"
-                );
-            }
+    fn push(&self, series: &Encoded, ts_ms: i64) {
+        let dropped = self.queue.lock().push(series, ts_ms);
+        if dropped > 0 && !self.dropping.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                url = %self.url,
+                "remote write queue full: dropping the oldest samples until the writer catches up"
+            );
         }
         self.data.notify_one();
     }
+
+    /// One line for what a disk queue found at start: what it resumes, and what it lost.
+    fn log_recovery(&self, r: &disk::Recovery) {
+        if r.lost_bytes > 0 || r.lost_samples > 0 {
+            tracing::warn!(
+                url = %self.url,
+                lost_bytes = r.lost_bytes,
+                lost_samples = r.lost_samples,
+                resumed_samples = r.samples,
+                "remote write queue: unreadable records skipped (a crash tore them or the disk \
+                 damaged them; counted as reason=\"corrupt\"), sending the rest"
+            );
+        } else if r.samples > 0 {
+            tracing::info!(
+                url = %self.url,
+                samples = r.samples,
+                "remote write queue: resuming the samples queued before the restart"
+            );
+        }
+    }
+}
+
+/// Opens writer `index`'s queue: on disk under `queue_dir` when set, else in memory.
+fn open_queue(
+    index: usize,
+    w: &config::Writer,
+    opt: &config::WriterOpt,
+) -> Result<Opened, PushError> {
+    let url = redact(&w.url);
+    let Some(base) = &opt.queue_dir else {
+        let stats = Arc::new(Stats::new());
+        let backlog = Backlog::memory(opt.chan_size, stats.clone(), url);
+        return Ok(Opened {
+            backlog,
+            stats,
+            recovery: None,
+        });
+    };
+    let dir = disk::dir_for(base, &url);
+    let (queue, recovery) =
+        DiskQueue::open(&dir, opt.queue_max_bytes, opt.queue_max_age).map_err(|e| {
+            PushError::QueueDir {
+                index,
+                url: url.clone(),
+                path: dir.display().to_string(),
+                reason: crate::config::io_reason(&e),
+            }
+        })?;
+    let stats = Arc::new(Stats::on_disk());
+    let backlog = Backlog::disk(queue, stats.clone(), url);
+    Ok(Opened {
+        backlog,
+        stats,
+        recovery: Some(recovery),
+    })
 }

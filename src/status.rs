@@ -264,7 +264,7 @@ fn writers(families: &[Family]) -> Vec<Writer> {
                 push::QUEUE_SAMPLES => w.queue_samples = n,
                 push::SAMPLES_SENT => w.sent_samples = n,
                 push::SAMPLES_FAILED => w.failed_samples = n,
-                push::SAMPLES_DROPPED => w.dropped_samples = n,
+                push::SAMPLES_DROPPED => w.dropped_samples += n,
                 push::RETRIES => w.retries = n,
                 _ => {}
             }

@@ -37,7 +37,11 @@ fn writer(url: &str) -> Writer {
 }
 
 fn opt(batch: usize, chan_size: usize) -> WriterOpt {
-    WriterOpt { batch, chan_size }
+    WriterOpt {
+        batch,
+        chan_size,
+        ..WriterOpt::default()
+    }
 }
 
 /// Retries after 5–10 ms, then up to 100 ms: fast tests, same code path as production.

@@ -125,6 +125,15 @@ pub struct RawWriterOpt {
     /// Queue capacity in samples; <= 0 means [`super::DEFAULT_CHAN_SIZE`].
     #[serde(default = "default_chan_size")]
     pub chan_size: i64,
+    /// Directory of the disk queues, one folder per writer URL; "" keeps the queue in memory.
+    #[serde(default)]
+    pub queue_dir: String,
+    /// A disk queue's bound, per writer, in MiB; <= 0 means [`super::DEFAULT_QUEUE_MAX_MB`].
+    #[serde(default = "default_queue_max_mb")]
+    pub queue_max_mb: i64,
+    /// Queued samples older than this are dropped instead of sent; absent or zero: no limit.
+    #[serde(default)]
+    pub queue_max_age: Option<DurationValue>,
 }
 
 /// `[log]` in `config.toml`.
@@ -299,6 +308,11 @@ pub fn default_batch() -> i64 {
     super::DEFAULT_BATCH as i64
 }
 
+/// `[writer_opt] queue_max_mb` default: [`super::DEFAULT_QUEUE_MAX_MB`].
+pub fn default_queue_max_mb() -> i64 {
+    super::DEFAULT_QUEUE_MAX_MB as i64
+}
+
 /// `[writer_opt] chan_size` default: [`super::DEFAULT_CHAN_SIZE`].
 pub fn default_chan_size() -> i64 {
     super::DEFAULT_CHAN_SIZE as i64
@@ -358,6 +372,9 @@ impl Default for RawWriterOpt {
         RawWriterOpt {
             batch: default_batch(),
             chan_size: default_chan_size(),
+            queue_dir: String::new(),
+            queue_max_mb: default_queue_max_mb(),
+            queue_max_age: None,
         }
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::duration::DurationValue;
 use super::raw::{self, RawGlobal, RawInstance, RawLog, RawWriter, RawWriterOpt};
 use super::{check, Clients, ConfigError, Global, Instance, Log, Writer, WriterOpt};
-use super::{DEFAULT_BATCH, DEFAULT_CHAN_SIZE, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+use super::{
+    DEFAULT_BATCH, DEFAULT_CHAN_SIZE, DEFAULT_INTERVAL, DEFAULT_QUEUE_MAX_MB, DEFAULT_TIMEOUT,
+};
 
 /// A validation error for `field` in `file`.
 pub(super) fn invalid(
@@ -99,17 +101,26 @@ pub(super) fn writer(file: &str, i: usize, raw: RawWriter) -> Result<Writer, Con
 }
 
 /// `[writer_opt]`: values <= 0 (or too large for this platform) take Categraf's defaults.
-pub(super) fn writer_opt(raw: RawWriterOpt) -> WriterOpt {
+pub(super) fn writer_opt(file: &str, raw: RawWriterOpt) -> Result<WriterOpt, ConfigError> {
     let positive = |v: i64, default: usize| {
         usize::try_from(v)
             .ok()
             .filter(|n| *n > 0)
             .unwrap_or(default)
     };
-    WriterOpt {
+    let max_age = optional_duration(file, "writer_opt.queue_max_age", raw.queue_max_age.as_ref())?;
+    let max_mb = u64::try_from(raw.queue_max_mb)
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_QUEUE_MAX_MB);
+    let queue_dir = raw.queue_dir.trim();
+    Ok(WriterOpt {
         batch: positive(raw.batch, DEFAULT_BATCH),
         chan_size: positive(raw.chan_size, DEFAULT_CHAN_SIZE),
-    }
+        queue_dir: (!queue_dir.is_empty()).then(|| queue_dir.into()),
+        queue_max_bytes: max_mb.saturating_mul(1 << 20),
+        queue_max_age: max_age.unwrap_or(Duration::ZERO),
+    })
 }
 
 /// `[log]`: the level must parse as a tracing filter; an empty file_name means stdout.

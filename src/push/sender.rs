@@ -94,7 +94,7 @@ pub(super) async fn send_loop(
                         }
                     }
                 }
-                let dropped_now = state.stats.dropped.load(Ordering::Relaxed);
+                let dropped_now = state.stats.dropped();
                 let dropped = dropped_now - std::mem::replace(&mut dropped_mark, dropped_now);
                 if let Some(o) = outage.take() {
                     tracing::info!(

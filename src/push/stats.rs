@@ -19,16 +19,38 @@ pub const SAMPLES_FAILED: &str = "ollama_tap_remote_write_samples_failed_total";
 pub const SAMPLES_DROPPED: &str = "ollama_tap_remote_write_samples_dropped_total";
 pub const RETRIES: &str = "ollama_tap_remote_write_retries_total";
 pub const QUEUE_SAMPLES: &str = "ollama_tap_remote_write_queue_samples";
+pub const QUEUE_BYTES: &str = "ollama_tap_remote_write_queue_bytes";
 pub const SINCE_LAST_SUCCESS: &str = "ollama_tap_remote_write_seconds_since_last_success";
 pub const REQUEST_DURATION: &str = "ollama_tap_remote_write_request_duration_seconds";
 
-/// One writer's counters. Counters are atomics; the two compound values sit behind a mutex.
+/// Why samples were dropped before they could be sent: the `reason` label of
+/// [`SAMPLES_DROPPED`]. A memory queue drops only for `queue_full`, a disk queue for the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The memory queue was full (`chan_size`): the oldest samples made room.
+    QueueFull,
+    /// The disk queue reached `queue_max_mb`: its oldest segment made room.
+    DiskFull,
+    /// Older than `queue_max_age` when their turn came.
+    TooOld,
+    /// In a queue record that did not check out (a crash tore it, or the disk damaged it).
+    Corrupt,
+    /// In a snapshot that could not be written to the queue directory.
+    WriteError,
+}
+
+/// One writer's counters and queue gauges, all atomics (so `/metrics` never waits for the
+/// queue); the two compound values sit behind a mutex.
 #[derive(Debug)]
 pub struct Stats {
     pub sent: AtomicU64,
     pub failed: AtomicU64,
-    pub dropped: AtomicU64,
     pub retries: AtomicU64,
+    dropped: [AtomicU64; 5],
+    /// Samples waiting, the batch in flight included.
+    pub queue_samples: AtomicU64,
+    /// Bytes of the queue's files; `None` for a memory queue.
+    pub queue_bytes: Option<AtomicU64>,
     /// The last accepted push, or the writer's start before any.
     last_success: Mutex<Instant>,
     duration: Mutex<Histogram>,
@@ -46,25 +68,78 @@ struct Histogram {
 pub struct View<'a> {
     pub url: &'a str,
     pub stats: &'a Stats,
-    pub queue_samples: usize,
+}
+
+// === impl DropReason ===
+
+impl DropReason {
+    const MEMORY: [DropReason; 1] = [DropReason::QueueFull];
+    const DISK: [DropReason; 4] = [
+        DropReason::DiskFull,
+        DropReason::TooOld,
+        DropReason::Corrupt,
+        DropReason::WriteError,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::DiskFull => "disk_full",
+            DropReason::TooOld => "too_old",
+            DropReason::Corrupt => "corrupt",
+            DropReason::WriteError => "write_error",
+        }
+    }
 }
 
 // === impl Stats ===
 
 impl Stats {
+    /// A memory queue's stats.
     pub fn new() -> Stats {
         Stats {
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            dropped: Default::default(),
+            queue_samples: AtomicU64::new(0),
+            queue_bytes: None,
             last_success: Mutex::new(Instant::now()),
             duration: Mutex::new(Histogram::default()),
         }
     }
 
+    /// A disk queue's stats (with the bytes gauge).
+    pub fn on_disk() -> Stats {
+        Stats {
+            queue_bytes: Some(AtomicU64::new(0)),
+            ..Stats::new()
+        }
+    }
+
     pub fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Counts `n` samples dropped for `reason`.
+    pub fn drop_samples(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            self.dropped[reason as usize].fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Samples dropped so far, for every reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// Sets the queue gauges.
+    pub fn set_queue(&self, samples: usize, bytes: u64) {
+        self.queue_samples.store(samples as u64, Relaxed);
+        if let Some(b) = &self.queue_bytes {
+            b.store(bytes, Relaxed);
+        }
     }
 
     pub fn mark_success(&self) {
@@ -110,7 +185,7 @@ pub fn families(writers: &[View<'_>]) -> Vec<Family> {
     );
     let mut dropped = Family::new(
         SAMPLES_DROPPED,
-        "Oldest samples dropped because the queue was full.",
+        "Samples dropped before they could be sent, by reason (queue_full, disk_full, too_old, corrupt, write_error).",
         Kind::Counter,
     );
     let mut retries = Family::new(
@@ -119,6 +194,11 @@ pub fn families(writers: &[View<'_>]) -> Vec<Family> {
         Kind::Counter,
     );
     let mut queue = Family::new(QUEUE_SAMPLES, "Samples waiting to be sent.", Kind::Gauge);
+    let mut queue_bytes = Family::new(
+        QUEUE_BYTES,
+        "Bytes of the writer's disk queue (writers with a queue_dir only).",
+        Kind::Gauge,
+    );
     let mut since = Family::new(
         SINCE_LAST_SUCCESS,
         "Seconds since the last accepted push (since the writer started, before any).",
@@ -134,9 +214,22 @@ pub fn families(writers: &[View<'_>]) -> Vec<Family> {
         let count = |c: &AtomicU64| c.load(Relaxed) as f64;
         sent.push("", url(), count(&w.stats.sent));
         failed.push("", url(), count(&w.stats.failed));
-        dropped.push("", url(), count(&w.stats.dropped));
+        let reasons: &[DropReason] = match w.stats.queue_bytes {
+            None => &DropReason::MEMORY,
+            Some(_) => &DropReason::DISK,
+        };
+        for &reason in reasons {
+            let labels = vec![
+                ("reason".to_owned(), reason.label().to_owned()),
+                url().remove(0),
+            ];
+            dropped.push("", labels, count(&w.stats.dropped[reason as usize]));
+        }
         retries.push("", url(), count(&w.stats.retries));
-        queue.push("", url(), w.queue_samples as f64);
+        queue.push("", url(), count(&w.stats.queue_samples));
+        if let Some(bytes) = &w.stats.queue_bytes {
+            queue_bytes.push("", url(), count(bytes));
+        }
         since.push("", url(), w.stats.since_last_success());
         let h = w.stats.duration.lock();
         let mut cumulative = 0;
@@ -150,7 +243,11 @@ pub fn families(writers: &[View<'_>]) -> Vec<Family> {
         duration.push("_sum", url(), h.sum);
         duration.push("_count", url(), h.count as f64);
     }
-    vec![sent, failed, dropped, retries, queue, since, duration]
+    let mut all = vec![sent, failed, dropped, retries, queue, since, duration];
+    if !queue_bytes.series.is_empty() {
+        all.insert(5, queue_bytes);
+    }
+    all
 }
 
 #[cfg(test)]
@@ -176,10 +273,10 @@ mod tests {
         for ms in [1, 7, 7, 300, 20_000] {
             stats.observe(Duration::from_millis(ms));
         }
+        stats.set_queue(3, 0);
         let view = [View {
             url: "http://h/w",
             stats: &stats,
-            queue_samples: 3,
         }];
         let fams = families(&view);
         let le = |b| value(&fams, REQUEST_DURATION, "_bucket", Some(b));
@@ -203,12 +300,10 @@ mod tests {
             View {
                 url: "http://a/w",
                 stats: &a,
-                queue_samples: 0,
             },
             View {
                 url: "http://b/w",
                 stats: &b,
-                queue_samples: 0,
             },
         ];
         let fams = families(&view);
@@ -228,6 +323,9 @@ mod tests {
         let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
         let urls = ["http://a/w", "http://b/w"];
         for f in &fams[..6] {
+            if f.name == SAMPLES_DROPPED {
+                continue;
+            }
             let got: Vec<_> = f
                 .series
                 .iter()
@@ -253,6 +351,48 @@ mod tests {
         assert_eq!(got, want);
         let sent: Vec<f64> = fams[0].series.iter().map(|s| s.value).collect();
         assert_eq!(sent, [4.0, 9.0]);
+    }
+
+    #[test]
+    fn drops_are_counted_by_reason_and_a_disk_queue_has_its_bytes_gauge() {
+        let (memory, disk) = (Stats::new(), Stats::on_disk());
+        memory.drop_samples(DropReason::QueueFull, 5);
+        disk.drop_samples(DropReason::TooOld, 2);
+        disk.drop_samples(DropReason::Corrupt, 3);
+        disk.set_queue(7, 4096);
+        let view = [
+            View {
+                url: "http://m/w",
+                stats: &memory,
+            },
+            View {
+                url: "http://d/w",
+                stats: &disk,
+            },
+        ];
+        let fams = families(&view);
+        let dropped = fams.iter().find(|f| f.name == SAMPLES_DROPPED).unwrap();
+        let got: Vec<(String, f64)> = dropped
+            .series
+            .iter()
+            .map(|s| (format!("{}@{}", s.labels[0].1, s.labels[1].1), s.value))
+            .collect();
+        let want = [
+            ("queue_full@http://m/w", 5.0),
+            ("disk_full@http://d/w", 0.0),
+            ("too_old@http://d/w", 2.0),
+            ("corrupt@http://d/w", 3.0),
+            ("write_error@http://d/w", 0.0),
+        ];
+        let want: Vec<(String, f64)> = want.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        assert_eq!(got, want);
+        assert_eq!(disk.dropped(), 5);
+        let bytes = fams.iter().find(|f| f.name == QUEUE_BYTES).unwrap();
+        assert_eq!(bytes.series.len(), 1, "only the disk writer has the gauge");
+        assert_eq!(bytes.series[0].value, 4096.0);
+        assert_eq!(value(&fams, QUEUE_SAMPLES, "", None), 0.0);
+        let memory_only = families(&view[..1]);
+        assert!(memory_only.iter().all(|f| f.name != QUEUE_BYTES));
     }
 
     #[test]

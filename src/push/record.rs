@@ -1,0 +1,168 @@
+//! The disk queue's record format, and reading it back: pure functions over bytes.
+//!
+//! A segment file is a run of records, one per queued snapshot (or the part of one that a
+//! writer still had to send):
+//!
+//! ```text
+//! magic "OTQ1" | payload len u32 | samples u32 | series u32 | ts_ms i64 | payload crc u32 | header crc u32
+//! payload: per series, varint(samples) then the series as one `WriteRequest.timeseries` field
+//! ```
+//!
+//! All integers little-endian; the header crc covers the 28 bytes before it, the payload crc
+//! the payload (CRC-32, IEEE). A header that checks out is trusted for its length, so a record
+//! whose payload was damaged is skipped whole and its samples counted; a damaged header is
+//! skipped byte by byte up to the next magic, and those bytes counted. A record cut short by
+//! a crash (the file ends inside it) counts as lost. Nothing that does not check out is ever
+//! sent.
+
+use bytes::Bytes;
+use prost::encoding::{decode_varint, encode_varint};
+
+use super::wire::Entry;
+
+/// Marks the start of every record.
+pub const MAGIC: [u8; 4] = *b"OTQ1";
+/// Bytes of a record's header.
+pub const HEADER: usize = 32;
+/// The first byte of every series: `WriteRequest.timeseries`, length-delimited.
+const SERIES_KEY: u8 = 0x0a;
+
+/// What a record's header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Where the record starts in its segment.
+    pub offset: u64,
+    /// The payload's length (the record is `HEADER + len` bytes).
+    pub len: u32,
+    pub samples: u32,
+    pub series: u32,
+    /// The snapshot's timestamp (milliseconds since the epoch).
+    pub ts_ms: i64,
+    pub payload_crc: u32,
+}
+
+/// What [`scan`] found in a segment's bytes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// The records that check out, in file order.
+    pub records: Vec<Meta>,
+    /// Bytes that belong to no readable record (damaged, or cut short).
+    pub lost_bytes: u64,
+    /// Samples of records whose header checks out but whose payload does not, or is cut short.
+    pub lost_samples: u64,
+}
+
+// === impl Meta ===
+
+impl Meta {
+    /// The whole record's length.
+    pub fn size(&self) -> u64 {
+        HEADER as u64 + u64::from(self.len)
+    }
+}
+
+/// Appends one record holding `entries` (all stamped `ts_ms`) to `out`.
+pub fn write(out: &mut Vec<u8>, ts_ms: i64, entries: &[Entry]) {
+    let start = out.len();
+    out.resize(start + HEADER, 0);
+    let mut samples = 0u32;
+    for e in entries {
+        encode_varint(e.samples as u64, out);
+        out.extend_from_slice(&e.bytes);
+        samples = samples.saturating_add(e.samples as u32);
+    }
+    let len = (out.len() - start - HEADER) as u32;
+    let payload_crc = crc32fast::hash(&out[start + HEADER..]);
+    let head = &mut out[start..start + HEADER];
+    head[..4].copy_from_slice(&MAGIC);
+    head[4..8].copy_from_slice(&len.to_le_bytes());
+    head[8..12].copy_from_slice(&samples.to_le_bytes());
+    head[12..16].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+    head[16..24].copy_from_slice(&ts_ms.to_le_bytes());
+    head[24..28].copy_from_slice(&payload_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&head[..28]);
+    head[28..32].copy_from_slice(&header_crc.to_le_bytes());
+}
+
+/// The header at the start of `bytes`, if it is one that checks out (`offset` is where
+/// `bytes` starts in the segment).
+pub fn header(bytes: &[u8], offset: u64) -> Option<Meta> {
+    let head = bytes.get(..HEADER)?;
+    if head[..4] != MAGIC {
+        return None;
+    }
+    let u32_at = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().unwrap());
+    if crc32fast::hash(&head[..28]) != u32_at(28) {
+        return None;
+    }
+    Some(Meta {
+        offset,
+        len: u32_at(4),
+        samples: u32_at(8),
+        series: u32_at(12),
+        ts_ms: i64::from_le_bytes(head[16..24].try_into().unwrap()),
+        payload_crc: u32_at(24),
+    })
+}
+
+/// Every readable record of a segment, and what could not be read.
+pub fn scan(bytes: &[u8]) -> Scan {
+    let mut scan = Scan::default();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let Some(meta) = header(&bytes[at..], at as u64) else {
+            // Not a record here: skip to the next magic (or the end) and count the bytes.
+            let next =
+                memchr::memmem::find(&bytes[at + 1..], &MAGIC).map_or(bytes.len(), |i| at + 1 + i);
+            scan.lost_bytes += (next - at) as u64;
+            at = next;
+            continue;
+        };
+        let end = at.saturating_add(meta.size() as usize);
+        let intact = bytes
+            .get(at + HEADER..end)
+            .is_some_and(|payload| crc32fast::hash(payload) == meta.payload_crc);
+        if intact {
+            scan.records.push(meta);
+            at = end;
+        } else {
+            scan.lost_samples += u64::from(meta.samples);
+            scan.lost_bytes += (end.min(bytes.len()) - at) as u64;
+            at = end.min(bytes.len());
+        }
+    }
+    scan
+}
+
+/// The series of a record's payload, as queue entries sharing `payload`'s buffer; `None`
+/// when the payload does not check out against `meta` (then nothing of it may be sent).
+pub fn entries(meta: &Meta, payload: Bytes) -> Option<Vec<Entry>> {
+    if payload.len() != meta.len as usize || crc32fast::hash(&payload) != meta.payload_crc {
+        return None;
+    }
+    let mut out = Vec::with_capacity(meta.series as usize);
+    let mut rest = &payload[..];
+    while !rest.is_empty() {
+        let samples = decode_varint(&mut rest).ok()? as usize;
+        let start = payload.len() - rest.len();
+        if rest.first() != Some(&SERIES_KEY) {
+            return None;
+        }
+        let mut body = &rest[1..];
+        let len = decode_varint(&mut body).ok()? as usize;
+        let end = payload.len() - body.len() + len;
+        if end > payload.len() {
+            return None;
+        }
+        out.push(Entry {
+            bytes: payload.slice(start..end),
+            samples,
+        });
+        rest = &payload[end..];
+    }
+    (out.len() == meta.series as usize).then_some(out)
+}
+
+#[cfg(test)]
+#[path = "record/tests.rs"]
+mod tests;
