@@ -281,7 +281,13 @@ impl Writers {
             let _ = task.await; // cancelled: returns at once
         }
         let left = self.queued();
-        if left > 0 {
+        let on_disk = self.states.iter().any(|s| s.stats.queue_bytes.is_some());
+        if left > 0 && on_disk {
+            tracing::info!(
+                "remote write: {left} samples left unsent at shutdown, kept in the disk queue \
+                 for the next start"
+            );
+        } else if left > 0 {
             tracing::warn!("remote write: {left} samples left unsent at shutdown");
         }
         left

@@ -16,7 +16,11 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub async fn start() -> Prometheus {
-        let port = super::free_port();
+        Prometheus::start_on(super::free_port()).await
+    }
+
+    /// A Prometheus on `port` of 127.0.0.1 (one that agents were already told to push to).
+    pub async fn start_on(port: u16) -> Prometheus {
         let dir =
             std::env::temp_dir().join(format!("ollama-tap-prom-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
