@@ -124,7 +124,11 @@ impl Client {
                 let body = tokio::time::timeout(ERROR_BODY_TIMEOUT, read_prefix(&mut response))
                     .await
                     .unwrap_or_default();
-                format!("HTTP {status}: {body:?}")
+                // 499 (Nightingale's back-pressure) has no reason phrase: not "<unknown ...>".
+                match status.canonical_reason() {
+                    Some(reason) => format!("HTTP {} {reason}: {body:?}", status.as_u16()),
+                    None => format!("HTTP {}: {body:?}", status.as_u16()),
+                }
             }
         };
         Reply { action, detail }

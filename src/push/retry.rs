@@ -1,12 +1,31 @@
 //! What to do after a push ([`RetryAction`], from the status or the transport error) and how
 //! long to wait before the next try ([`Backoff`]): the decision is kept apart from the timing.
 //!
-//! The rule, from the remote-write 1.0 spec:
+//! The rule: the remote-write 1.0 spec (5xx and 429 retried, other 4xx not), plus what the
+//! receivers this agent pushes to actually answer:
 //! - 2xx: success (200 with an empty body and 204 alike; the body is ignored);
-//! - 5xx and 429: retry the same batch, honouring `Retry-After` (seconds) on 429 and 503;
+//! - 5xx: retry the same batch, honouring `Retry-After` (seconds) on 503;
+//! - 429 and 499: back-pressure, retry the same batch with the same backoff, honouring
+//!   `Retry-After`. Nightingale's `pushgw` answers `/prometheus/v1/write` with its
+//!   `OverLimitStatusCode`, 499 unless configured, body `write queue full, metric count over
+//!   limit: N`, while its write queues are full (ccfos/nightingale
+//!   `pushgw/router/router_remotewrite.go`, default set in `pushgw/pconf/conf.go`); its
+//!   `/proxy/v1/write` answers 429 when too many requests are in flight
+//!   (`pushgw/router/router_proxy_remotewrite.go`). Nothing else sends 499 to a client (nginx
+//!   only logs it for a client that went away), so no 499 means "drop";
+//! - 408: retry. The receiver gave up waiting for the request, which says nothing about the
+//!   samples; it is the server-side twin of a client timeout, which is retried too. vmagent
+//!   retries every status but 400 and 409 (VictoriaMetrics/VictoriaMetrics
+//!   `app/vmagent/remotewrite/client.go`); Prometheus retries only 5xx and, with
+//!   `retry_on_http_429`, 429 (prometheus/prometheus `storage/remote/client.go`);
+//! - 413: [`RetryAction::Split`]: the batch is too large, not wrong (n9e's proxy route answers
+//!   413 above its body limit, `router_proxy_remotewrite.go`). The sender resends it in halves;
+//!   a single series still too large is dropped as below. Prometheus drops on 413, vmagent
+//!   retries the same block for ever: both lose or stall where a smaller request would do;
 //! - a connection error or a timeout: retry;
-//! - anything else (400, 401, 404, 413, a 3xx the client did not follow, ...): drop the batch;
-//!   the receiver will never accept it, so retrying would block every later sample.
+//! - anything else (400, 401, 403, 404, 409, 415, 422, a 3xx the client did not follow, ...):
+//!   drop the batch; the receiver will never accept it, so retrying would block every later
+//!   sample.
 
 use std::time::Duration;
 
@@ -18,8 +37,14 @@ use reqwest::StatusCode;
 pub enum RetryAction {
     /// Accepted: commit the batch.
     Success,
-    /// Not accepted, try again; `after` is the receiver's `Retry-After`, when it sent one.
-    Retry { after: Option<Duration> },
+    /// Not accepted, try again; `after` is the receiver's `Retry-After`, when it sent one;
+    /// `backpressure` when the receiver said it is overloaded (429, 499) rather than failing.
+    Retry {
+        after: Option<Duration>,
+        backpressure: bool,
+    },
+    /// Too large (413): resend the batch in smaller parts; drop it when it is one series.
+    Split,
     /// Rejected for good: drop the batch, count it as failed, never send it again.
     Drop,
 }
@@ -52,21 +77,26 @@ struct XorShift(u64);
 impl RetryAction {
     /// The action for an HTTP answer.
     pub fn from_status(status: StatusCode, headers: &HeaderMap) -> RetryAction {
-        if status.is_success() {
-            return RetryAction::Success;
+        let retry = |after, backpressure| RetryAction::Retry {
+            after,
+            backpressure,
+        };
+        match status.as_u16() {
+            200..=299 => RetryAction::Success,
+            429 | 499 => retry(retry_after(headers), true),
+            503 => retry(retry_after(headers), false),
+            408 | 500..=599 => retry(None, false),
+            413 => RetryAction::Split,
+            _ => RetryAction::Drop,
         }
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            let honoured = status == StatusCode::TOO_MANY_REQUESTS
-                || status == StatusCode::SERVICE_UNAVAILABLE;
-            let after = if honoured { retry_after(headers) } else { None };
-            return RetryAction::Retry { after };
-        }
-        RetryAction::Drop
     }
 
     /// The action for a request that got no answer (connect error, timeout, reset...).
     pub fn from_transport_error() -> RetryAction {
-        RetryAction::Retry { after: None }
+        RetryAction::Retry {
+            after: None,
+            backpressure: false,
+        }
     }
 }
 
@@ -165,7 +195,21 @@ mod tests {
         RetryAction::from_status(StatusCode::from_u16(code).unwrap(), &headers)
     }
 
-    const RETRY: RetryAction = RetryAction::Retry { after: None };
+    const RETRY: RetryAction = RetryAction::Retry {
+        after: None,
+        backpressure: false,
+    };
+    const PUSHBACK: RetryAction = RetryAction::Retry {
+        after: None,
+        backpressure: true,
+    };
+
+    fn after(secs: u64, backpressure: bool) -> RetryAction {
+        RetryAction::Retry {
+            after: Some(Duration::from_secs(secs)),
+            backpressure,
+        }
+    }
 
     #[test]
     fn success_is_any_2xx() {
@@ -175,27 +219,43 @@ mod tests {
     }
 
     #[test]
-    fn retries_5xx_and_429_only() {
-        for code in [500, 501, 502, 503, 504, 599, 429] {
+    fn retries_5xx_408_and_the_transport_errors() {
+        for code in [500, 501, 502, 503, 504, 599, 408] {
             assert_eq!(action(code, None), RETRY, "{code}");
-        }
-        for code in [400, 401, 403, 404, 408, 409, 413, 415, 422, 301, 304, 100] {
-            assert_eq!(action(code, None), RetryAction::Drop, "{code}");
         }
         assert_eq!(RetryAction::from_transport_error(), RETRY);
     }
 
     #[test]
-    fn honours_retry_after_seconds_on_429_and_503() {
-        let after = |s| RetryAction::Retry {
-            after: Some(Duration::from_secs(s)),
-        };
-        assert_eq!(action(429, Some("7")), after(7));
-        assert_eq!(action(503, Some(" 2 ")), after(2));
+    fn n9e_499_and_429_are_backpressure_and_retried() {
+        assert_eq!(action(499, None), PUSHBACK);
+        assert_eq!(action(429, None), PUSHBACK);
+    }
+
+    #[test]
+    fn a_413_splits_the_batch() {
+        assert_eq!(action(413, None), RetryAction::Split);
+        assert_eq!(action(413, Some("5")), RetryAction::Split);
+    }
+
+    #[test]
+    fn drops_every_other_status() {
+        let others = [400, 401, 403, 404, 409, 410, 415, 422, 498, 301, 304, 100];
+        for code in others {
+            assert_eq!(action(code, None), RetryAction::Drop, "{code}");
+        }
+    }
+
+    #[test]
+    fn honours_retry_after_seconds_on_429_499_and_503() {
+        assert_eq!(action(429, Some("7")), after(7, true));
+        assert_eq!(action(499, Some("3")), after(3, true));
+        assert_eq!(action(503, Some(" 2 ")), after(2, false));
         assert_eq!(action(500, Some("7")), RETRY);
         assert_eq!(action(502, Some("7")), RETRY);
-        assert_eq!(action(429, Some("Wed, 21 Oct 2015 07:28:00 GMT")), RETRY);
-        assert_eq!(action(429, Some("-1")), RETRY);
+        assert_eq!(action(408, Some("7")), RETRY);
+        assert_eq!(action(429, Some("Wed, 21 Oct 2015 07:28:00 GMT")), PUSHBACK);
+        assert_eq!(action(499, Some("-1")), PUSHBACK);
         assert_eq!(action(400, Some("1")), RetryAction::Drop);
     }
 

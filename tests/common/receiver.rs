@@ -33,6 +33,12 @@ pub enum Script {
     RetryAfter429 { secs: u64, n: usize },
     /// Never answers (the request hangs until the client gives up).
     Hang,
+    /// Nightingale's pushgw with its write queues full: 499 (its default
+    /// `OverLimitStatusCode`) with its body, `write queue full, metric count over limit: N`,
+    /// for the first `n` requests, then 204.
+    N9eQueueFull { n: usize },
+    /// 413 to any request holding more than `max_samples` samples, 204 to the others.
+    MaxSamples(usize),
 }
 
 /// One request as received.
@@ -230,9 +236,10 @@ async fn handle(
             Vec::new()
         }
     };
-    let (status, retry_after) = {
+    let (status, retry_after, text) = {
         let mut received = state.received.lock();
-        let (status, retry_after) = state.script.answer(received.len());
+        let samples = series.iter().map(|s| s.samples.len()).sum();
+        let (status, retry_after, text) = state.script.answer(received.len(), samples);
         received.push(ReceivedRequest {
             at: Instant::now(),
             status,
@@ -240,14 +247,14 @@ async fn handle(
             headers: parts.headers,
             series,
         });
-        (status, retry_after)
+        (status, retry_after, text)
     };
     state.problems.lock().extend(problems);
     state.arrived.notify_waiters();
     if status == 0 {
         std::future::pending::<()>().await;
     }
-    let mut response = Response::new(Full::new(Bytes::from(format!("scripted {status}"))));
+    let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = StatusCode::from_u16(status).unwrap();
     if let Some(secs) = retry_after {
         response
@@ -313,15 +320,28 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 // === impl Script ===
 
 impl Script {
-    /// The status (0 = never answer) and `Retry-After` seconds for request `n`.
-    fn answer(&self, n: usize) -> (u16, Option<u64>) {
-        match self {
+    /// The status (0 = never answer), `Retry-After` seconds and body for request `n`, which
+    /// holds `samples` samples.
+    fn answer(&self, n: usize, samples: usize) -> (u16, Option<u64>, String) {
+        let (status, retry_after) = match self {
             Script::Always(status) => (*status, None),
             Script::Sequence(statuses) => (statuses.get(n).copied().unwrap_or(204), None),
             Script::FailFirst { status, n: first } if n < *first => (*status, None),
             Script::RetryAfter429 { secs, n: first } if n < *first => (429, Some(*secs)),
-            Script::FailFirst { .. } | Script::RetryAfter429 { .. } => (204, None),
+            Script::N9eQueueFull { n: first } if n < *first => {
+                let text = format!("write queue full, metric count over limit: {}", 1000 + n);
+                return (499, None, text);
+            }
+            Script::MaxSamples(max) if samples > *max => {
+                let text = format!("too large: {samples} samples > {max}");
+                return (413, None, text);
+            }
+            Script::FailFirst { .. }
+            | Script::RetryAfter429 { .. }
+            | Script::N9eQueueFull { .. }
+            | Script::MaxSamples(_) => (204, None),
             Script::Hang => (0, None),
-        }
+        };
+        (status, retry_after, format!("scripted {status}"))
     }
 }
