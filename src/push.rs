@@ -369,7 +369,16 @@ fn open_queue(
     opt: &config::WriterOpt,
 ) -> Result<Opened, PushError> {
     let url = redact(&w.url);
-    let Some(base) = &opt.queue_dir else {
+    // `${NAME}` and `$NAME` are the environment's (the shipped unit's `$STATE_DIRECTORY`);
+    // a value that expands to nothing keeps the queue in memory.
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    let base = opt
+        .queue_dir
+        .as_ref()
+        .map(|d| crate::labels::os_expand(&d.to_string_lossy(), env))
+        .filter(|d| !d.trim().is_empty())
+        .map(std::path::PathBuf::from);
+    let Some(base) = &base else {
         let stats = Arc::new(Stats::new());
         let backlog = Backlog::memory(opt.chan_size, stats.clone(), url);
         return Ok(Opened {

@@ -375,3 +375,42 @@ async fn a_real_prometheus_behind_the_outage_and_the_restart_returns_every_value
     };
     assert_eq!(got, requests);
 }
+
+/// A queue directory that cannot be created (here: below a file) stops the start with exit 64
+/// and one line naming the key, the path and the OS reason, like every configuration error;
+/// so does a `queue_max_age` that is not a duration.
+#[test]
+fn a_queue_dir_that_cannot_be_made_stops_the_start_naming_key_path_and_reason() {
+    let instance =
+        "[[instances]]\nollama_url = \"http://127.0.0.1:1\"\nproxy_listen_addr = \"127.0.0.1:0\"\n";
+    let probe = ConfDir::new("", instance);
+    let below_a_file = probe.path().join("config.toml").join("queue");
+    let writer = "[[writers]]\nurl = \"http://127.0.0.1:1/write\"\n";
+    let cases = [
+        (
+            format!(
+                "{writer}[writer_opt]\nqueue_dir = \"{}\"\n",
+                below_a_file.display()
+            ),
+            vec![
+                "writer_opt.queue_dir",
+                below_a_file.to_str().unwrap(),
+                "Not a directory",
+            ],
+        ),
+        (
+            format!("{writer}[writer_opt]\nqueue_max_age = \"a while\"\n"),
+            vec!["config.toml", "writer_opt.queue_max_age"],
+        ),
+    ];
+    for (config, needles) in cases {
+        let conf = ConfDir::new(&config, instance);
+        let out = common::command(&conf, &[]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{needle} not named: {err}");
+        }
+    }
+}
