@@ -172,7 +172,7 @@ async fn assert_draws(prom: &Prometheus, what: &str, expr: &str, failures: &mut 
 // The agents and their traffic
 
 /// An agent pushing every second into `prom`, in front of its own fake Ollama, with
-/// `max_models = 2` so the mix's third model lands in `model="other"`. `host` is its
+/// `max_models = 2` so the mix's third model lands in `model="other"`, and a disk queue. `host` is its
 /// `agent_hostname`, or with `ident` the label n9e would have stored instead (n9e renames
 /// `agent_hostname` to `ident` on receipt; such an agent sends `ident` and no hostname).
 async fn agent(prom: &Prometheus, host: &str, ident: bool) -> (FakeOllama, Binary) {
@@ -194,6 +194,12 @@ async fn agent(prom: &Prometheus, host: &str, ident: bool) -> (FakeOllama, Binar
             fake.url()
         ),
     );
+    // A disk queue, so that its gauge and its drop reasons have series too.
+    let main = conf.path().join("config.toml");
+    let queue = conf.path().join("queue");
+    let text = std::fs::read_to_string(&main).unwrap();
+    let text = format!("{text}[writer_opt]\nqueue_dir = \"{}\"\n", queue.display());
+    std::fs::write(main, text).unwrap();
     let agent = Binary::start(conf).await;
     (fake, agent)
 }
