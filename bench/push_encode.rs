@@ -13,11 +13,18 @@
 //! writer's task keeps its raw buffer and compressor between batches; so does this loop).
 //! `--path owned` times the owned-struct path instead, `encode_families` then
 //! `Encoded::from_series` (what `Writers::enqueue` does), for comparison.
+//! `--path memory` and `--path disk` time `Writers::enqueue_families` itself for one writer
+//! (whose receiver is down, so its queue only grows): encode, then the memory queue, or the
+//! disk queue's record written and `fdatasync`ed (`[writer_opt] queue_dir`, a fresh folder
+//! under the system temp dir, removed afterwards).
 //! Prints `push_encode series=N iterations=K bytes=B median_ms=M min_ms=m max_ms=x`.
 
 use std::time::Instant;
 
-use ollama_tap::push::{encode_families, Compressor, Encoded};
+use std::time::Duration;
+
+use ollama_tap::config::{Writer, WriterOpt};
+use ollama_tap::push::{encode_families, Compressor, Encoded, Writers};
 use ollama_tap::snapshot::{Family, Kind};
 
 const ENDPOINTS: [&str; 4] = [
@@ -33,7 +40,7 @@ const BUCKETS: [&str; 18] = [
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench_push [--series N] [--iterations K] [--path bytes|owned]   (default 10000, 50, bytes)"
+        "usage: bench_push [--series N] [--iterations K] [--path bytes|owned|memory|disk]   (default 10000, 50, bytes)"
     );
     std::process::exit(2);
 }
@@ -78,15 +85,93 @@ fn snapshot(n: usize) -> Vec<Family> {
     families
 }
 
+/// Each iteration: a snapshot encoded (and, for `owned`, built as structs first), copied as
+/// one batch and compressed; the body's size.
+fn encode_times(families: &[Family], iterations: usize, owned: bool) -> (Vec<f64>, usize) {
+    let ts = 1_700_000_000_000;
+    let mut times = Vec::with_capacity(iterations);
+    let mut bytes = 0;
+    let mut raw = Vec::new();
+    let mut compressor = Compressor::new();
+    for _ in 0..iterations {
+        let start = Instant::now();
+        let encoded = if owned {
+            Encoded::from_series(&encode_families(families, ts))
+        } else {
+            Encoded::from_families(families, ts)
+        };
+        raw.clear();
+        encoded.write_to(&mut raw);
+        let body = compressor.compress(&raw).to_vec();
+        drop(encoded);
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        bytes = std::hint::black_box(body).len();
+    }
+    (times, bytes)
+}
+
+/// Each iteration: `Writers::enqueue_families` for one writer whose receiver is down, with a
+/// memory queue or a disk queue; the disk queue's size at the end (0 for memory).
+fn enqueue_times(families: &[Family], iterations: usize, disk: bool) -> (Vec<f64>, usize) {
+    let dir = std::env::temp_dir().join(format!("ollama-tap-bench-queue-{}", std::process::id()));
+    let writer = Writer {
+        // Nothing listens on port 1: the sender backs off and the queue keeps every snapshot.
+        url: "http://127.0.0.1:1/write".to_owned(),
+        basic_auth_user: String::new(),
+        basic_auth_pass: String::new(),
+        headers: Vec::new(),
+        timeout: Duration::from_secs(5),
+        dial_timeout: Duration::from_secs(1),
+        max_idle_conns_per_host: 1,
+        use_tls: false,
+        insecure_skip_verify: false,
+        tls_ca: String::new(),
+    };
+    let opt = WriterOpt {
+        queue_dir: disk.then(|| dir.clone()),
+        ..WriterOpt::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let _guard = runtime.enter();
+    let writers = Writers::start(&[writer], &opt).expect("the writer starts");
+    let mut times = Vec::with_capacity(iterations);
+    for i in 0..iterations {
+        let start = Instant::now();
+        writers.enqueue_families(families, 1_700_000_000_000 + i as i64 * 15_000);
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let bytes = walk_size(&dir);
+    drop(writers);
+    let _ = std::fs::remove_dir_all(&dir);
+    (times, bytes as usize)
+}
+
+/// Bytes of the files under `dir`.
+fn walk_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk_size(&p)
+            } else {
+                e.metadata().map_or(0, |m| m.len())
+            }
+        })
+        .sum()
+}
+
 fn main() {
-    let (mut series, mut iterations, mut owned) = (10_000usize, 50usize, false);
+    let (mut series, mut iterations, mut path) = (10_000usize, 50usize, "bytes".to_owned());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let v = args.next().unwrap_or_else(|| usage());
         match arg.as_str() {
             "--series" => series = v.parse().unwrap_or_else(|_| usage()),
             "--iterations" => iterations = v.parse().unwrap_or_else(|_| usage()),
-            "--path" if v == "bytes" || v == "owned" => owned = v == "owned",
+            "--path" if ["bytes", "owned", "memory", "disk"].contains(&v.as_str()) => path = v,
             _ => usage(),
         }
     }
@@ -97,25 +182,10 @@ fn main() {
         total, series,
         "the snapshot holds the asked number of series"
     );
-    let ts = 1_700_000_000_000;
-    let mut times = Vec::with_capacity(iterations);
-    let mut bytes = 0;
-    let mut raw = Vec::new();
-    let mut compressor = Compressor::new();
-    for _ in 0..iterations {
-        let start = Instant::now();
-        let encoded = if owned {
-            Encoded::from_series(&encode_families(&families, ts))
-        } else {
-            Encoded::from_families(&families, ts)
-        };
-        raw.clear();
-        encoded.write_to(&mut raw);
-        let body = compressor.compress(&raw).to_vec();
-        drop(encoded);
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-        bytes = std::hint::black_box(body).len();
-    }
+    let (mut times, bytes) = match path.as_str() {
+        "memory" | "disk" => enqueue_times(&families, iterations, path == "disk"),
+        _ => encode_times(&families, iterations, path == "owned"),
+    };
     times.sort_by(f64::total_cmp);
     let median = if iterations % 2 == 1 {
         times[iterations / 2]

@@ -253,7 +253,12 @@ for round in $(seq 1 "$ROUNDS"); do
   fi
   if want E; then for t in "${TARGETS[@]}"; do run_ttfb "$round" "$t"; done; fi
   if want push; then
-    echo "RESULT round=$round case=push target=tap $("$BIN/examples/bench_push" --series "$PUSH_SERIES" --iterations "$PUSH_ITER" | sed 's/^push_encode //')" >>"$RESULTS"
+    # target tap: encode + compress one request; memory / disk: Writers::enqueue_families into
+    # a memory queue, or into the disk queue (record written and fdatasync'ed).
+    for path in bytes memory disk; do
+      target=$path; [ "$path" = bytes ] && target=tap
+      echo "RESULT round=$round case=push target=$target $("$BIN/examples/bench_push" --series "$PUSH_SERIES" --iterations "$PUSH_ITER" --path "$path" | sed 's/^push_encode //')" >>"$RESULTS"
+    done
   fi
 done
 echo "RSS peak tap_hwm_kb=$(kb "$TAP_PID" VmHWM) tap_rss_after_kb=$(kb "$TAP_PID" VmRSS) nginx_hwm_kb=$(sum_kb VmHWM $(nginx_pids))" >>"$RESULTS"

@@ -124,6 +124,9 @@ def main():
                  f"{num(mb('tap_rss_kb'), '.1f')} / {num(mb('tap_hwm_kb'), '.1f')} MB", "—"))
     rows.append((f"push: encode + snappy-compress a {int(meta['push_series']):,}-series remote-write "
                  "request (median)", "—", "—", num(med("push", "tap", "push_ms"), ".2f") + " ms", "—"))
+    for target, what in (("memory", "memory queue"), ("disk", "disk queue (queue_dir: written, fdatasync'ed)")):
+        rows.append((f"push: encode + enqueue a {int(meta['push_series']):,}-series snapshot into the {what} "
+                     "(median)", "—", "—", num(med("push", target, "push_ms"), ".2f") + " ms", "—"))
 
     print(f"ollama-tap benchmark: {meta['profile']} build, {meta['rounds']} interleaved round(s) of "
           f"{meta['duration']} s per run, medians; {ncpu} CPUs; took {meta['elapsed_s']} s"
@@ -195,7 +198,7 @@ def main():
             print(f"| {r['round']} | E | {r['target']} | {r['count']} | | | {r['p50_us']} | "
                   f"(p90 {r['p90_us']}) | | | | | |")
         elif r["case"] == "push":
-            print(f"| {r['round']} | push | | {r['iterations']} | | | median {r['median_ms']} ms | "
+            print(f"| {r['round']} | push | {r['target']} | {r['iterations']} | | | median {r['median_ms']} ms | "
                   f"max {r['max_ms']} ms | | | | | |")
     print()
     print(f"RSS: {rss}")

@@ -26,7 +26,8 @@ pub struct Backlog {
 #[derive(Debug)]
 enum Store {
     Memory(Queue),
-    Disk(DiskQueue),
+    /// Boxed: snappy's hash table makes it large.
+    Disk(Box<DiskQueue>),
 }
 
 // === impl Backlog ===
@@ -39,7 +40,7 @@ impl Backlog {
 
     /// The disk queue `queue`, as opened (its gauges set at once).
     pub fn disk(queue: DiskQueue, stats: Arc<Stats>, url: String) -> Backlog {
-        Backlog::new(Store::Disk(queue), stats, url)
+        Backlog::new(Store::Disk(Box::new(queue)), stats, url)
     }
 
     fn new(store: Store, stats: Arc<Stats>, url: String) -> Backlog {

@@ -23,8 +23,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::queue::Pinned;
 use super::record::{self, Meta};
 use super::wire::{Encoded, Entry};
@@ -69,6 +67,7 @@ pub struct DiskQueue {
     losses: Losses,
     /// Reused for every record written.
     buf: Vec<u8>,
+    writer: record::RecordWriter,
 }
 
 /// Where the batch in flight ends: before series `next` of record `rec` (counted from the
@@ -102,7 +101,7 @@ impl DiskQueue {
         }
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        record::write(&mut buf, ts_ms, entries);
+        self.writer.write(&mut buf, ts_ms, entries);
         let result = self.append(&buf);
         self.buf = buf;
         if result.is_err() {
@@ -255,7 +254,7 @@ impl DiskQueue {
             let (_, id) = self.segment_of(self.loaded.len())?;
             match files::read_record(&self.dir, id, &meta)
                 .ok()
-                .and_then(|payload: Bytes| record::entries(&meta, payload))
+                .and_then(|payload| record::entries(&meta, &payload))
             {
                 Some(entries) => self.loaded.push_back(entries),
                 None => self.forget_record(self.loaded.len(), &meta),

@@ -8,8 +8,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::{age_ms, segment_bytes, DiskQueue, Losses, Segment};
 use crate::push::record::{self, Meta, HEADER};
 
@@ -135,6 +133,7 @@ impl DiskQueue {
             pinned: None,
             losses: Losses::default(),
             buf: Vec::new(),
+            writer: record::RecordWriter::new(),
         };
         queue.skip_sent(head_done);
         queue.losses.corrupt += recovery.lost_samples;
@@ -174,11 +173,11 @@ pub(super) fn remove_segment(dir: &Path, id: u64) {
 }
 
 /// The payload of the record `meta` in segment `id`.
-pub(super) fn read_record(dir: &Path, id: u64, meta: &Meta) -> io::Result<Bytes> {
+pub(super) fn read_record(dir: &Path, id: u64, meta: &Meta) -> io::Result<Vec<u8>> {
     let file = File::open(segment_path(dir, id))?;
     let mut payload = vec![0; meta.len as usize];
     file.read_exact_at(&mut payload, meta.offset + HEADER as u64)?;
-    Ok(Bytes::from(payload))
+    Ok(payload)
 }
 
 /// Records where sending resumes (`None`: the queue is empty); a failure only means that a

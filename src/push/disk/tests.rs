@@ -30,13 +30,27 @@ use std::fs;
 
 const MB: u64 = 1 << 20;
 
-/// A snapshot of `n` one-sample series `m{i}` stamped `ts`, value `i`; `pad` bytes of label.
+/// `len` letters that snappy cannot shrink (xorshift from `seed`).
+fn noise(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
+/// A snapshot of `n` one-sample series `m{i}` stamped `ts`, value `i`, with a label of `pad`
+/// random letters (so the record's size on disk is about the label's).
 fn snapshot(ts: i64, n: usize, pad: usize) -> Encoded {
     let series: Vec<TimeSeries> = (0..n)
         .map(|i| TimeSeries {
             labels: vec![
                 Label::new("__name__", format!("m{i}")),
-                Label::new("pad", "x".repeat(pad)),
+                Label::new("pad", noise(ts as u64 * 1000 + i as u64, pad)),
             ],
             samples: vec![Sample {
                 value: i as f64,

@@ -1,5 +1,3 @@
-use bytes::Bytes;
-
 use super::*;
 use crate::push::proto::{Label, Sample, TimeSeries};
 use crate::push::wire::Encoded;
@@ -24,8 +22,9 @@ fn snapshot(ts: i64, n: usize) -> Encoded {
 fn two_records() -> (Vec<u8>, [Encoded; 2]) {
     let snaps = [snapshot(1_000, 3), snapshot(2_000, 4)];
     let mut buf = Vec::new();
+    let mut writer = RecordWriter::new();
     for (ts, s) in [1_000, 2_000].into_iter().zip(&snaps) {
-        write(&mut buf, ts, s.entries());
+        writer.write(&mut buf, ts, s.entries());
     }
     (buf, snaps)
 }
@@ -39,8 +38,7 @@ fn same(a: &[Entry], b: &[Entry]) -> bool {
 
 fn read(buf: &[u8], meta: &Meta) -> Option<Vec<Entry>> {
     let start = meta.offset as usize + HEADER;
-    let payload = Bytes::copy_from_slice(&buf[start..start + meta.len as usize]);
-    entries(meta, payload)
+    entries(meta, &buf[start..start + meta.len as usize])
 }
 
 #[test]
@@ -131,11 +129,11 @@ fn entries_refuse_a_payload_that_does_not_match_its_header() {
     let meta = scan(&buf).records[0];
     let start = HEADER;
     let mut payload = buf[start..start + meta.len as usize].to_vec();
-    assert!(entries(&meta, Bytes::from(payload.clone())).is_some());
+    assert!(entries(&meta, &payload).is_some());
     payload[3] ^= 1;
-    assert!(entries(&meta, Bytes::from(payload.clone())).is_none());
+    assert!(entries(&meta, &payload).is_none());
     payload.pop();
-    assert!(entries(&meta, Bytes::from(payload)).is_none());
+    assert!(entries(&meta, &payload).is_none());
 }
 
 #[test]
