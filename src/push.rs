@@ -22,7 +22,9 @@ mod client;
 mod disk;
 mod encode;
 mod queue;
-mod record;
+/// The disk queue's record format: public for the fuzz target (`fuzz/`), not for use.
+#[doc(hidden)]
+pub mod record;
 #[cfg(test)]
 mod reference;
 mod retry;

@@ -219,3 +219,47 @@ pub(super) fn listeners(instances: &[Instance]) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opt(text: &str) -> Result<WriterOpt, ConfigError> {
+        writer_opt("config.toml", toml::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn an_empty_writer_opt_keeps_the_memory_queue_with_categrafs_sizes() {
+        assert_eq!(opt("").unwrap(), WriterOpt::default());
+        let d = WriterOpt::default();
+        assert_eq!((d.batch, d.chan_size, d.queue_dir), (1000, 1_000_000, None));
+        assert_eq!(
+            (d.queue_max_bytes, d.queue_max_age),
+            (1 << 30, Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn the_disk_queue_keys_are_read_and_bad_sizes_take_the_default() {
+        let o = opt("queue_dir = \" /var/lib/q \"\nqueue_max_mb = 8\nqueue_max_age = \"2h\"\n")
+            .unwrap();
+        assert_eq!(o.queue_dir.as_deref(), Some(Path::new("/var/lib/q")));
+        assert_eq!(o.queue_max_bytes, 8 << 20);
+        assert_eq!(o.queue_max_age, Duration::from_secs(7200));
+        assert_eq!(opt("queue_dir = \"  \"\n").unwrap().queue_dir, None);
+        assert_eq!(opt("queue_max_mb = -3\n").unwrap().queue_max_bytes, 1 << 30);
+        assert_eq!(
+            opt("queue_max_age = 60\n").unwrap().queue_max_age,
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn a_queue_max_age_that_is_not_a_duration_names_the_field() {
+        let e = opt("queue_max_age = \"soon\"\n").unwrap_err().to_string();
+        assert!(
+            e.contains("config.toml") && e.contains("writer_opt.queue_max_age"),
+            "{e}"
+        );
+    }
+}

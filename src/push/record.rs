@@ -67,13 +67,13 @@ impl Meta {
 
 /// Writes records; keeps its buffer and snappy's hash table between them.
 #[derive(Debug)]
-pub struct RecordWriter {
+pub(super) struct RecordWriter {
     raw: Vec<u8>,
     encoder: snap::raw::Encoder,
 }
 
 impl RecordWriter {
-    pub fn new() -> RecordWriter {
+    pub(super) fn new() -> RecordWriter {
         RecordWriter {
             raw: Vec::new(),
             encoder: snap::raw::Encoder::new(),
@@ -81,7 +81,7 @@ impl RecordWriter {
     }
 
     /// Appends one record holding `entries` (all stamped `ts_ms`) to `out`.
-    pub fn write(&mut self, out: &mut Vec<u8>, ts_ms: i64, entries: &[Entry]) {
+    pub(super) fn write(&mut self, out: &mut Vec<u8>, ts_ms: i64, entries: &[Entry]) {
         self.raw.clear();
         let mut samples = 0u32;
         for e in entries {
@@ -164,7 +164,7 @@ pub fn scan(bytes: &[u8]) -> Scan {
 
 /// The series of a record's payload, as queue entries sharing one buffer; `None` when the
 /// payload does not check out against `meta` (then nothing of it may be sent).
-pub fn entries(meta: &Meta, payload: &[u8]) -> Option<Vec<Entry>> {
+pub(super) fn entries(meta: &Meta, payload: &[u8]) -> Option<Vec<Entry>> {
     if payload.len() != meta.len as usize || crc32fast::hash(payload) != meta.payload_crc {
         return None;
     }
@@ -190,6 +190,12 @@ pub fn entries(meta: &Meta, payload: &[u8]) -> Option<Vec<Entry>> {
         rest = &raw[end..];
     }
     (out.len() == meta.series as usize).then_some(out)
+}
+
+/// How many series a record's payload holds when it checks out against `meta` (what
+/// [`entries`] would give, for the fuzz target); `None` when it does not.
+pub fn readable_series(meta: &Meta, payload: &[u8]) -> Option<usize> {
+    entries(meta, payload).map(|e| e.len())
 }
 
 #[cfg(test)]
