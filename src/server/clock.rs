@@ -23,13 +23,14 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use axum::http::{Request, Response};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::Service;
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -49,6 +50,10 @@ const TIMED_OUT: &[u8] =
 pub struct Activity {
     started: AtomicU64,
     finished: AtomicU64,
+    /// The connection's task, when a read was left pending while a request was served: woken
+    /// when the request finishes, so that the clock starts (hyper does not read again on its
+    /// own once it goes idle, when a read is already pending).
+    reader: Mutex<Option<Waker>>,
 }
 
 /// Where a connection is between requests, as its socket sees it.
@@ -138,7 +143,14 @@ impl AsyncRead for Watched {
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending if this.phase != Phase::Busy => match this.deadline.as_mut().poll(cx) {
+            Poll::Pending if this.phase == Phase::Busy => {
+                let mut reader = this.activity.reader.lock();
+                if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *reader = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(this.expire())),
                 Poll::Pending => Poll::Pending,
             },
@@ -202,6 +214,9 @@ struct Finish(Arc<Activity>);
 impl Drop for Finish {
     fn drop(&mut self) {
         self.0.finished.fetch_add(1, Relaxed);
+        if let Some(reader) = self.0.reader.lock().take() {
+            reader.wake();
+        }
     }
 }
 
