@@ -9,9 +9,10 @@
 //! checked on those reads, and a read past the deadline fails, which closes the connection.
 //!
 //! * a new connection has `client_header_timeout` for its whole first head;
-//! * after an answer, the connection may idle `keepalive_timeout` (restarted while the answer's
-//!   last bytes are still being written), and from the next request's first byte it has
-//!   `client_header_timeout` for the head.
+//! * after an answer, the connection may idle `keepalive_timeout`, and from the next request's
+//!   first byte it has `client_header_timeout` for the head. The answer's last bytes (hyper
+//!   may have them buffered after the body is done) still count as serving: no clock runs
+//!   while a write waits for the client to read, and the idle clock restarts on each write.
 //!
 //! A client cut off in the middle of a head reads `408 Request Timeout` first; an idle one is
 //! closed without a word, as nginx does (a `408` there could be taken for the answer to a
@@ -76,6 +77,8 @@ pub struct Watched {
     /// `Activity::finished` when the phase was last set: a change means an answer ended.
     seen: u64,
     deadline: Pin<Box<Sleep>>,
+    /// The last write waited for the client to read: the answer is still being delivered.
+    write_blocked: bool,
 }
 
 // === impl Watched ===
@@ -91,6 +94,7 @@ impl Watched {
             phase: Phase::Head { partial: false },
             seen: 0,
             deadline,
+            write_blocked: false,
         }
     }
 
@@ -109,6 +113,14 @@ impl Watched {
         self.phase = Phase::Idle;
         let at = Instant::now() + self.limits.keepalive_timeout;
         self.deadline.as_mut().reset(at);
+    }
+
+    /// After a write: the last bytes of an answer to a slow reader keep it from idling.
+    fn wrote(&mut self, written: &Poll<io::Result<usize>>) {
+        self.write_blocked = written.is_pending();
+        if self.phase == Phase::Idle && matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.idle_from_now();
+        }
     }
 
     /// The clock ran out: the error that ends the connection, after a best-effort `408` to a
@@ -150,6 +162,9 @@ impl AsyncRead for Watched {
                 }
                 Poll::Pending
             }
+            // An answer's last bytes wait for the client to read: no clock until they are out
+            // (the socket's write readiness wakes the connection).
+            Poll::Pending if this.write_blocked => Poll::Pending,
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(this.expire())),
                 Poll::Pending => Poll::Pending,
@@ -167,10 +182,7 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.tcp).poll_write(cx, buf);
-        // The last bytes of an answer to a slow reader: idle only once they are out.
-        if this.phase == Phase::Idle && matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.idle_from_now();
-        }
+        this.wrote(&written);
         written
     }
 
@@ -181,9 +193,7 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
-        if this.phase == Phase::Idle && matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.idle_from_now();
-        }
+        this.wrote(&written);
         written
     }
 
