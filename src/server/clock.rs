@@ -295,3 +295,6 @@ impl Body for Guarded {
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests;
