@@ -9,9 +9,10 @@
 //! new connection is accepted, every connection finishes the request it is serving and
 //! closes, and [`serve_on_workers`] returns once the last one has.
 //!
-//! Every listener (the proxy port's workers together, and `metrics_listen_addr`) has a
-//! [`Gate`]: the connection cap and counters (`gate.rs`); every connection has the header and
-//! keep-alive clocks, which run only between requests (`clock.rs`).
+//! [`serve`], the accept loop, also serves `metrics_listen_addr` (on the main runtime). Every
+//! listener (the proxy port's workers together, and `metrics_listen_addr`) has a [`Gate`]: the
+//! connection cap and counters (`gate.rs`); every connection has the header and keep-alive
+//! clocks, which run only between requests (`clock.rs`).
 
 mod clock;
 mod gate;
