@@ -72,6 +72,9 @@ METRICS = [
     ("Clients", "sum by (agent_hostname, client, model) (rate(ollama_client_prompt_tokens_total[5m]))", "tokens/s", "按客户端的提示 token 速率", "每个客户端和模型成功请求的输入 token 数每秒。", "Prompt tokens by client", "Input tokens of successful requests per second per client and model."),
     ("Clients", "sum by (agent_hostname, client, model) (rate(ollama_client_generated_tokens_total[5m]))", "tokens/s", "按客户端的生成 token 速率", "每个客户端和模型成功请求的输出 token 数每秒。", "Generated tokens by client", "Output tokens of successful requests per second per client and model."),
     ("Clients", "topk(10, sum by (agent_hostname, client) (rate(ollama_client_request_duration_seconds_total[5m])))", "seconds/s", "按客户端的 GPU 占用时间（前 10）", "每个客户端的请求耗时之和每秒（代理测得，含失败，不含仅加载模型的请求）：各客户端占用后端的份额。", "GPU time by client (top 10)", "Summed request duration per second per client, as the agent measures it (failures included, load-only requests excluded): the share of the backend each client held."),
+    # Client connections (appended: the ids and uuids above stay as they were)
+    ("Agent", "sum by (agent_hostname, listener) (ollama_tap_connections)", "connections", "客户端连接数", "实例监听端口上当前打开的客户端连接数（listener：proxy 为代理端口，metrics 为 metrics_listen_addr）。", "Client connections", "Client connections open now on the instance's listeners (listener: proxy for the proxy port, metrics for metrics_listen_addr)."),
+    ("Agent", "sum by (agent_hostname, listener) (increase(ollama_tap_connections_refused_total[1h]))", "connections", "被拒绝的连接", "因已达到 max_connections 而以 503 应答并立即关闭的连接数。", "Connections refused", "Connections answered 503 and closed at once because max_connections were open."),
 ]
 
 

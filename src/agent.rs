@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::app::{own_router, port_service, AgentMetrics, InstanceState};
+use crate::app::{own_service, port_service, AgentMetrics, InstanceState};
 use crate::config::Config;
 use crate::labels::{self, Labeler};
 use crate::probe;
@@ -166,9 +166,14 @@ impl Agent {
         let mut ports = Vec::new();
         let listeners = self.listeners.into_iter().zip(self.metrics_listeners);
         for (state, (listener, metrics_listener)) in self.instances.iter().zip(listeners) {
-            ports.push((listener, port_service(state.clone())));
-            if let Some(l) = metrics_listener {
-                servers.spawn(serve_one(l, own_router(state.clone()), stop_rx.clone()));
+            ports.push((
+                listener,
+                port_service(state.clone()),
+                state.proxy_gate.clone(),
+            ));
+            if let (Some(l), Some(gate)) = (metrics_listener, &state.metrics_gate) {
+                let service = own_service(state.clone());
+                servers.spawn(server::serve(l, service, gate.clone(), stop_rx.clone()));
             }
             loops.spawn(instance_loop(
                 state.clone(),
@@ -213,20 +218,6 @@ impl Agent {
         if left == 0 {
             tracing::info!("final snapshot delivered");
         }
-    }
-}
-
-/// Serves the own endpoints' `app` on `listener` until the stop flag is set, then drains (graceful shutdown).
-async fn serve_one(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
-    let shutdown = async move { stopped(&mut stop).await };
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "server stopped");
     }
 }
 

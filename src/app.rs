@@ -17,7 +17,7 @@ use crate::labels::Labeler;
 use crate::probe::BackendStatus;
 use crate::proxy::{self, ClientNaming, Options, Proxy, ProxyBody, Upstream};
 use crate::push::PushMetrics;
-use crate::server::PortService;
+use crate::server::{self, Gate, PortService};
 use crate::snapshot::Family;
 use crate::status::{self, Ring, Status};
 use crate::store::{Store, DEFAULT_WINDOW};
@@ -36,6 +36,10 @@ pub struct InstanceState {
     pub access: Access,
     /// The status page's recent samples, filled by `status::sample_every`.
     pub ring: Arc<Ring>,
+    /// The proxy port's connection cap and counters (all workers together).
+    pub proxy_gate: Arc<Gate>,
+    /// `metrics_listen_addr`'s, when it is set.
+    pub metrics_gate: Option<Arc<Gate>>,
 }
 
 /// The agent's own series, which every instance's `/metrics` shows and the agent pushes:
@@ -87,6 +91,10 @@ impl InstanceState {
             agent_metrics,
             access: Access::new(&config),
             ring: Arc::new(Ring::new()),
+            proxy_gate: Arc::new(Gate::new("proxy", config.limits)),
+            metrics_gate: config
+                .metrics_listen_addr
+                .map(|_| Arc::new(Gate::new("metrics", config.limits))),
             config,
         }
     }
@@ -110,9 +118,15 @@ impl InstanceState {
         }
     }
 
-    /// The store's families with instance labels, global labels and `agent_hostname` applied.
+    /// The store's families and the listeners' connection counts, with instance labels,
+    /// global labels and `agent_hostname` applied.
     pub fn snapshot(&self) -> Vec<Family> {
         let mut families = self.store().snapshot();
+        let gates: Vec<&Gate> = std::iter::once(&self.proxy_gate)
+            .chain(&self.metrics_gate)
+            .map(|g| &**g)
+            .collect();
+        server::connection_families(&gates, &mut families);
         self.labeler.apply_to_families(&mut families);
         families
     }
@@ -155,6 +169,16 @@ pub fn port_service(state: Arc<InstanceState>) -> impl PortService {
                 None => proxy.forward(req).await,
             })
         }
+    })
+}
+
+/// What `metrics_listen_addr` serves: [`own_router`]'s endpoints, as the proxy port serves
+/// them (so that one accept loop, with its bounds, serves both).
+pub fn own_service(state: Arc<InstanceState>) -> impl PortService {
+    let router = own_router(state);
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let router = router.clone();
+        async move { Ok(own_answer(router, req).await) }
     })
 }
 

@@ -4,6 +4,7 @@ mod check;
 mod clients;
 pub mod duration;
 mod keys;
+mod limits;
 pub mod raw;
 mod validate;
 
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 pub use check::io_reason;
 pub use clients::{Clients, DEFAULT_MAX_CLIENTS};
+pub use limits::{Limits, DEFAULT_CLIENT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT};
 use raw::{RawGlobal, RawInput, RawInstance, RawLog, RawMain, RawWriter, RawWriterOpt};
 
 /// Interval used when none is configured (Categraf's `GetInterval`).
@@ -170,6 +172,8 @@ pub struct Instance {
     pub metrics_basic_auth_pass: String,
     /// Per-client attribution (off unless a source is set).
     pub clients: Clients,
+    /// Header and keep-alive timeouts and the connection cap of its listeners.
+    pub limits: Limits,
 }
 
 /// A configuration error; Display is one line naming the file and the field.

@@ -8,9 +8,20 @@
 //! one thread from its first byte to its last, and no wake-up crosses threads. On stop, no
 //! new connection is accepted, every connection finishes the request it is serving and
 //! closes, and [`serve_on_workers`] returns once the last one has.
+//!
+//! [`serve`], the accept loop, also serves `metrics_listen_addr` (on the main runtime). Every
+//! listener (the proxy port's workers together, and `metrics_listen_addr`) has a [`Gate`]: the
+//! connection cap and counters (`gate.rs`); every connection has the header and keep-alive
+//! clocks, which run only between requests (`clock.rs`).
+
+mod clock;
+mod gate;
+
+pub use gate::{families as connection_families, Gate};
 
 use std::convert::Infallible;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Request, Response};
@@ -25,6 +36,7 @@ use tokio::task::JoinSet;
 
 use crate::proxy::ProxyBody;
 use crate::worker;
+use clock::{Activity, Tracked, Watched};
 
 /// How long the accept loop rests after an error such as `EMFILE` (out of file descriptors),
 /// so that it does not spin while connections close.
@@ -87,21 +99,23 @@ pub fn bind(addr: SocketAddr) -> io::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
-/// Serves every port (its listeners from [`bind`], one per worker, and its service) on the
-/// proxy workers until `stop` is set, then drains. A worker that cannot start (no thread, no
-/// runtime) is logged and left out; the others serve.
-pub async fn serve_on_workers<S: PortService>(
-    ports: Vec<(Vec<TcpListener>, S)>,
-    stop: watch::Receiver<bool>,
-) {
+/// A port's listeners from [`bind`] (one per worker), its service and its gate (shared by
+/// the workers, so that the cap holds for the port).
+pub type Port<S> = (Vec<TcpListener>, S, Arc<Gate>);
+
+/// One worker's share of a port.
+type WorkerPort<S> = (std::net::TcpListener, S, Arc<Gate>);
+
+/// Serves every port on the proxy workers until `stop` is set, then drains. A worker that
+/// cannot start (no thread, no runtime) is logged and left out; the others serve.
+pub async fn serve_on_workers<S: PortService>(ports: Vec<Port<S>>, stop: watch::Receiver<bool>) {
     // worker i gets listener i of every port
     let workers = worker::count();
-    let mut per_worker: Vec<Vec<(std::net::TcpListener, S)>> =
-        (0..workers).map(|_| Vec::new()).collect();
-    for (listeners, service) in ports {
+    let mut per_worker: Vec<Vec<WorkerPort<S>>> = (0..workers).map(|_| Vec::new()).collect();
+    for (listeners, service, gate) in ports {
         for (i, listener) in listeners.into_iter().enumerate() {
             match listener.into_std() {
-                Ok(l) => per_worker[i % workers].push((l, service.clone())),
+                Ok(l) => per_worker[i % workers].push((l, service.clone(), gate.clone())),
                 Err(e) => tracing::error!(error = %e, "cannot hand a proxy listener to its worker"),
             }
         }
@@ -129,7 +143,7 @@ pub async fn serve_on_workers<S: PortService>(
 }
 
 /// One worker thread: its own current-thread runtime serving every port until drained.
-fn run_worker<S: PortService>(ports: Vec<(std::net::TcpListener, S)>, stop: watch::Receiver<bool>) {
+fn run_worker<S: PortService>(ports: Vec<WorkerPort<S>>, stop: watch::Receiver<bool>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -142,10 +156,10 @@ fn run_worker<S: PortService>(ports: Vec<(std::net::TcpListener, S)>, stop: watc
     };
     runtime.block_on(async move {
         let mut ports_served = JoinSet::new();
-        for (listener, service) in ports {
+        for (listener, service, gate) in ports {
             match TcpListener::from_std(listener) {
                 Ok(l) => {
-                    ports_served.spawn(serve(l, service, stop.clone()));
+                    ports_served.spawn(serve(l, service, gate, stop.clone()));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot serve a proxy listener"),
             }
@@ -154,8 +168,14 @@ fn run_worker<S: PortService>(ports: Vec<(std::net::TcpListener, S)>, stop: watc
     });
 }
 
-/// Serves `service` on `listener` until `stop` is set, then drains the open connections.
-async fn serve<S: PortService>(listener: TcpListener, service: S, mut stop: watch::Receiver<bool>) {
+/// Serves `service` on `listener`, through `gate`, until `stop` is set, then drains the open
+/// connections.
+pub async fn serve<S: PortService>(
+    listener: TcpListener,
+    service: S,
+    gate: Arc<Gate>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     let mut failing = false;
     loop {
@@ -180,17 +200,31 @@ async fn serve<S: PortService>(listener: TcpListener, service: S, mut stop: watc
             tracing::info!("accepting connections again");
             failing = false;
         }
+        let Some((tcp, slot)) = gate.admit(tcp) else {
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        conns.spawn(connection(TokioIo::new(tcp), service.clone(), stop.clone()));
+        let activity = Arc::new(Activity::default());
+        let io = TokioIo::new(Watched::new(tcp, activity.clone(), gate.limits));
+        let service = Tracked {
+            inner: service.clone(),
+            activity,
+        };
+        let stop = stop.clone();
+        conns.spawn(async move {
+            connection(io, service, stop).await;
+            drop(slot);
+        });
     }
     drop(listener);
     while conns.join_next().await.is_some() {}
 }
 
-/// One client connection, until it closes or (after `stop`) its current request is done.
+/// One client connection, until it closes, times out or (after `stop`) its current request
+/// is done.
 async fn connection<S: PortService>(
-    io: TokioIo<tokio::net::TcpStream>,
-    service: S,
+    io: TokioIo<Watched>,
+    service: Tracked<S>,
     mut stop: watch::Receiver<bool>,
 ) {
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);

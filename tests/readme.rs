@@ -41,10 +41,16 @@ async fn post(url: &str, body: &str) {
 async fn metrics_after_a_traffic_mix() -> String {
     let receiver = Receiver::start(Script::Always(204)).await;
     let fake = FakeOllama::start().await;
+    // A disk queue, so that its families are there too.
+    let queue =
+        std::env::temp_dir().join(format!("ollama-tap-readme-queue-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&queue);
     let agent = InProcess::start(ConfDir::new(
         &format!(
-            "[global]\nhostname = \"h\"\ninterval = 1\n[[writers]]\nurl = \"{}\"\n",
-            receiver.url()
+            "[global]\nhostname = \"h\"\ninterval = 1\n[[writers]]\nurl = \"{}\"\n\
+             [writer_opt]\nqueue_dir = \"{}\"\n",
+            receiver.url(),
+            queue.display()
         ),
         &format!(
             // every opt-in family on, so that the tables are checked against all of them
@@ -94,13 +100,16 @@ async fn metrics_after_a_traffic_mix() -> String {
         post(&format!("{url}{path}"), &body).await;
     }
     // The backend check (`ollama_up`, `/api/ps`) and a push (the writer's own families).
-    wait_metrics(&url, WAIT, |m| {
+    let text = wait_metrics(&url, WAIT, |m| {
         m.get("ollama_loaded_model_vram_bytes", &[]).is_some()
             && m.sum("ollama_tap_remote_write_samples_sent_total", &[]) > 0.0
             && m.sum("ollama_endpoint_requests_total", &[]) >= 10.0
     })
     .await
-    .0
+    .0;
+    agent.stop().await;
+    let _ = std::fs::remove_dir_all(&queue);
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

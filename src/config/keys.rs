@@ -73,4 +73,7 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "client_from_api_key",
     "client_hash",
     "max_clients",
+    "client_header_timeout",
+    "keepalive_timeout",
+    "max_connections",
 ];

@@ -271,6 +271,17 @@ pub struct RawInstance {
     /// Cap on distinct `client` label values per instance: past it, `client="other"`.
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
+    /// Bound on receiving a request head; zero or absent means
+    /// [`super::limits::DEFAULT_CLIENT_HEADER_TIMEOUT`].
+    #[serde(default)]
+    pub client_header_timeout: Option<DurationValue>,
+    /// Bound on an idle kept-alive connection; zero or absent means
+    /// [`super::limits::DEFAULT_KEEPALIVE_TIMEOUT`].
+    #[serde(default)]
+    pub keepalive_timeout: Option<DurationValue>,
+    /// Client connections served at once per listener; 0 = no cap.
+    #[serde(default)]
+    pub max_connections: usize,
 }
 
 /// `[global] precision` default.

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::*;
 
 mod clients;
+mod limits;
 
 /// A throw-away config directory under the system temp dir, removed on drop.
 struct TempConf {

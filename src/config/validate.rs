@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::duration::DurationValue;
 use super::raw::{self, RawGlobal, RawInstance, RawLog, RawWriter, RawWriterOpt};
-use super::{check, Clients, ConfigError, Global, Instance, Log, Writer, WriterOpt};
+use super::{check, Clients, ConfigError, Global, Instance, Limits, Log, Writer, WriterOpt};
 use super::{
     DEFAULT_BATCH, DEFAULT_CHAN_SIZE, DEFAULT_INTERVAL, DEFAULT_QUEUE_MAX_MB, DEFAULT_TIMEOUT,
 };
@@ -176,6 +176,7 @@ pub(super) fn instance(path: &Path, i: usize, raw: RawInstance) -> Result<Instan
     let timeout = optional_duration(&file, &field("timeout"), raw.timeout.as_ref())?;
     let interval = optional_duration(&file, &field("interval"), raw.interval.as_ref())?;
     let clients = Clients::validate(&file, i, &raw)?;
+    let limits = Limits::validate(&file, i, &raw)?;
     Ok(Instance {
         index: 0,
         file: path.to_path_buf(),
@@ -195,6 +196,7 @@ pub(super) fn instance(path: &Path, i: usize, raw: RawInstance) -> Result<Instan
         metrics_basic_auth_user: raw.metrics_basic_auth_user,
         metrics_basic_auth_pass: raw.metrics_basic_auth_pass,
         clients,
+        limits,
     })
 }
 
