@@ -65,6 +65,8 @@ METRICS = [
     ("Push", "sum by (agent_hostname, url) (rate(ollama_tap_remote_write_retries_total[5m]))", "requests/s", "推送重试", "重试的推送请求数每秒。", "Push retries", "Push requests retried per second."),
     ("Push", "ollama_tap_remote_write_queue_samples", "samples", "待推送样本", "等待推送的样本数。", "Queued samples", "Samples waiting to be pushed."),
     ("Push", "ollama_tap_remote_write_queue_bytes", "bytes", "磁盘队列大小", "配置了 queue_dir 的写入端在磁盘上排队的字节数。", "Disk queue size", "Bytes of a writer's queue on disk (writers with a queue_dir)."),
+    ("Agent", "ollama_tap_config_last_reload_successful", "none", "上次重载是否成功", "上次重载配置（SIGHUP）成功为 1；被拒绝为 0，此时仍使用原配置。", "Last reload successful", "1 when the last configuration reload (SIGHUP) took, 0 when it was refused and the configuration before it stays in force."),
+    ("Agent", "time() - ollama_tap_config_last_reload_success_timestamp_seconds", "seconds", "距上次成功加载配置", "距离启动或上次成功重载配置的秒数。", "Seconds since the last good reload", "Seconds since the start or the last configuration reload that took."),
     ("Push", "ollama_tap_remote_write_seconds_since_last_success", "seconds", "距上次推送成功", "距离接收端上一次接受推送的秒数（首次成功前从启动算起）。", "Seconds since last push", "Seconds since the receiver last accepted a push (since start before the first)."),
     ("Push", "histogram_quantile(0.95, sum by (agent_hostname, url, le) (rate(ollama_tap_remote_write_request_duration_seconds_bucket[5m])))", "seconds", "推送请求耗时 P95", "每次推送请求的耗时（含失败）。", "Push request duration P95", "Duration of each push request, failures included."),
     # Per-client attribution (only exported when an instance sets client_headers, client_from_body or client_from_api_key)

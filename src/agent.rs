@@ -1,23 +1,32 @@
 //! The agent's lifecycle: bind every instance's listener and start the writers (all or
 //! nothing), serve the proxies, check each backend and push each instance's snapshot every
-//! interval, and on a stop signal drain, push a final snapshot and flush.
+//! interval, apply a reload (SIGHUP) without a gap, and on a stop signal drain, push a final
+//! snapshot and flush.
+//!
+//! One owner per piece: [`Agent`] owns the configuration in force, the writers and the
+//! instances; each instance ([`running::Running`]) owns its listeners, its `Live` slot and
+//! its loops; `reload.rs` is the one place that turns a configuration change into actions
+//! (`plan.rs` says which instances continue, start and stop).
+
+mod plan;
+mod reload;
+mod running;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use parking_lot::RwLock;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
-use crate::app::{own_service, port_service, AgentMetrics, InstanceState};
+use crate::app::{AgentMetrics, InstanceState, ReloadStatus};
 use crate::config::Config;
 use crate::labels::{self, Labeler};
-use crate::probe;
 use crate::push::{PushError, Writers};
-use crate::server::{self, stopped};
+use crate::server::{stopped, Workers};
 use crate::snapshot::Family;
-use crate::status;
+use running::{Bound, Running, SharedWriters};
 
 /// How long in-flight requests may run on after a stop signal.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -43,17 +52,28 @@ pub enum StartError {
     Push(PushError, String),
 }
 
+/// A reload: the configuration to apply (loaded and checked), and where to say whether it took.
+pub struct Reload {
+    pub config: Config,
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
 /// The instances, bound and ready to serve.
 pub struct Agent {
+    /// The configuration in force.
+    config: Config,
+    /// Whether the writers run (not with `--test`).
+    push: bool,
+    /// Each instance's state as bound, in config order (what `--test` prints).
     pub instances: Vec<Arc<InstanceState>>,
-    pub agent_metrics: Arc<AgentMetrics>,
-    /// Each instance's proxy port: one listening socket per proxy worker (see `server::bind`).
-    listeners: Vec<Vec<TcpListener>>,
-    /// Each instance's own listener for `/metrics` and `/health`, when it has one.
-    metrics_listeners: Vec<Option<TcpListener>>,
-    writers: Option<Writers>,
-    /// `[global] interval`, for the agent's own series.
-    interval: Duration,
+    /// Bound, not yet served (until [`Agent::serve`]).
+    bound: Vec<Bound>,
+    running: Vec<Running>,
+    agent_metrics: Arc<AgentMetrics>,
+    writers: SharedWriters,
+    reloads: Arc<ReloadStatus>,
+    /// The agent's own series' loop: its stop and task.
+    self_loop: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 // === impl Agent ===
@@ -63,64 +83,26 @@ impl Agent {
     /// before serving anything if one of them cannot start, so the agent never runs
     /// half-configured.
     pub async fn bind(config: &Config, push: bool) -> Result<Agent, StartError> {
-        let first_writer = config.first_writer_url();
-        let resolved = labels::resolve_hostname(&config.global.hostname, first_writer);
-        // As Categraf: `$hostname` in a label value is the agent's hostname.
-        let expand = |m| labels::expand_all_with(m, &resolved, first_writer);
-        let global = expand(&config.global.labels);
-        let hostname = (!config.global.omit_hostname).then(|| resolved.clone());
-
-        let mut listeners = Vec::new();
-        let mut metrics_listeners = Vec::new();
+        let mut bound = Vec::new();
         for inst in &config.instances {
-            let bind = |field, addr: SocketAddr, text: String| async move {
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Bind {
-                        field,
-                        addr,
-                        index: inst.file_index,
-                        text,
-                        file: inst.file.display().to_string(),
-                        source,
-                    })
-            };
-            let addr = inst.proxy_listen_addr;
-            listeners.push(server::bind(addr).map_err(|source| StartError::Bind {
-                field: "proxy_listen_addr",
-                addr,
-                index: inst.file_index,
-                text: inst.listen_text.clone(),
-                file: inst.file.display().to_string(),
-                source,
-            })?);
-            metrics_listeners.push(match inst.metrics_listen_addr {
-                Some(addr) => Some(bind("metrics_listen_addr", addr, addr.to_string()).await?),
-                None => None,
-            });
+            bound.push(Bound::bind(inst).await?);
         }
-        let writers = if push && !config.writers.is_empty() {
-            let main = config
-                .dir
-                .join(crate::config::MAIN_FILE)
-                .display()
-                .to_string();
-            Some(
-                Writers::start(&config.writers, &config.writer_opt)
-                    .map_err(|e| StartError::Push(e, main))?,
-            )
-        } else {
-            None
+        let writers = match push && !config.writers.is_empty() {
+            true => {
+                let writers = Writers::start(&config.writers, &config.writer_opt)
+                    .map_err(|e| StartError::Push(e, main_file(config)))?;
+                Some(Arc::new(RwLock::new(writers)))
+            }
+            false => None,
         };
-        let agent_metrics = Arc::new(AgentMetrics {
-            push: writers.as_ref().map(Writers::metrics),
-            labeler: Labeler::new(&Default::default(), &global, hostname.clone()),
-        });
+        let reloads = Arc::new(ReloadStatus::default());
+        let (global, labelers) = labelers(config);
+        let agent_metrics = agent_metrics(&writers, global, &reloads);
         let instances = config
             .instances
             .iter()
-            .map(|inst| {
-                let labeler = Labeler::new(&expand(&inst.labels), &global, hostname.clone());
+            .zip(labelers)
+            .map(|(inst, labeler)| {
                 Arc::new(InstanceState::new(
                     inst.clone(),
                     labeler,
@@ -129,88 +111,100 @@ impl Agent {
             })
             .collect();
         Ok(Agent {
+            config: config.clone(),
+            push,
             instances,
+            bound,
+            running: Vec::new(),
             agent_metrics,
-            listeners,
-            metrics_listeners,
             writers,
-            interval: config.global.interval,
+            reloads,
+            self_loop: None,
         })
     }
 
     /// The bound `/metrics` addresses, in instance order (`None`: on the proxy port).
     pub fn metrics_addrs(&self) -> Vec<Option<SocketAddr>> {
-        self.metrics_listeners
-            .iter()
-            .map(|l| l.as_ref().and_then(|l| l.local_addr().ok()))
-            .collect()
+        self.bound.iter().map(Bound::metrics_addr).collect()
     }
 
     /// The bound addresses, in instance order (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.first()?.local_addr().ok())
-            .collect()
+        self.bound.iter().filter_map(Bound::proxy_addr).collect()
     }
 
-    /// Serves every instance until `stop` resolves. Each instance checks its backend (unless
-    /// `passive`) and pushes its snapshot every `interval`. On stop: in-flight requests get up
-    /// to [`GRACE`], then a final snapshot of every instance is queued and the writers get up to
-    /// [`FLUSH`] to deliver.
-    pub async fn serve(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let writers = self.writers.map(Arc::new);
-        let mut servers = JoinSet::new();
-        let mut loops = JoinSet::new();
-        let mut ports = Vec::new();
-        let listeners = self.listeners.into_iter().zip(self.metrics_listeners);
-        for (state, (listener, metrics_listener)) in self.instances.iter().zip(listeners) {
-            ports.push((
-                listener,
-                port_service(state.clone()),
-                state.proxy_gate.clone(),
-            ));
-            if let (Some(l), Some(gate)) = (metrics_listener, &state.metrics_gate) {
-                let service = own_service(state.clone());
-                servers.spawn(server::serve(l, service, gate.clone(), stop_rx.clone()));
-            }
-            loops.spawn(instance_loop(
-                state.clone(),
-                writers.clone(),
-                stop_rx.clone(),
-            ));
-            loops.spawn(status::sample_every(
-                state.ring.clone(),
-                state.proxy.store.clone(),
-                stop_rx.clone(),
-            ));
-        }
-        servers.spawn(server::serve_on_workers(ports, stop_rx.clone()));
-        if let Some(w) = &writers {
-            loops.spawn(self_loop(
-                self.agent_metrics.clone(),
-                w.clone(),
-                self.interval,
-                stop_rx.clone(),
-            ));
-        }
+    /// Where the outcome of reloads is kept (the `ollama_tap_config_last_reload_*` gauges).
+    pub fn reload_status(&self) -> Arc<ReloadStatus> {
+        self.reloads.clone()
+    }
 
-        stop.await;
-        tracing::info!("stopping: letting in-flight requests finish (up to {GRACE:?})");
-        let _ = stop_tx.send(true);
-        let drained = async { while servers.join_next().await.is_some() {} };
-        if tokio::time::timeout(GRACE, drained).await.is_err() {
-            tracing::warn!(
-                "grace period over: {} server(s) still had requests in flight",
-                servers.len()
-            );
+    /// Serves every instance until `stop` resolves; see [`Agent::serve_with`].
+    pub async fn serve(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.serve_with(stop, None).await;
+    }
+
+    /// Serves every instance until `stop` resolves, applying each [`Reload`] that arrives.
+    /// Each instance checks its backend (unless `passive`) and pushes its snapshot every
+    /// `interval`. On stop: in-flight requests get up to [`GRACE`], then a final snapshot of
+    /// every instance is queued and the writers get up to [`FLUSH`] to deliver.
+    pub async fn serve_with(
+        mut self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+        mut reloads: Option<mpsc::Receiver<Reload>>,
+    ) {
+        let workers = Workers::start();
+        for (state, bound) in self
+            .instances
+            .clone()
+            .into_iter()
+            .zip(std::mem::take(&mut self.bound))
+        {
+            self.running
+                .push(Running::start(state, bound, &workers, &self.writers));
         }
-        while loops.join_next().await.is_some() {}
-        let Some(writers) = writers.and_then(Arc::into_inner) else {
+        self.start_self_loop();
+        tokio::pin!(stop);
+        loop {
+            let reload = async {
+                match reloads.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut stop => break,
+                Some(r) = reload => {
+                    let result = self.reload(r.config, &workers).await;
+                    let _ = r.done.send(result);
+                }
+            }
+        }
+        self.shut_down(workers).await;
+    }
+
+    /// Drains every instance, queues the final snapshots and flushes the writers.
+    async fn shut_down(mut self, workers: Workers) {
+        tracing::info!("stopping: letting in-flight requests finish (up to {GRACE:?})");
+        for r in &self.running {
+            r.signal_stop();
+        }
+        let until = tokio::time::Instant::now() + GRACE;
+        let mut late = 0;
+        let mut last = Vec::new();
+        for r in self.running.drain(..) {
+            last.push(r.state());
+            late += r.drained(until).await;
+        }
+        if late > 0 {
+            tracing::warn!("grace period over: {late} listener(s) still had requests in flight");
+        }
+        self.stop_self_loop();
+        workers.finish().await;
+        let Some(lock) = self.writers.take() else {
             return;
         };
-        for state in &self.instances {
+        let writers = std::mem::take(&mut *lock.write());
+        for state in &last {
             push(&writers, &state.snapshot());
         }
         push(&writers, &self.agent_metrics.snapshot());
@@ -219,38 +213,68 @@ impl Agent {
             tracing::info!("final snapshot delivered");
         }
     }
-}
 
-/// One instance's beat: check the backend (so `ollama_up` is fresh), then queue the snapshot.
-async fn instance_loop(
-    state: Arc<InstanceState>,
-    writers: Option<Arc<Writers>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    if state.config.passive && writers.is_none() {
-        return;
-    }
-    let mut tick = tokio::time::interval(state.config.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if !state.config.passive {
-                    probe::check(state.upstream(), state.store(), &state.backend).await;
-                }
-                if let Some(w) = &writers {
-                    push(w, &state.snapshot());
-                }
-            }
-            _ = stopped(&mut stop) => return,
+    fn start_self_loop(&mut self) {
+        self.stop_self_loop();
+        if let Some(w) = &self.writers {
+            let (stop, rx) = watch::channel(false);
+            let every = self.config.global.interval;
+            let task = tokio::spawn(self_loop(self.agent_metrics.clone(), w.clone(), every, rx));
+            self.self_loop = Some((stop, task));
         }
     }
+
+    fn stop_self_loop(&mut self) {
+        if let Some((stop, task)) = self.self_loop.take() {
+            let _ = stop.send(true);
+            task.abort();
+        }
+    }
+}
+
+/// `config.toml`'s path, for messages.
+fn main_file(config: &Config) -> String {
+    config
+        .dir
+        .join(crate::config::MAIN_FILE)
+        .display()
+        .to_string()
+}
+
+/// The agent's own labeler (global labels, `agent_hostname`) and each instance's.
+fn labelers(config: &Config) -> (Labeler, Vec<Labeler>) {
+    let first_writer = config.first_writer_url();
+    let resolved = labels::resolve_hostname(&config.global.hostname, first_writer);
+    // As Categraf: `$hostname` in a label value is the agent's hostname.
+    let expand = |m| labels::expand_all_with(m, &resolved, first_writer);
+    let global = expand(&config.global.labels);
+    let hostname = (!config.global.omit_hostname).then(|| resolved.clone());
+    let own = Labeler::new(&Default::default(), &global, hostname.clone());
+    let each = config
+        .instances
+        .iter()
+        .map(|inst| Labeler::new(&expand(&inst.labels), &global, hostname.clone()))
+        .collect();
+    (own, each)
+}
+
+/// The agent's own series: the writers' metrics and the reload gauges.
+fn agent_metrics(
+    writers: &SharedWriters,
+    labeler: Labeler,
+    reloads: &Arc<ReloadStatus>,
+) -> Arc<AgentMetrics> {
+    Arc::new(AgentMetrics {
+        push: writers.as_ref().map(|w| w.read().metrics()),
+        labeler,
+        reloads: reloads.clone(),
+    })
 }
 
 /// The agent's own series (the writers' counters), every `[global] interval`.
 async fn self_loop(
     agent_metrics: Arc<AgentMetrics>,
-    writers: Arc<Writers>,
+    writers: Arc<RwLock<Writers>>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -258,7 +282,7 @@ async fn self_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => push(&writers, &agent_metrics.snapshot()),
+            _ = tick.tick() => push(&writers.read(), &agent_metrics.snapshot()),
             _ = stopped(&mut stop) => return,
         }
     }

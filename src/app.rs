@@ -10,25 +10,31 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hyper::body::Incoming;
 
 use crate::config::Instance;
 use crate::labels::Labeler;
 use crate::probe::BackendStatus;
-use crate::proxy::{self, ClientNaming, Options, Proxy, ProxyBody, Upstream};
+use crate::proxy::{self, ClientNaming, Options, Proxy, Upstream};
 use crate::push::PushMetrics;
-use crate::server::{self, Gate, PortService};
+use crate::server::{self, Gate};
 use crate::snapshot::Family;
 use crate::status::{self, Ring, Status};
 use crate::store::{Store, DEFAULT_WINDOW};
 use crate::{exposition, VERSION};
+
+mod live;
+mod reloads;
+
+pub use live::{own_service, port_service, Live};
+pub use reloads::ReloadStatus;
 
 /// Everything the requests of one `[[instances]]` entry share.
 pub struct InstanceState {
     pub config: Instance,
     /// The backend, the store and the options every proxied request uses.
     pub proxy: Arc<Proxy>,
-    pub backend: BackendStatus,
+    /// The backend's last check (kept across reloads).
+    pub backend: Arc<BackendStatus>,
     pub labeler: Labeler,
     /// The agent's own series (the push's metrics), shown on this instance's `/metrics` too.
     pub agent_metrics: Arc<AgentMetrics>,
@@ -49,6 +55,8 @@ pub struct AgentMetrics {
     pub push: Option<PushMetrics>,
     /// Global labels and `agent_hostname`, for the agent's own series.
     pub labeler: Labeler,
+    /// The last reload's outcome (shared by every generation of the agent's metrics).
+    pub reloads: Arc<ReloadStatus>,
 }
 
 // === impl AgentMetrics ===
@@ -61,6 +69,7 @@ impl AgentMetrics {
             .as_ref()
             .map(PushMetrics::families)
             .unwrap_or_default();
+        self.reloads.families(&mut families);
         self.labeler.apply_to_families(&mut families);
         families
     }
@@ -70,31 +79,60 @@ impl AgentMetrics {
 
 impl InstanceState {
     pub fn new(config: Instance, labeler: Labeler, agent_metrics: Arc<AgentMetrics>) -> Self {
-        let mut store = Store::with_max_models(DEFAULT_WINDOW, config.max_models)
-            .with_otel(config.otel_semconv);
-        if config.clients.enabled() {
-            store = store.count_clients(config.clients.max_clients);
-        }
+        InstanceState::build(config, labeler, agent_metrics, None)
+    }
+
+    /// The state a reload gives a kept instance (same listen address and backend): its
+    /// counters (the store), its recent samples, its backend's last check and its listeners'
+    /// connection counts carry over, and everything else is built from `config`. Only when
+    /// `max_models`, `otel_semconv` or the client counting change does the store start anew
+    /// (a counter reset, which `rate()` and `increase()` handle).
+    pub fn next(
+        &self,
+        config: Instance,
+        labeler: Labeler,
+        agent_metrics: Arc<AgentMetrics>,
+    ) -> Self {
+        InstanceState::build(config, labeler, agent_metrics, Some(self))
+    }
+
+    fn build(
+        config: Instance,
+        labeler: Labeler,
+        agent_metrics: Arc<AgentMetrics>,
+        before: Option<&InstanceState>,
+    ) -> Self {
+        let store = match before.filter(|b| same_store(&b.config, &config)) {
+            Some(b) => b.proxy.store.clone(),
+            None => Arc::new(new_store(&config)),
+        };
         let proxy = Proxy {
             upstream: Upstream::new(&config.ollama_url, config.timeout),
-            store: Arc::new(store),
+            store,
             options: Options {
                 include_usage: config.include_usage,
                 passive: config.passive,
                 clients: ClientNaming::new(&config.clients),
             },
         };
+        let gate = |listener, old: Option<&Arc<Gate>>| match old {
+            Some(g) => {
+                g.set_limits(config.limits);
+                g.clone()
+            }
+            None => Arc::new(Gate::new(listener, config.limits)),
+        };
         InstanceState {
             proxy: Arc::new(proxy),
-            backend: BackendStatus::default(),
+            backend: before.map_or_else(Default::default, |b| b.backend.clone()),
             labeler,
             agent_metrics,
             access: Access::new(&config),
-            ring: Arc::new(Ring::new()),
-            proxy_gate: Arc::new(Gate::new("proxy", config.limits)),
+            ring: before.map_or_else(|| Arc::new(Ring::new()), |b| b.ring.clone()),
+            proxy_gate: gate("proxy", before.map(|b| &b.proxy_gate)),
             metrics_gate: config
                 .metrics_listen_addr
-                .map(|_| Arc::new(Gate::new("metrics", config.limits))),
+                .map(|_| gate("metrics", before.and_then(|b| b.metrics_gate.as_ref()))),
             config,
         }
     }
@@ -146,62 +184,29 @@ impl InstanceState {
     }
 }
 
-/// What the proxy port serves: `/metrics`, `/health` and `/status` (unless they have a
-/// listener of their own) through [`own_router`], every other request through
-/// [`Proxy::forward`]. A plain function of the request, so a proxied request costs one byte
-/// comparison (see [`is_own_path`]), not a router.
-pub fn port_service(state: Arc<InstanceState>) -> impl PortService {
-    let own = state
-        .config
-        .metrics_listen_addr
-        .is_none()
-        .then(|| own_router(state.clone()));
-    let proxy = state.proxy.clone();
-    hyper::service::service_fn(move |req: Request<Incoming>| {
-        let proxy = proxy.clone();
-        let own = own
-            .as_ref()
-            .filter(|_| is_own_path(req.uri().path()))
-            .cloned();
-        async move {
-            Ok(match own {
-                Some(router) => own_answer(router, req).await,
-                None => proxy.forward(req).await,
-            })
-        }
-    })
-}
-
-/// What `metrics_listen_addr` serves: [`own_router`]'s endpoints, as the proxy port serves
-/// them (so that one accept loop, with its bounds, serves both).
-pub fn own_service(state: Arc<InstanceState>) -> impl PortService {
-    let router = own_router(state);
-    hyper::service::service_fn(move |req: Request<Incoming>| {
-        let router = router.clone();
-        async move { Ok(own_answer(router, req).await) }
-    })
-}
-
-/// The paths of the agent's own endpoints, told apart by their second byte first: Ollama's
-/// paths (`/api/…`, `/v1/…`, `/`) are refused by that one comparison.
-fn is_own_path(path: &str) -> bool {
-    match path.as_bytes().get(1) {
-        Some(b'm') => path == "/metrics",
-        Some(b'h') => path == "/health",
-        Some(b's') => path == "/status" || path == "/status.json",
-        _ => false,
+/// A store for `config`: its model cap, its OpenTelemetry names, its client counting.
+fn new_store(config: &Instance) -> Store {
+    let mut store =
+        Store::with_max_models(DEFAULT_WINDOW, config.max_models).with_otel(config.otel_semconv);
+    if config.clients.enabled() {
+        store = store.count_clients(config.clients.max_clients);
     }
+    store
 }
 
-/// The agent's own answer, served by axum and handed to hyper whole (both are small).
-async fn own_answer(mut router: Router, req: Request<Incoming>) -> axum::http::Response<ProxyBody> {
-    use tower_service::Service as _;
-    let Ok(res) = router.call(req).await;
-    let (parts, body) = res.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    axum::http::Response::from_parts(parts, ProxyBody::full(body))
+/// Whether a store built for `a` also serves `b` (nothing its shape depends on changed).
+fn same_store(a: &Instance, b: &Instance) -> bool {
+    (
+        a.max_models,
+        a.otel_semconv,
+        a.clients.enabled(),
+        a.clients.max_clients,
+    ) == (
+        b.max_models,
+        b.otel_semconv,
+        b.clients.enabled(),
+        b.clients.max_clients,
+    )
 }
 
 /// `GET /metrics`, `GET /health`, `GET /status` and `GET /status.json`, every one behind

@@ -21,6 +21,7 @@ mod backlog;
 mod client;
 mod disk;
 mod encode;
+mod lifecycle;
 mod queue;
 /// The disk queue's record format: public for the fuzz target (`fuzz/`), not for use.
 #[doc(hidden)]
@@ -45,7 +46,6 @@ use crate::config;
 use crate::snapshot::Family;
 use backlog::Backlog;
 use client::Client;
-use disk::DiskQueue;
 use stats::Stats;
 
 pub use client::{headers, redact, MAX_ERROR_BODY};
@@ -70,8 +70,13 @@ pub struct RetryPolicy {
 /// The running push: one queue and one sender task per writer.
 #[derive(Debug)]
 pub struct Writers {
+    /// The writers as configured, in order; `states` and `tasks` follow it.
+    configs: Vec<config::Writer>,
     states: Vec<Arc<WriterState>>,
     tasks: Vec<JoinHandle<()>>,
+    retry: RetryPolicy,
+    /// `[writer_opt]` as the writers started with it (a reload keeps it for kept writers).
+    opt: config::WriterOpt,
 }
 
 /// A cheap, cloneable view of the push's own metrics (for `/metrics`), valid after a flush.
@@ -125,6 +130,8 @@ pub enum PushError {
 struct WriterState {
     /// The writer URL without userinfo: the `url` label and the log field.
     url: String,
+    /// Swapped by a reload that changes the writer's headers, auth, TLS or timeouts.
+    client: Mutex<Arc<Client>>,
     queue: Mutex<Backlog>,
     stats: Arc<Stats>,
     /// A snapshot arrived, or the flush began.
@@ -134,13 +141,6 @@ struct WriterState {
     draining: AtomicBool,
     /// Drops were logged since the queue was last empty (one line per episode).
     dropping: AtomicBool,
-}
-
-/// A writer's queue, opened: a restart's leftovers are logged once it has started.
-struct Opened {
-    backlog: Backlog,
-    stats: Arc<Stats>,
-    recovery: Option<disk::Recovery>,
 }
 
 // === impl RetryPolicy ===
@@ -166,47 +166,22 @@ impl Writers {
         Writers::start_with(writers, opt, RetryPolicy::default())
     }
 
-    /// As [`Writers::start`], with the given backoff bounds. Every client is built before any
-    /// task starts, so an error starts nothing.
+    /// As [`Writers::start`], with the given backoff bounds. Every client is built and every
+    /// queue opened before any task starts, so an error starts nothing.
     pub fn start_with(
         writers: &[config::Writer],
         opt: &config::WriterOpt,
         retry: RetryPolicy,
     ) -> Result<Writers, PushError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| PushError::NoRuntime)?;
-        let clients = writers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| Client::new(i, w))
-            .collect::<Result<Vec<_>, _>>()?;
-        // A batch never exceeds a memory queue, so the batch in flight can always be held.
-        let batch = match opt.queue_dir {
-            None => opt.batch.clamp(1, opt.chan_size.max(1)),
-            Some(_) => opt.batch.max(1),
+        let mut all = Writers {
+            configs: Vec::new(),
+            states: Vec::new(),
+            tasks: Vec::new(),
+            retry,
+            opt: opt.clone(),
         };
-        let mut opened = Vec::with_capacity(writers.len());
-        for (i, w) in writers.iter().enumerate() {
-            opened.push(open_queue(i, w, opt)?);
-        }
-        let mut states = Vec::with_capacity(writers.len());
-        let mut tasks = Vec::with_capacity(writers.len());
-        for ((w, client), o) in writers.iter().zip(clients).zip(opened) {
-            let s = Arc::new(WriterState {
-                url: redact(&w.url),
-                queue: Mutex::new(o.backlog),
-                stats: o.stats,
-                data: Notify::new(),
-                drain: Notify::new(),
-                draining: AtomicBool::new(false),
-                dropping: AtomicBool::new(false),
-            });
-            if let Some(r) = o.recovery {
-                s.log_recovery(&r);
-            }
-            tasks.push(runtime.spawn(sender::send_loop(s.clone(), client, retry, batch)));
-            states.push(s);
-        }
-        Ok(Writers { states, tasks })
+        all.reconfigure(writers)?;
+        Ok(all)
     }
 
     /// Queues one snapshot, all of it at `ts_ms`, for every writer: encoded once, straight
@@ -301,6 +276,19 @@ impl Writers {
     }
 }
 
+impl Default for Writers {
+    /// No writer.
+    fn default() -> Self {
+        Writers {
+            configs: Vec::new(),
+            states: Vec::new(),
+            tasks: Vec::new(),
+            retry: RetryPolicy::default(),
+            opt: config::WriterOpt::default(),
+        }
+    }
+}
+
 impl Drop for Writers {
     fn drop(&mut self) {
         for task in &self.tasks {
@@ -342,68 +330,4 @@ impl WriterState {
         }
         self.data.notify_one();
     }
-
-    /// One line for what a disk queue found at start: what it resumes, and what it lost.
-    fn log_recovery(&self, r: &disk::Recovery) {
-        if r.lost_bytes > 0 || r.lost_samples > 0 {
-            tracing::warn!(
-                url = %self.url,
-                lost_bytes = r.lost_bytes,
-                lost_samples = r.lost_samples,
-                resumed_samples = r.samples,
-                "remote write queue: unreadable records skipped (a crash tore them or the disk \
-                 damaged them; counted as reason=\"corrupt\"), sending the rest"
-            );
-        } else if r.samples > 0 {
-            tracing::info!(
-                url = %self.url,
-                samples = r.samples,
-                "remote write queue: resuming the samples queued before the restart"
-            );
-        }
-    }
-}
-
-/// Opens writer `index`'s queue: on disk under `queue_dir` when set, else in memory.
-fn open_queue(
-    index: usize,
-    w: &config::Writer,
-    opt: &config::WriterOpt,
-) -> Result<Opened, PushError> {
-    let url = redact(&w.url);
-    // `${NAME}` and `$NAME` are the environment's (the shipped unit's `$STATE_DIRECTORY`);
-    // a value that expands to nothing keeps the queue in memory.
-    let env = |name: &str| std::env::var(name).unwrap_or_default();
-    let base = opt
-        .queue_dir
-        .as_ref()
-        .map(|d| crate::labels::os_expand(&d.to_string_lossy(), env))
-        .filter(|d| !d.trim().is_empty())
-        .map(std::path::PathBuf::from);
-    let Some(base) = &base else {
-        let stats = Arc::new(Stats::new());
-        let backlog = Backlog::memory(opt.chan_size, stats.clone(), url);
-        return Ok(Opened {
-            backlog,
-            stats,
-            recovery: None,
-        });
-    };
-    let dir = disk::dir_for(base, &url);
-    let (queue, recovery) =
-        DiskQueue::open(&dir, opt.queue_max_bytes, opt.queue_max_age).map_err(|e| {
-            PushError::QueueDir {
-                index,
-                url: url.clone(),
-                path: dir.display().to_string(),
-                reason: crate::config::io_reason(&e),
-            }
-        })?;
-    let stats = Arc::new(Stats::on_disk());
-    let backlog = Backlog::disk(queue, stats.clone(), url);
-    Ok(Opened {
-        backlog,
-        stats,
-        recovery: Some(recovery),
-    })
 }

@@ -1,11 +1,15 @@
 //! The program's story: flags → config → logs → bind → serve (or `--test` one interval).
 
-use std::io::{IsTerminal, Write};
+mod logs;
+
+use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::agent::{Agent, StartError};
+use crate::agent::{Agent, Reload, StartError};
+use crate::app::ReloadStatus;
 use crate::categraf_lines;
 use crate::cli::Cli;
 use crate::config::{self, ConfigError};
@@ -22,7 +26,7 @@ pub struct UsageError(String);
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     cli.check_inputs().map_err(UsageError)?;
     let loaded = config::load(&cli.configs, &cli.overrides())?;
-    init_logs(&cli, &loaded.config)?;
+    let logs = logs::Logs::init(cli.debug, &loaded.config)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -35,6 +39,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Before anything else: from here on, SIGHUP reloads instead of ending the process.
+        let hangups = hangups();
         let agent = Agent::bind(&config, !cli.test).await?;
         let addrs = agent.local_addrs().into_iter().zip(agent.metrics_addrs());
         for (inst, (addr, metrics)) in agent.instances.iter().zip(addrs) {
@@ -44,10 +50,79 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         if cli.test {
             test_once(agent).await
         } else {
-            agent.serve(crate::shutdown::signal()).await;
+            let (tx, rx) = mpsc::channel(1);
+            tokio::spawn(reload_on_hangup(hangups, cli, logs, agent.reload_status(), tx));
+            agent.serve_with(crate::shutdown::signal(), Some(rx)).await;
             Ok(())
         }
     })
+}
+
+/// SIGHUP, as a stream (none where there are no such signals).
+fn hangups() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot handle SIGHUP, so it cannot reload the configuration: {e}");
+            None
+        }
+    }
+}
+
+/// Each SIGHUP: the conf dir is read and checked whole (as at start: one line naming the file
+/// and the field for what is wrong), the log file opened, then the agent applies it; only
+/// once it took do the logs switch. A refused reload changes nothing.
+async fn reload_on_hangup(
+    hangups: Option<tokio::signal::unix::Signal>,
+    cli: Cli,
+    logs: logs::Logs,
+    status: Arc<ReloadStatus>,
+    agent: mpsc::Sender<Reload>,
+) {
+    let Some(mut hangups) = hangups else { return };
+    while hangups.recv().await.is_some() {
+        tracing::info!(
+            "SIGHUP: reloading the configuration from {}",
+            cli.configs.display()
+        );
+        let result = reload_once(&cli, &logs, &agent).await;
+        match result {
+            Ok(warnings) => {
+                status.succeeded();
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+            }
+            Err(e) => {
+                status.failed();
+                tracing::error!("reload refused, the configuration in force is kept: {e}");
+            }
+        }
+    }
+}
+
+async fn reload_once(
+    cli: &Cli,
+    logs: &logs::Logs,
+    agent: &mpsc::Sender<Reload>,
+) -> Result<Vec<String>, String> {
+    let loaded = config::load(&cli.configs, &cli.overrides()).map_err(|e| e.to_string())?;
+    let prepared = logs.prepare(&loaded.config).map_err(|e| e.to_string())?;
+    let (done, answer) = oneshot::channel();
+    let reload = Reload {
+        config: loaded.config,
+        done,
+    };
+    agent
+        .send(reload)
+        .await
+        .map_err(|_| "the agent is stopping".to_owned())?;
+    answer
+        .await
+        .map_err(|_| "the agent is stopping".to_owned())??;
+    logs.apply(prepared);
+    Ok(loaded.warnings)
 }
 
 /// `--test`: serve for one interval (the longest of the instances'), then print every
@@ -73,56 +148,6 @@ async fn test_once(agent: Agent) -> anyhow::Result<()> {
         .write_all(out.as_bytes())
         .context("cannot write to stdout")?;
     Ok(())
-}
-
-/// Where the logs go, from `[log] file_name` (Categraf's key):
-/// - `"stdout"` (the default), `"stderr"` or `""`: stderr. Categraf's `"stdout"` means "the
-///   console"; here stdout carries the `--test` samples and nothing else, so console logs
-///   always go to stderr.
-/// - anything else: a file, created when missing and appended to (no colours). Categraf's
-///   rotation keys (`max_size`, `max_age`, `max_backups`, `local_time`, `compress`) are read
-///   and ignored. A file that cannot be opened stops the start with a [`ConfigError`] naming
-///   config.toml and `log.file_name` (exit status [`EX_USAGE`]).
-///
-/// Level: `RUST_LOG`, else `--debug`, else `[log] level` from config.toml.
-fn init_logs(cli: &Cli, config: &config::Config) -> Result<(), ConfigError> {
-    use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => EnvFilter::new(v),
-        _ if cli.debug => EnvFilter::new("debug"),
-        _ => EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    let (writer, ansi) = match config.log.file_name.as_str() {
-        "" | "stdout" | "stderr" => (
-            BoxMakeWriter::new(std::io::stderr),
-            std::io::stderr().is_terminal(),
-        ),
-        path => (BoxMakeWriter::new(Arc::new(open_log(config, path)?)), false),
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi)
-        .with_target(false)
-        .try_init();
-    Ok(())
-}
-
-/// Opens `[log] file_name` for appending, creating it when missing.
-fn open_log(config: &config::Config, path: &str) -> Result<std::fs::File, ConfigError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| ConfigError::Invalid {
-            file: config.dir.join(config::MAIN_FILE).display().to_string(),
-            field: "log.file_name".to_owned(),
-            message: format!(
-                "cannot open {path:?} for appending: {}",
-                config::io_reason(&e)
-            ),
-        })
 }
 
 /// [`EX_USAGE`] for flag and configuration errors, 1 for everything else.

@@ -103,47 +103,97 @@ pub fn bind(addr: SocketAddr) -> io::Result<Vec<TcpListener>> {
 /// the workers, so that the cap holds for the port).
 pub type Port<S> = (Vec<TcpListener>, S, Arc<Gate>);
 
-/// One worker's share of a port.
-type WorkerPort<S> = (std::net::TcpListener, S, Arc<Gate>);
+/// The proxy worker threads, one per CPU, each running its own current-thread runtime until
+/// [`Workers::finish`]. Ports are handed to them while they run: at start, and when a reload
+/// adds an instance; each port has a stop signal of its own, so that a reload can retire one
+/// while the others serve on.
+pub struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    /// Dropped by [`Workers::finish`]: each worker thread then ends.
+    release: Vec<oneshot::Sender<()>>,
+    finished: Vec<oneshot::Receiver<()>>,
+}
 
-/// Serves every port on the proxy workers until `stop` is set, then drains. A worker that
-/// cannot start (no thread, no runtime) is logged and left out; the others serve.
-pub async fn serve_on_workers<S: PortService>(ports: Vec<Port<S>>, stop: watch::Receiver<bool>) {
-    // worker i gets listener i of every port
-    let workers = worker::count();
-    let mut per_worker: Vec<Vec<WorkerPort<S>>> = (0..workers).map(|_| Vec::new()).collect();
-    for (listeners, service, gate) in ports {
+impl Workers {
+    /// Starts [`worker::count`] threads. A worker that cannot start (no thread, no runtime)
+    /// is logged and left out; the others serve.
+    pub fn start() -> Workers {
+        let mut workers = Workers {
+            handles: Vec::new(),
+            release: Vec::new(),
+            finished: Vec::new(),
+        };
+        for index in 1..=worker::count() {
+            let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+            let (release, released) = oneshot::channel::<()>();
+            let (done, finished) = oneshot::channel::<()>();
+            let spawned = std::thread::Builder::new()
+                .name(format!("ollama-tap-proxy-{index}"))
+                .spawn(move || {
+                    worker::enter(index);
+                    run_worker(handle_tx, released);
+                    drop(done);
+                });
+            match spawned.map(|_| handle_rx.recv()) {
+                Ok(Ok(handle)) => {
+                    workers.handles.push(handle);
+                    workers.release.push(release);
+                    workers.finished.push(finished);
+                }
+                Ok(Err(_)) => {} // its runtime did not start; the worker logged why
+                Err(e) => {
+                    tracing::error!(worker = index, error = %e, "cannot start a proxy worker")
+                }
+            }
+        }
+        workers
+    }
+
+    /// Serves `service` on a port's listeners (from [`bind`]: listener i on worker i) behind
+    /// `gate` until `stop` is set, then drains its connections; the handles end when drained.
+    pub fn serve<S: PortService>(
+        &self,
+        (listeners, service, gate): Port<S>,
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut served = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
+            let Some(handle) = self.handles.get(i % self.handles.len().max(1)) else {
+                tracing::error!("no proxy worker is running to serve a port");
+                break;
+            };
             match listener.into_std() {
-                Ok(l) => per_worker[i % workers].push((l, service.clone(), gate.clone())),
+                Ok(l) => {
+                    let (service, gate, stop) = (service.clone(), gate.clone(), stop.clone());
+                    served.push(handle.spawn(async move {
+                        match TcpListener::from_std(l) {
+                            Ok(l) => serve(l, service, gate, stop).await,
+                            Err(e) => tracing::error!(error = %e, "cannot serve a proxy listener"),
+                        }
+                    }));
+                }
                 Err(e) => tracing::error!(error = %e, "cannot hand a proxy listener to its worker"),
             }
         }
+        served
     }
-    let mut finished = Vec::new();
-    for (i, ports) in per_worker.into_iter().enumerate() {
-        let index = i + 1;
-        let (done, finish) = oneshot::channel::<()>();
-        let stop = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("ollama-tap-proxy-{index}"))
-            .spawn(move || {
-                worker::enter(index);
-                run_worker(ports, stop);
-                drop(done);
-            });
-        match spawned {
-            Ok(_) => finished.push(finish),
-            Err(e) => tracing::error!(worker = index, error = %e, "cannot start a proxy worker"),
+
+    /// Lets every worker thread end and waits until they have. Every port must have been
+    /// stopped and drained first: what still runs on a worker then is cancelled.
+    pub async fn finish(self) {
+        drop(self.release);
+        for finished in self.finished {
+            let _ = finished.await;
         }
-    }
-    for finish in finished {
-        let _ = finish.await;
     }
 }
 
-/// One worker thread: its own current-thread runtime serving every port until drained.
-fn run_worker<S: PortService>(ports: Vec<WorkerPort<S>>, stop: watch::Receiver<bool>) {
+/// One worker thread: its own current-thread runtime, whose handle it sends back, serving
+/// what it is given until released.
+fn run_worker(
+    handle: std::sync::mpsc::Sender<tokio::runtime::Handle>,
+    released: oneshot::Receiver<()>,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -154,18 +204,11 @@ fn run_worker<S: PortService>(ports: Vec<WorkerPort<S>>, stop: watch::Receiver<b
             return;
         }
     };
-    runtime.block_on(async move {
-        let mut ports_served = JoinSet::new();
-        for (listener, service, gate) in ports {
-            match TcpListener::from_std(listener) {
-                Ok(l) => {
-                    ports_served.spawn(serve(l, service, gate, stop.clone()));
-                }
-                Err(e) => tracing::error!(error = %e, "cannot serve a proxy listener"),
-            }
-        }
-        while ports_served.join_next().await.is_some() {}
-    });
+    if handle.send(runtime.handle().clone()).is_ok() {
+        runtime.block_on(async move {
+            let _ = released.await;
+        });
+    }
 }
 
 /// Serves `service` on `listener`, through `gate`, until `stop` is set, then drains the open
@@ -205,7 +248,7 @@ pub async fn serve<S: PortService>(
         };
         let _ = tcp.set_nodelay(true);
         let activity = Arc::new(Activity::default());
-        let io = TokioIo::new(Watched::new(tcp, activity.clone(), gate.limits));
+        let io = TokioIo::new(Watched::new(tcp, activity.clone(), gate.limits()));
         let service = Tracked {
             inner: service.clone(),
             activity,

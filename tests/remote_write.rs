@@ -183,11 +183,9 @@ async fn labels_follow_categraf_rules() {
                 .find(|l| l.name == n)
                 .map(|l| l.value.as_str())
         };
-        if get("__name__")
-            .unwrap()
-            .starts_with("ollama_tap_remote_write_")
-        {
-            // The push's own series belong to no instance: global labels and hostname only.
+        let name = get("__name__").unwrap();
+        if name.starts_with("ollama_tap_remote_write_") || name.starts_with("ollama_tap_config_") {
+            // The agent's own series belong to no instance: global labels and hostname only.
             assert_eq!(
                 (get("region"), get("agent_hostname")),
                 (Some("eu"), Some("box"))

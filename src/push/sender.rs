@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::client::{Client, Reply};
+use super::client::Reply;
 use super::queue::Pinned;
 use super::stats::Stats;
 use super::{Backoff, Compressor, Jitter, RetryAction, RetryPolicy, WriterState};
@@ -39,12 +39,7 @@ struct Sender {
 /// One writer's sender: wait for data, send the oldest batch, then commit it (accepted or
 /// rejected for good), send it again in halves (413), or back off and try again. Ends when
 /// flushing and the queue is empty.
-pub(super) async fn send_loop(
-    state: Arc<WriterState>,
-    client: Client,
-    policy: RetryPolicy,
-    batch: usize,
-) {
+pub(super) async fn send_loop(state: Arc<WriterState>, policy: RetryPolicy, batch: usize) {
     let mut sender = Sender {
         backoff: Backoff::new(policy.min, policy.max, Jitter::Equal),
         outage: None,
@@ -68,6 +63,8 @@ pub(super) async fn send_loop(
         }
         let body = compressor.compress(&raw).to_vec();
         let started = Instant::now();
+        // The writer's client now: a reload may have changed its headers, auth or timeouts.
+        let client = state.client.lock().clone();
         let reply = client.send(body).await;
         state.stats.observe(started.elapsed());
         match reply.action {

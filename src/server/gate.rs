@@ -6,6 +6,7 @@
 //! past `worker_connections`: it costs no task, no timer and no read. Waiting instead (not
 //! accepting) would leave the client in the kernel's backlog with no answer and no bound.
 
+use parking_lot::RwLock;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
@@ -30,8 +31,8 @@ const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 pub struct Gate {
     /// `proxy` or `metrics`: the `listener` label.
     listener: &'static str,
-    /// The timeouts of every connection through this gate.
-    pub limits: Limits,
+    /// The timeouts of every connection through this gate (a reload may change them).
+    limits: RwLock<Limits>,
     open: AtomicUsize,
     refused: AtomicU64,
     /// Whether the first refusal was logged (once per listener: the rest are counted).
@@ -49,7 +50,7 @@ impl Gate {
     pub fn new(listener: &'static str, limits: Limits) -> Self {
         Gate {
             listener,
-            limits,
+            limits: RwLock::new(limits),
             open: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             logged: AtomicBool::new(false),
@@ -60,7 +61,7 @@ impl Gate {
     /// logs the refusal, and drops it (`None`).
     pub fn admit(self: &Arc<Self>, tcp: TcpStream) -> Option<(TcpStream, Slot)> {
         let before = self.open.fetch_add(1, Relaxed);
-        let max = self.limits.max_connections;
+        let max = self.limits().max_connections;
         if max == 0 || before < max {
             return Some((tcp, Slot(self.clone())));
         }
@@ -76,6 +77,16 @@ impl Gate {
         }
         let _ = tcp.try_write(REFUSED);
         None
+    }
+
+    /// The timeouts and the cap for the next connection.
+    pub fn limits(&self) -> Limits {
+        *self.limits.read()
+    }
+
+    /// New timeouts and cap (a reload), for the connections accepted from now on.
+    pub fn set_limits(&self, limits: Limits) {
+        *self.limits.write() = limits;
     }
 
     /// Connections open now.
