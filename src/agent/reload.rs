@@ -83,6 +83,11 @@ impl Agent {
                 labeler,
                 self.agent_metrics.clone(),
             ));
+            if let Some(listen) = bound.proxy_addr() {
+                let metrics = bound.metrics_addr().unwrap_or(listen);
+                let backend = &state.upstream().url;
+                tracing::info!(listen = %listen, backend = %backend, metrics = %metrics, "proxying");
+            }
             next[j] = Some(Running::start(state, bound, workers, &self.writers));
         }
         self.running = next.into_iter().flatten().collect();

@@ -1,0 +1,324 @@
+//! SIGHUP reloads the real binary's configuration without a gap: streams in flight finish
+//! whole and are counted once, counters carry over, new labels show on the next push, an
+//! added instance serves, a removed one refuses new connections while its last stream ends,
+//! a broken file keeps the configuration in force, and twenty reloads under traffic lose no
+//! request and leave no descriptor or thread behind.
+
+mod common;
+
+use std::process::Command;
+
+use common::fake_ollama::FakeOllama;
+use common::receiver::{Receiver, Script};
+use common::{Binary, ConfDir};
+
+const REQUESTS: &str = "ollama_requests_total";
+const MODEL: &str = "llama3.2:latest";
+const RELOADED: &str = "configuration reloaded";
+const REFUSED: &str = "reload refused";
+
+/// `config.toml` pushing to `receiver` every second.
+fn main_toml(receiver: &Receiver) -> String {
+    format!(
+        "[global]\ninterval = 1\nhostname = \"h\"\n[[writers]]\nurl = \"{}\"\n",
+        receiver.url()
+    )
+}
+
+/// An instance in front of `backend` on `listen`, labelled `name = ...`.
+fn instance(backend: &str, listen: &str, name: &str) -> String {
+    format!(
+        "[[instances]]\nollama_url = \"{backend}\"\nproxy_listen_addr = \"{listen}\"\n\
+         interval = 1\ntimeout = \"10s\"\n[instances.labels]\nname = \"{name}\"\n"
+    )
+}
+
+/// Rewrites the input file, sends SIGHUP and waits for the agent to say the reload took (or
+/// was refused); returns that line.
+async fn reload(agent: &Binary, ollama_toml: &str) -> String {
+    std::fs::write(
+        agent.conf.path().join("input.ollama/ollama.toml"),
+        ollama_toml,
+    )
+    .unwrap();
+    let outcomes = |logs: &str| logs.matches(RELOADED).count() + logs.matches(REFUSED).count();
+    let before = outcomes(&agent.logs());
+    let sent = Command::new("kill")
+        .args(["-HUP", &agent.pid().to_string()])
+        .status();
+    assert!(sent.unwrap().success());
+    common::wait_until("the reload's outcome is logged", || {
+        outcomes(&agent.logs()) > before
+    })
+    .await;
+    let logs = agent.logs();
+    let line = logs
+        .lines()
+        .rev()
+        .find(|l| l.contains(RELOADED) || l.contains(REFUSED));
+    line.unwrap().to_owned()
+}
+
+async fn generate(url: &str, prompt: &str, stream: bool) -> reqwest::Response {
+    let res = reqwest::Client::new()
+        .post(format!("{url}/api/generate"))
+        .body(format!(
+            r#"{{"model":"llama3.2","prompt":"{prompt}","stream":{stream}}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res
+}
+
+/// A stream held open by the fake (`[[gate]]`): its first line has arrived.
+async fn held_stream(url: &str) -> (reqwest::Response, Vec<u8>) {
+    let mut res = generate(url, "hold [[gate]] [[tokens:3]]", true).await;
+    let first = res.chunk().await.unwrap().expect("a first line").to_vec();
+    (res, first)
+}
+
+/// Reads a held stream to its end once the fake lets it go; checks it is whole: every line
+/// JSON, the reply's three tokens in order, one done line at the end.
+async fn finish(fake: &FakeOllama, (mut rest, mut body): (reqwest::Response, Vec<u8>)) {
+    fake.open_gate();
+    while let Some(chunk) = rest.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(body).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let reply: String = lines
+        .iter()
+        .filter_map(|l| l["response"].as_str())
+        .collect();
+    assert_eq!(reply, "The sky is", "{text}");
+    assert_eq!(
+        lines.iter().filter(|l| l["done"] == true).count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(lines.last().unwrap()["done"], true, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_across_a_reload_ends_whole_counted_once_and_new_labels_show_on_the_next_push() {
+    let receiver = Receiver::start(Script::Always(204)).await;
+    let fake = FakeOllama::start().await;
+    let conf = ConfDir::new(
+        &main_toml(&receiver),
+        &instance(&fake.url(), "127.0.0.1:0", "a"),
+    );
+    let agent = Binary::start(conf).await;
+    for _ in 0..2 {
+        generate(&agent.url(), "hi", false)
+            .await
+            .text()
+            .await
+            .unwrap();
+    }
+    let held = held_stream(&agent.url()).await;
+    let line = reload(&agent, &instance(&fake.url(), "127.0.0.1:0", "b")).await;
+    assert!(line.contains(RELOADED) && line.contains("kept=1"), "{line}");
+    finish(&fake, held).await;
+    // Counted once, under the new label, the two before the reload carried over.
+    let m = agent
+        .wait_metrics(|m| m.get(REQUESTS, &[("name", "b"), ("model", MODEL)]) == Some(3.0))
+        .await;
+    assert_eq!(
+        m.get(REQUESTS, &[("name", "a"), ("model", MODEL)]),
+        None,
+        "{}",
+        m.0
+    );
+    let pushed_b = |r: &Receiver| {
+        r.accepted_series().iter().any(|ts| {
+            let has = |k: &str, v: &str| ts.labels.iter().any(|l| l.name == k && l.value == v);
+            has("__name__", REQUESTS)
+                && has("name", "b")
+                && ts.samples.iter().any(|s| s.value == 3.0)
+        })
+    };
+    common::wait_until("the next push carries the new label", || {
+        pushed_b(&receiver)
+    })
+    .await;
+    assert_eq!(
+        agent
+            .metrics()
+            .await
+            .get("ollama_tap_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_instance_serves_and_a_removed_one_refuses_new_connections_while_its_stream_ends()
+{
+    let receiver = Receiver::start(Script::Always(204)).await;
+    let fake = FakeOllama::start().await;
+    let port = common::free_port();
+    let removed = format!("127.0.0.1:{port}");
+    let before = instance(&fake.url(), "127.0.0.1:0", "x") + &instance(&fake.url(), &removed, "y");
+    let agent = Binary::start(ConfDir::new(&main_toml(&receiver), &before)).await;
+    let held = held_stream(&format!("http://{removed}")).await;
+    let after =
+        instance(&fake.url(), "127.0.0.1:0", "x") + &instance(&fake.url(), "127.0.0.1:0", "z");
+    let line = reload(&agent, &after).await;
+    assert!(
+        line.contains("kept=1") && line.contains("added=1") && line.contains("removed=1"),
+        "{line}"
+    );
+    // The removed instance accepts no new connection; its stream goes on.
+    let refused = || std::net::TcpStream::connect(&removed).is_err();
+    common::wait_until("the removed instance stops accepting", refused).await;
+    finish(&fake, held).await;
+    // Its last samples are pushed once its stream has ended.
+    let pushed_y = |r: &Receiver| {
+        r.accepted_series().iter().any(|ts| {
+            let has = |k: &str, v: &str| ts.labels.iter().any(|l| l.name == k && l.value == v);
+            has("__name__", REQUESTS)
+                && has("name", "y")
+                && ts.samples.iter().any(|s| s.value == 1.0)
+        })
+    };
+    common::wait_until("the removed instance's last samples arrive", || {
+        pushed_y(&receiver)
+    })
+    .await;
+    // The added one serves, on the address its log line names.
+    let logs = agent.logs();
+    let added = logs
+        .lines()
+        .filter(|l| l.contains(" proxying "))
+        .last()
+        .unwrap();
+    let addr = added
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("listen="))
+        .unwrap();
+    generate(&format!("http://{addr}"), "hi", false)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let z = common::wait_metrics(&format!("http://{addr}"), common::WAIT, |m| {
+        m.get(REQUESTS, &[("name", "z"), ("model", MODEL)]) == Some(1.0)
+    })
+    .await;
+    assert!(z.0.contains("name=\"z\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_keeps_the_configuration_in_force_and_says_which_field() {
+    let receiver = Receiver::start(Script::Always(204)).await;
+    let fake = FakeOllama::start().await;
+    let good = instance(&fake.url(), "127.0.0.1:0", "a");
+    let agent = Binary::start(ConfDir::new(&main_toml(&receiver), &good)).await;
+    let broken = good.replace("timeout = \"10s\"", "timeout = \"soon\"");
+    let line = reload(&agent, &broken).await;
+    assert!(line.contains(REFUSED), "{line}");
+    assert!(
+        line.contains("ollama.toml") && line.contains("timeout"),
+        "{line}"
+    );
+    generate(&agent.url(), "hi", false)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let m = agent.metrics().await;
+    assert_eq!(
+        m.get("ollama_tap_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get(REQUESTS, &[("name", "a"), ("model", MODEL)]),
+        Some(1.0)
+    );
+    let line = reload(&agent, &good.replace("\"a\"", "\"c\"")).await;
+    assert!(line.contains(RELOADED), "{line}");
+    let m = agent.metrics().await;
+    assert_eq!(
+        m.get("ollama_tap_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(REQUESTS, &[("name", "c"), ("model", MODEL)]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_under_traffic_lose_no_request_and_leave_fds_and_threads_as_they_were() {
+    let receiver = Receiver::start(Script::Always(204)).await;
+    let fake = FakeOllama::start().await;
+    let conf = ConfDir::new(
+        &main_toml(&receiver),
+        &instance(&fake.url(), "127.0.0.1:0", "n0"),
+    );
+    let mut agent = Binary::start(conf).await;
+    let url = agent.url();
+    // The descriptors an agent keeps open at rest: its connection to the receiver, and an idle
+    // connection to the backend in each pool (each proxy worker's, the checks'), as traffic
+    // (twenty new client connections: both workers get some) and a first reload leave them.
+    for i in 0..20 {
+        generate(&url, "warm", i % 2 == 0)
+            .await
+            .bytes()
+            .await
+            .unwrap();
+    }
+    receiver.wait_for_requests(2, common::WAIT).await;
+    let line = reload(&agent, &instance(&fake.url(), "127.0.0.1:0", "warm")).await;
+    assert!(line.contains(RELOADED), "{line}");
+    for i in 0..20 {
+        generate(&url, "warm", i % 2 == 0)
+            .await
+            .bytes()
+            .await
+            .unwrap();
+    }
+    let idle = agent.stats();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let traffic = tokio::spawn(async move {
+        let mut sent = 0u64;
+        while !*stopped.borrow_and_update() {
+            let stream = sent % 2 == 0;
+            generate(&url, "[[tokens:2]]", stream)
+                .await
+                .bytes()
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        sent
+    });
+    for i in 1..=20 {
+        let line = reload(
+            &agent,
+            &instance(&fake.url(), "127.0.0.1:0", &format!("n{i}")),
+        )
+        .await;
+        assert!(line.contains(RELOADED), "reload {i}: {line}");
+    }
+    stop.send(true).unwrap();
+    let sent = traffic.await.expect("every request answered 200, whole");
+    assert!(sent > 0);
+    let m = agent.metrics().await;
+    assert_eq!(
+        m.sum(REQUESTS, &[]),
+        (sent + 40) as f64,
+        "each request counted once"
+    );
+    assert_eq!(m.sum(REQUESTS, &[("name", "n20")]), (sent + 40) as f64);
+    common::wait_until("descriptors and threads back where they were", || {
+        let now = agent.stats();
+        now.fds <= idle.fds && now.threads == idle.threads
+    })
+    .await;
+    agent.assert_healthy();
+}
