@@ -191,11 +191,7 @@ async fn an_added_instance_serves_and_a_removed_one_refuses_new_connections_whil
     .await;
     // The added one serves, on the address its log line names.
     let logs = agent.logs();
-    let added = logs
-        .lines()
-        .filter(|l| l.contains(" proxying "))
-        .last()
-        .unwrap();
+    let added = logs.lines().rfind(|l| l.contains(" proxying ")).unwrap();
     let addr = added
         .split_whitespace()
         .find_map(|kv| kv.strip_prefix("listen="))
