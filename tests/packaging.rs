@@ -191,7 +191,7 @@ fn a_config_error_or_a_bad_flag_exits_with_a_status_the_unit_does_not_restart_on
         .output()
         .unwrap();
     let bad_flag = Command::new(common::binary())
-        .arg("-configs") // Go's single dash, as Categraf takes it
+        .arg("-configz") // not a flag, one dash or two
         .arg("/etc/ollama-tap")
         .output()
         .unwrap();
