@@ -15,7 +15,7 @@ use common::docs::{tables, ticked, README};
 const UNIT_FILE: &str = "ollama-tap.service";
 const UNIT: &str = include_str!("../packaging/ollama-tap.service");
 /// The binary the unit starts, as installed.
-const INSTALLED: &str = "/usr/local/bin/ollama-tap";
+const INSTALLED: &str = "/usr/bin/ollama-tap";
 
 /// The unit's settings: section → key → every value it is given, in order (a key may be
 /// repeated, as `SystemCallFilter` is). Comments and blank lines are skipped.
