@@ -173,7 +173,7 @@ impl Root {
         Root { dir }
     }
 
-    /// `dpkg --root=ROOT ARGS...` to success. The package's `Depends` (libc6, libgcc-s1)
+    /// `dpkg --root=ROOT ARGS...` to success. The package's `Depends` (libc6)
     /// are this machine's, not the empty root's.
     fn dpkg(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("dpkg");
@@ -181,6 +181,7 @@ impl Root {
             .args([
                 "--force-script-chrootless",
                 "--force-depends",
+                "--force-not-root", // a developer's run as a user: the root is theirs
                 "--log=/dev/null",
             ])
             .args(args)
