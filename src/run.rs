@@ -109,6 +109,7 @@ async fn reload_once(
 ) -> Result<Vec<String>, String> {
     let loaded = config::load(&cli.configs, &cli.overrides()).map_err(|e| e.to_string())?;
     let prepared = logs.prepare(&loaded.config).map_err(|e| e.to_string())?;
+    let log = loaded.config.log.clone();
     let (done, answer) = oneshot::channel();
     let reload = Reload {
         config: loaded.config,
@@ -122,6 +123,7 @@ async fn reload_once(
         .await
         .map_err(|_| "the agent is stopping".to_owned())??;
     logs.apply(prepared);
+    tracing::info!(file_name = %log.file_name, level = %log.level, "logs reopened");
     Ok(loaded.warnings)
 }
 

@@ -318,3 +318,46 @@ async fn twenty_reloads_under_traffic_lose_no_request_and_leave_fds_and_threads_
     .await;
     agent.assert_healthy();
 }
+
+/// logrotate without `copytruncate`: the log file is moved away, SIGHUP opens `file_name`
+/// again, and the lines after it go to the new file, at the new level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_log_file_is_opened_again_at_the_new_level() {
+    let fake = FakeOllama::start().await;
+    let inst = instance(&fake.url(), "127.0.0.1:0", "a");
+    let conf = ConfDir::new("", &inst);
+    // The file the test harness reads is the one the agent logs to.
+    let log = conf.path().join("agent.log");
+    let main = |level: &str| {
+        let file = log.display();
+        format!("[global]\ninterval = 1\n[log]\nfile_name = \"{file}\"\nlevel = \"{level}\"\n")
+    };
+    std::fs::write(conf.path().join("config.toml"), main("info")).unwrap();
+    let agent = Binary::start(conf).await;
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let hup = |level: &str| {
+        std::fs::write(agent.conf.path().join("config.toml"), main(level)).unwrap();
+        let sent = Command::new("kill")
+            .args(["-HUP", &agent.pid().to_string()])
+            .status();
+        assert!(sent.unwrap().success());
+    };
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    hup("info");
+    common::wait_until("the new file says the logs were reopened", || {
+        read(&log).contains("logs reopened")
+    })
+    .await;
+    let old = read(&rotated);
+    assert!(old.contains("proxying") && old.contains(RELOADED), "{old}");
+    assert!(!old.contains("logs reopened") && !read(&log).contains("proxying"));
+    // The second reload is logged at info (the first one's went to the old file), then warn
+    // applies: the third reload's info line is gone, its error is not.
+    hup("warn");
+    common::wait_until("the second reload", || read(&log).contains(RELOADED)).await;
+    hup("not a level [");
+    common::wait_until("the refused one", || read(&log).contains(REFUSED)).await;
+    let new = read(&log);
+    assert_eq!(new.matches("SIGHUP: reloading").count(), 1, "{new}");
+}
