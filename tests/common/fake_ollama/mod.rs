@@ -1,5 +1,5 @@
 //! A fake Ollama server for tests, faithful to Ollama's wire format
-//! (see shared/research/ollama-api.md): content types, NDJSON framing, Go field
+//! (Ollama's `api/types.go` and `server/routes.go`): content types, NDJSON framing, Go field
 //! order, `omitempty` zero fields, error shapes, load-only replies and
 //! gin's 404/405 pages. There is no real model. Replies are deterministic and
 //! controlled by directives written inside the prompt, so tests need no setup calls.
