@@ -21,8 +21,6 @@
 
 use std::time::Instant;
 
-use std::time::Duration;
-
 use ollama_tap::config::{Writer, WriterOpt};
 use ollama_tap::push::{encode_families, Compressor, Encoded, Writers};
 use ollama_tap::snapshot::{Family, Kind};
@@ -114,19 +112,8 @@ fn encode_times(families: &[Family], iterations: usize, owned: bool) -> (Vec<f64
 /// memory queue or a disk queue; the disk queue's size at the end (0 for memory).
 fn enqueue_times(families: &[Family], iterations: usize, disk: bool) -> (Vec<f64>, usize) {
     let dir = std::env::temp_dir().join(format!("ollama-tap-bench-queue-{}", std::process::id()));
-    let writer = Writer {
-        // Nothing listens on port 1: the sender backs off and the queue keeps every snapshot.
-        url: "http://127.0.0.1:1/write".to_owned(),
-        basic_auth_user: String::new(),
-        basic_auth_pass: String::new(),
-        headers: Vec::new(),
-        timeout: Duration::from_secs(5),
-        dial_timeout: Duration::from_secs(1),
-        max_idle_conns_per_host: 1,
-        use_tls: false,
-        insecure_skip_verify: false,
-        tls_ca: String::new(),
-    };
+    // Nothing listens on port 1: the sender backs off and the queue keeps every snapshot.
+    let writer = Writer::new("http://127.0.0.1:1/write");
     let opt = WriterOpt {
         queue_dir: disk.then(|| dir.clone()),
         ..WriterOpt::default()

@@ -79,7 +79,7 @@ pub struct Global {
 }
 
 /// One `[[writers]]` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Writer {
     /// Validated absolute http(s) URL, trimmed.
     pub url: String,
@@ -113,6 +113,26 @@ pub struct WriterOpt {
     pub queue_max_bytes: u64,
     /// Queued samples older than this are dropped, not sent; `Duration::ZERO`: no limit.
     pub queue_max_age: Duration,
+}
+
+impl Writer {
+    /// A `[[writers]]` entry with only its `url` set: every other key at Categraf's default,
+    /// as a config file that names only the URL gets it.
+    pub fn new(url: &str) -> Writer {
+        let ms = |n: i64| Duration::from_millis(n.unsigned_abs());
+        Writer {
+            url: url.to_owned(),
+            basic_auth_user: String::new(),
+            basic_auth_pass: String::new(),
+            headers: Vec::new(),
+            timeout: ms(raw::default_writer_timeout_ms()),
+            dial_timeout: ms(raw::default_dial_timeout_ms()),
+            max_idle_conns_per_host: raw::default_max_idle_conns_per_host(),
+            use_tls: false,
+            insecure_skip_verify: false,
+            tls_ca: String::new(),
+        }
+    }
 }
 
 impl Default for WriterOpt {

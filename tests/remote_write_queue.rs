@@ -23,16 +23,9 @@ const DURATION: &str = "ollama_tap_remote_write_request_duration_seconds";
 
 fn writer(url: &str) -> Writer {
     Writer {
-        url: url.to_owned(),
-        basic_auth_user: String::new(),
-        basic_auth_pass: String::new(),
-        headers: Vec::new(),
-        timeout: Duration::from_secs(5),
         dial_timeout: Duration::from_secs(1),
         max_idle_conns_per_host: 10,
-        use_tls: false,
-        insecure_skip_verify: false,
-        tls_ca: String::new(),
+        ..Writer::new(url)
     }
 }
 

@@ -248,18 +248,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn writer(url: &str) -> Writer {
-        Writer {
-            url: url.to_owned(),
-            basic_auth_user: String::new(),
-            basic_auth_pass: String::new(),
-            headers: Vec::new(),
-            timeout: Duration::from_secs(5),
-            dial_timeout: Duration::from_millis(2500),
-            max_idle_conns_per_host: 100,
-            use_tls: false,
-            insecure_skip_verify: false,
-            tls_ca: String::new(),
-        }
+        Writer::new(url)
     }
 
     #[test]
