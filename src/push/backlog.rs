@@ -3,7 +3,6 @@
 //! every change it sets the writer's queue gauges and counts its drops by reason, so that
 //! `/metrics` reads atomics and never waits for the queue's lock (or its disk).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,7 +19,7 @@ pub struct Backlog {
     /// The URL, for log lines.
     url: String,
     /// The last write to the disk queue failed (logged once, then once when it works again).
-    failing: AtomicBool,
+    failing: bool,
 }
 
 #[derive(Debug)]
@@ -48,7 +47,7 @@ impl Backlog {
             store,
             stats,
             url,
-            failing: AtomicBool::new(false),
+            failing: false,
         };
         backlog.settle();
         backlog
@@ -68,10 +67,10 @@ impl Backlog {
                 let written = q.push(snapshot, ts_ms);
                 let dir = q.dir().display();
                 match written {
-                    Ok(()) if self.failing.swap(false, Ordering::Relaxed) => {
+                    Ok(()) if std::mem::replace(&mut self.failing, false) => {
                         tracing::info!(url = %self.url, %dir, "remote write queue: writing again");
                     }
-                    Err(e) if !self.failing.swap(true, Ordering::Relaxed) => {
+                    Err(e) if !std::mem::replace(&mut self.failing, true) => {
                         tracing::warn!(
                             url = %self.url,
                             %dir,

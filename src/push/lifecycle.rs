@@ -28,23 +28,23 @@ impl Writers {
     /// started with it: its changes apply after a restart.
     pub fn reconfigure(&mut self, writers: &[config::Writer]) -> Result<Writers, PushError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| PushError::NoRuntime)?;
-        let clients = writers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| Client::new(i, w).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Which running writer each configured one continues (the first of the same URL).
+        // What becomes of each configured writer: the running one of the same URL continues
+        // (the first of them; a new client only where its settings changed), or a new one.
         let mut claimed = vec![false; self.configs.len()];
-        let mut plan = Vec::with_capacity(writers.len());
+        let mut steps = Vec::with_capacity(writers.len());
         for (i, w) in writers.iter().enumerate() {
             let same =
                 (0..self.configs.len()).find(|&j| !claimed[j] && self.configs[j].url == w.url);
-            plan.push(match same {
+            steps.push(match same {
                 Some(j) => {
                     claimed[j] = true;
-                    Err(j)
+                    let changed = self.configs[j] != *w;
+                    let client = changed
+                        .then(|| Client::new(i, w).map(Arc::new))
+                        .transpose()?;
+                    Step::Keep(j, client)
                 }
-                None => Ok(open_queue(i, w, &self.opt)?),
+                None => Step::Start(open_queue(i, w, &self.opt)?, Arc::new(Client::new(i, w)?)),
             });
         }
         let mut old: Vec<_> = std::mem::take(&mut self.configs)
@@ -53,14 +53,16 @@ impl Writers {
             .zip(std::mem::take(&mut self.tasks))
             .map(Some)
             .collect();
-        for ((w, client), plan) in writers.iter().zip(clients).zip(plan) {
-            let (state, task) = match plan {
-                Err(j) => {
+        for (w, step) in writers.iter().zip(steps) {
+            let (state, task) = match step {
+                Step::Keep(j, client) => {
                     let ((_, state), task) = old[j].take().expect("each kept writer once");
-                    *state.client.lock() = client;
+                    if let Some(client) = client {
+                        *state.client.lock() = client;
+                    }
                     (state, task)
                 }
-                Ok(opened) => {
+                Step::Start(opened, client) => {
                     let state = opened.into_state(w, client);
                     let send = sender::send_loop(state.clone(), self.retry, self.batch());
                     (state, runtime.spawn(send))
@@ -93,6 +95,14 @@ impl Writers {
             Some(_) => self.opt.batch.max(1),
         }
     }
+}
+
+/// What a reload does with one configured writer.
+enum Step {
+    /// The running writer at this index continues, with a new client when one is given.
+    Keep(usize, Option<Arc<Client>>),
+    /// A new writer, its queue opened and its client built.
+    Start(Opened, Arc<Client>),
 }
 
 /// A writer's queue, opened: a restart's leftovers are logged once it has started.
