@@ -203,24 +203,65 @@ fn last_requests(got: &BTreeMap<String, Vec<(i64, f64)>>) -> f64 {
     samples.last().unwrap().1
 }
 
+/// An agent that queued three intervals of traffic while its receivers were down: the test
+/// receiver (down), the backend, the queue folder, the writer URLs (the receiver's, then
+/// `more`), the agent and its `/metrics` after the traffic.
+struct Outage {
+    receiver: Receiver,
+    fake: FakeOllama,
+    queue: QueueDir,
+    urls: Vec<String>,
+    agent: Binary,
+    before: Metrics,
+}
+
+impl Outage {
+    async fn start(more: &[String]) -> Outage {
+        let receiver = Receiver::start(Script::Always(204)).await;
+        receiver.stop().await;
+        let fake = FakeOllama::start().await;
+        let queue = QueueDir::new();
+        let urls: Vec<String> = std::iter::once(receiver.url())
+            .chain(more.iter().cloned())
+            .collect();
+        let agent = Binary::start(conf(&urls, &fake.url(), &queue)).await;
+        let before = three_intervals_of_traffic(&agent).await;
+        Outage {
+            receiver,
+            fake,
+            queue,
+            urls,
+            agent,
+            before,
+        }
+    }
+
+    /// The agent again, on the same configuration and queue.
+    async fn start_again(&self) -> Binary {
+        Binary::start(conf(&self.urls, &self.fake.url(), &self.queue)).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_outage_then_a_restart_delivers_every_sample_once_in_order() {
-    let receiver = Receiver::start(Script::Always(204)).await;
-    receiver.stop().await;
-    let fake = FakeOllama::start().await;
-    let queue = QueueDir::new();
-    let urls = [receiver.url()];
-    let mut agent = Binary::start(conf(&urls, &fake.url(), &queue)).await;
-    let before = three_intervals_of_traffic(&agent).await;
-    let exit = tokio::task::block_in_place(|| agent.terminate());
+    let mut o = Outage::start(&[]).await;
+    let exit = tokio::task::block_in_place(|| o.agent.terminate());
     assert!(exit.success(), "{exit:?}");
     let stopped = now_ms();
-    let kept = logged(&agent.logs(), " samples left unsent at shutdown, kept", "");
-    assert!(kept as f64 >= before.sum(QUEUED, &[]), "{}", agent.logs());
+    let kept = logged(
+        &o.agent.logs(),
+        " samples left unsent at shutdown, kept",
+        "",
+    );
+    assert!(
+        kept as f64 >= o.before.sum(QUEUED, &[]),
+        "{}",
+        o.agent.logs()
+    );
 
-    receiver.restart().await;
-    let again = Binary::start(conf(&urls, &fake.url(), &queue)).await;
-    let got = until_delivered(&receiver, stopped, kept as usize).await;
+    o.receiver.restart().await;
+    let again = o.start_again().await;
+    let got = until_delivered(&o.receiver, stopped, kept as usize).await;
     assert_eq!(
         logged(&again.logs(), "resuming the samples", "samples"),
         kept
@@ -229,60 +270,52 @@ async fn sigterm_during_an_outage_then_a_restart_delivers_every_sample_once_in_o
     assert_in_order_once(&got);
     assert_eq!(
         last_requests(&got),
-        before.value(REQUESTS, &[("model", MODEL)])
+        o.before.value(REQUESTS, &[("model", MODEL)])
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_an_outage_loses_no_snapshot_that_was_queued() {
-    let receiver = Receiver::start(Script::Always(204)).await;
-    receiver.stop().await;
-    let fake = FakeOllama::start().await;
-    let queue = QueueDir::new();
-    let urls = [receiver.url()];
-    let mut agent = Binary::start(conf(&urls, &fake.url(), &queue)).await;
-    let before = three_intervals_of_traffic(&agent).await;
+    let mut o = Outage::start(&[]).await;
     let kill = Command::new("kill")
-        .args(["-KILL", &agent.pid().to_string()])
+        .args(["-KILL", &o.agent.pid().to_string()])
         .status();
     assert!(kill.unwrap().success());
     let killed = now_ms();
-    while agent.running() {
+    while o.agent.running() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 
-    receiver.restart().await;
-    let again = Binary::start(conf(&urls, &fake.url(), &queue)).await;
+    o.receiver.restart().await;
+    let again = o.start_again().await;
     let resumed = logged(&again.logs(), "resuming the samples", "samples");
     // Every snapshot that /metrics counted as queued was on disk when the kill came.
     assert!(
-        resumed as f64 >= before.sum(QUEUED, &[]),
+        resumed as f64 >= o.before.sum(QUEUED, &[]),
         "{}",
         again.logs()
     );
-    let got = until_delivered(&receiver, killed, resumed as usize).await;
+    let got = until_delivered(&o.receiver, killed, resumed as usize).await;
     assert_eq!(got.values().map(Vec::len).sum::<usize>(), resumed as usize);
     assert_in_order_once(&got);
     assert_eq!(
         last_requests(&got),
-        before.value(REQUESTS, &[("model", MODEL)])
+        o.before.value(REQUESTS, &[("model", MODEL)])
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_or_damaged_queue_file_is_counted_logged_and_the_rest_is_sent() {
-    let receiver = Receiver::start(Script::Always(204)).await;
-    receiver.stop().await;
-    let fake = FakeOllama::start().await;
-    let queue = QueueDir::new();
-    let urls = [receiver.url()];
-    let mut agent = Binary::start(conf(&urls, &fake.url(), &queue)).await;
-    three_intervals_of_traffic(&agent).await;
-    assert!(tokio::task::block_in_place(|| agent.terminate()).success());
+    let mut o = Outage::start(&[]).await;
+    assert!(tokio::task::block_in_place(|| o.agent.terminate()).success());
     let stopped = now_ms();
-    let kept = logged(&agent.logs(), " samples left unsent at shutdown, kept", "");
+    let kept = logged(
+        &o.agent.logs(),
+        " samples left unsent at shutdown, kept",
+        "",
+    );
     // A crash's torn tail on the newest file, flipped bytes in the middle of the oldest.
-    let files = queue.segments();
+    let files = o.queue.segments();
     assert!(!files.is_empty());
     let newest = files.last().unwrap();
     let len = std::fs::metadata(newest).unwrap().len();
@@ -297,8 +330,8 @@ async fn a_torn_or_damaged_queue_file_is_counted_logged_and_the_rest_is_sent() {
     oldest[middle] ^= 0x5a;
     std::fs::write(&files[0], oldest).unwrap();
 
-    receiver.restart().await;
-    let again = Binary::start(conf(&urls, &fake.url(), &queue)).await;
+    o.receiver.restart().await;
+    let again = o.start_again().await;
     let logs = again.logs();
     let lost = logged(&logs, "unreadable records skipped", "lost_samples");
     let resumed = logged(&logs, "unreadable records skipped", "resumed_samples");
@@ -309,7 +342,7 @@ async fn a_torn_or_damaged_queue_file_is_counted_logged_and_the_rest_is_sent() {
         1,
         "logged once: {logs}"
     );
-    let got = until_delivered(&receiver, stopped, resumed as usize).await;
+    let got = until_delivered(&o.receiver, stopped, resumed as usize).await;
     assert_eq!(got.values().map(Vec::len).sum::<usize>(), resumed as usize);
     assert_in_order_once(&got);
     let m = again.metrics().await;
@@ -318,30 +351,21 @@ async fn a_torn_or_damaged_queue_file_is_counted_logged_and_the_rest_is_sent() {
     again.assert_healthy();
 }
 
-/// A real Prometheus that was not running while the agent queued, started before the agent
+/// A real Prometheus that was not running while the o.agent queued, started before the o.agent
 /// comes back: afterwards it returns, for every series, exactly the (timestamp, value) pairs
-/// that a test receiver beside it got from the same queue.
+/// that a test o.receiver beside it got from the same o.queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_behind_the_outage_and_the_restart_returns_every_value() {
-    let receiver = Receiver::start(Script::Always(204)).await;
-    receiver.stop().await;
     let port = common::free_port();
-    let fake = FakeOllama::start().await;
-    let queue = QueueDir::new();
-    let urls = [
-        receiver.url(),
-        format!("http://127.0.0.1:{port}/api/v1/write"),
-    ];
-    let mut agent = Binary::start(conf(&urls, &fake.url(), &queue)).await;
-    three_intervals_of_traffic(&agent).await;
-    assert!(tokio::task::block_in_place(|| agent.terminate()).success());
+    let mut o = Outage::start(&[format!("http://127.0.0.1:{port}/api/v1/write")]).await;
+    assert!(tokio::task::block_in_place(|| o.agent.terminate()).success());
     let stopped = now_ms();
 
     let prometheus = Prometheus::start_on(port).await;
-    receiver.restart().await;
-    let again = Binary::start(conf(&urls, &fake.url(), &queue)).await;
+    o.receiver.restart().await;
+    let again = o.start_again().await;
     let kept = logged(&again.logs(), "resuming the samples", "samples");
-    let want = until_delivered(&receiver, stopped, kept as usize).await;
+    let want = until_delivered(&o.receiver, stopped, kept as usize).await;
     let requests = want
         .iter()
         .find(|(k, _)| k.contains(&format!("__name__=\"{REQUESTS}\"")) && k.contains(MODEL))

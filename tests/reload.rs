@@ -59,6 +59,22 @@ async fn reload(agent: &Binary, ollama_toml: &str) -> String {
     line.unwrap().to_owned()
 }
 
+/// Waits until `receiver` accepted the request counter of the instance labelled `name` at
+/// `value`.
+async fn pushed(receiver: &Receiver, name: &str, value: f64, what: &str) {
+    let has = |ts: &ollama_tap::push::proto::TimeSeries, k: &str, v: &str| {
+        ts.labels.iter().any(|l| l.name == k && l.value == v)
+    };
+    common::wait_until(what, || {
+        receiver.accepted_series().iter().any(|ts| {
+            has(ts, "__name__", REQUESTS)
+                && has(ts, "name", name)
+                && ts.samples.iter().any(|s| s.value == value)
+        })
+    })
+    .await;
+}
+
 async fn generate(url: &str, prompt: &str, stream: bool) -> reqwest::Response {
     let res = reqwest::Client::new()
         .post(format!("{url}/api/generate"))
@@ -134,18 +150,7 @@ async fn a_stream_across_a_reload_ends_whole_counted_once_and_new_labels_show_on
         "{}",
         m.0
     );
-    let pushed_b = |r: &Receiver| {
-        r.accepted_series().iter().any(|ts| {
-            let has = |k: &str, v: &str| ts.labels.iter().any(|l| l.name == k && l.value == v);
-            has("__name__", REQUESTS)
-                && has("name", "b")
-                && ts.samples.iter().any(|s| s.value == 3.0)
-        })
-    };
-    common::wait_until("the next push carries the new label", || {
-        pushed_b(&receiver)
-    })
-    .await;
+    pushed(&receiver, "b", 3.0, "the next push carries the new label").await;
     assert_eq!(
         agent
             .metrics()
@@ -177,17 +182,12 @@ async fn an_added_instance_serves_and_a_removed_one_refuses_new_connections_whil
     common::wait_until("the removed instance stops accepting", refused).await;
     finish(&fake, held).await;
     // Its last samples are pushed once its stream has ended.
-    let pushed_y = |r: &Receiver| {
-        r.accepted_series().iter().any(|ts| {
-            let has = |k: &str, v: &str| ts.labels.iter().any(|l| l.name == k && l.value == v);
-            has("__name__", REQUESTS)
-                && has("name", "y")
-                && ts.samples.iter().any(|s| s.value == 1.0)
-        })
-    };
-    common::wait_until("the removed instance's last samples arrive", || {
-        pushed_y(&receiver)
-    })
+    pushed(
+        &receiver,
+        "y",
+        1.0,
+        "the removed instance's last samples arrive",
+    )
     .await;
     // The added one serves, on the address its log line names.
     let logs = agent.logs();
@@ -360,4 +360,51 @@ async fn a_moved_log_file_is_opened_again_at_the_new_level() {
     common::wait_until("the refused one", || read(&log).contains(REFUSED)).await;
     let new = read(&log);
     assert_eq!(new.matches("SIGHUP: reloading").count(), 1, "{new}");
+}
+
+/// The writers' side of a reload: a writer whose URL is unchanged keeps its queue (and sends
+/// it with its new settings: here a header), a removed one is handed back with its queue to be
+/// flushed, and what it cannot deliver then is what it reports left unsent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_writer_keeps_its_queue_and_a_removed_one_is_handed_back_with_its_own() {
+    use ollama_tap::config::{Writer, WriterOpt};
+    use ollama_tap::push::{RetryPolicy, Writers};
+    use ollama_tap::snapshot::{Family, Kind};
+    let (kept, removed) = (
+        Receiver::start(Script::Always(204)).await,
+        Receiver::start(Script::Always(204)).await,
+    );
+    kept.stop().await;
+    removed.stop().await;
+    let fast = RetryPolicy {
+        min: std::time::Duration::from_millis(5),
+        max: std::time::Duration::from_millis(50),
+    };
+    let both = [Writer::new(&kept.url()), Writer::new(&removed.url())];
+    let mut writers = Writers::start_with(&both, &WriterOpt::default(), fast).unwrap();
+    let mut f = Family::new("ollama_tap_test", "Test.", Kind::Gauge);
+    for i in 0..3 {
+        f.push("", vec![("i".to_owned(), i.to_string())], 1.0);
+    }
+    writers.enqueue_families(&[f], 1_000);
+    assert_eq!(writers.queued(), 6);
+    let with_header = Writer {
+        headers: vec![("X-Reloaded".to_owned(), "yes".to_owned())],
+        ..Writer::new(&kept.url())
+    };
+    let gone = writers.reconfigure(&[with_header]).unwrap();
+    assert_eq!((writers.queued(), gone.queued()), (3, 3));
+    kept.restart().await;
+    let got = kept.wait_for_accepted_series(3, common::WAIT).await;
+    assert_eq!(got.len(), 3);
+    assert!(kept
+        .received()
+        .iter()
+        .all(|r| r.headers.get("x-reloaded").is_some()));
+    let left = gone.flush(std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        left, 3,
+        "the removed writer's receiver is down: its queue is left unsent"
+    );
+    assert!(removed.received().is_empty());
 }
