@@ -82,11 +82,12 @@ impl InstanceState {
         InstanceState::build(config, labeler, agent_metrics, None)
     }
 
-    /// The state a reload gives a kept instance (same listen address and backend): its
-    /// counters (the store), its recent samples, its backend's last check and its listeners'
-    /// connection counts carry over, and everything else is built from `config`. Only when
-    /// `max_models`, `otel_semconv` or the client counting change does the store start anew
-    /// (a counter reset, which `rate()` and `increase()` handle).
+    /// The state a reload gives a kept instance (same listen address): its counters (the
+    /// store), its recent samples, its backend's last check and its listeners' connection
+    /// counts carry over, and so do its backend pools while `ollama_url` and `timeout` stay;
+    /// everything else is built from `config`. When `ollama_url`, `max_models`,
+    /// `otel_semconv` or the client counting change the store starts anew (a counter reset,
+    /// which `rate()` and `increase()` handle).
     pub fn next(
         &self,
         config: Instance,
@@ -106,8 +107,12 @@ impl InstanceState {
             Some(b) => b.proxy.store.clone(),
             None => Arc::new(new_store(&config)),
         };
+        let upstream = match before.map(|b| &b.proxy.upstream) {
+            Some(u) if same_backend(u, &config) => u.clone(),
+            _ => Arc::new(Upstream::new(&config.ollama_url, config.timeout)),
+        };
         let proxy = Proxy {
-            upstream: Upstream::new(&config.ollama_url, config.timeout),
+            upstream,
             store,
             options: Options {
                 include_usage: config.include_usage,
@@ -194,19 +199,26 @@ fn new_store(config: &Instance) -> Store {
     store
 }
 
-/// Whether a store built for `a` also serves `b` (nothing its shape depends on changed).
+/// Whether `upstream` is the backend `config` names, with its timeout.
+fn same_backend(upstream: &Upstream, config: &Instance) -> bool {
+    upstream.timeout == config.timeout
+        && upstream.url == config.ollama_url.to_string().trim_end_matches('/')
+}
+
+/// Whether the counters kept for `a` go on for `b`: the same backend, and nothing the store's
+/// shape depends on changed.
 fn same_store(a: &Instance, b: &Instance) -> bool {
-    (
-        a.max_models,
-        a.otel_semconv,
-        a.clients.enabled(),
-        a.clients.max_clients,
-    ) == (
-        b.max_models,
-        b.otel_semconv,
-        b.clients.enabled(),
-        b.clients.max_clients,
-    )
+    fn shape(i: &Instance) -> (&axum::http::Uri, usize, bool, bool, usize) {
+        let c = &i.clients;
+        (
+            &i.ollama_url,
+            i.max_models,
+            i.otel_semconv,
+            c.enabled(),
+            c.max_clients,
+        )
+    }
+    shape(a) == shape(b)
 }
 
 /// `GET /metrics`, `GET /health`, `GET /status` and `GET /status.json`, every one behind

@@ -36,7 +36,9 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// What the proxy of one instance needs: the backend, the store it meters into, and the two
 /// options that change what it does.
 pub struct Proxy {
-    pub upstream: Upstream,
+    /// Shared with the next state a reload gives the instance, when its backend and timeout
+    /// stay (its pools, and their idle connections, carry over).
+    pub upstream: Arc<Upstream>,
     pub store: Arc<Store>,
     pub options: Options,
 }
