@@ -385,6 +385,20 @@ async fn a_kept_writer_keeps_its_queue_and_a_removed_one_is_handed_back_with_its
     };
     let gone = writers.reconfigure(&[with_header]).unwrap();
     assert_eq!((writers.queued(), gone.queued()), (3, 3));
+    // An attempt in flight at the swap still goes out with the old client: let it and the
+    // next one fail (two more retries) before the receiver comes back.
+    let retries = |w: &Writers| {
+        let f = w.families();
+        let r = f
+            .iter()
+            .find(|f| f.name == "ollama_tap_remote_write_retries_total");
+        r.map_or(0.0, |f| f.series.iter().map(|s| s.value).sum::<f64>())
+    };
+    let swapped = retries(&writers);
+    common::wait_until("two tries after the swap", || {
+        retries(&writers) >= swapped + 2.0
+    })
+    .await;
     kept.restart().await;
     let got = kept.wait_for_accepted_series(3, common::WAIT).await;
     assert_eq!(got.len(), 3);
