@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::docs::{assert_generated_by, read, readme_families, series_in};
+use common::docs::{assert_generated_by, documented_families, read, series_in};
 
 const RULES: &str = "alerts/ollama-tap.rules.yml";
 const RULE_TESTS: &str = "alerts/ollama-tap.rules.test.yml";
@@ -55,7 +55,7 @@ fn every_alert_fires_when_it_should_and_stays_silent_when_it_should_not() {
 
 #[test]
 fn the_rules_read_only_series_the_agent_exports() {
-    let exported = readme_families();
+    let exported = documented_families();
     let used = series_in(&read(RULES));
     let want = [
         "ollama_queue_wait_seconds",
@@ -71,7 +71,7 @@ fn the_rules_read_only_series_the_agent_exports() {
     for family in used {
         assert!(
             exported.contains_key(&family),
-            "{RULES} reads {family}, which is not in README's metric tables"
+            "{RULES} reads {family}, which is not in the tables of docs/metrics.md"
         );
     }
 }

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::docs::{assert_generated_by, read, readme_families, series_in};
+use common::docs::{assert_generated_by, documented_families, read, series_in};
 use common::fake_ollama::FakeOllama;
 use common::prometheus::Prometheus;
 use common::{Binary, ConfDir};
@@ -565,7 +565,7 @@ fn nightingales_files_name_the_host_ident_as_n9e_stores_it() {
 
 #[test]
 fn the_boards_read_only_series_the_agent_exports() {
-    let exported = readme_families();
+    let exported = documented_families();
     for (path, exprs) in [
         (GRAFANA, grafana_exprs(&json(GRAFANA))),
         (N9E, n9e_exprs(&json(N9E))),
@@ -575,7 +575,7 @@ fn the_boards_read_only_series_the_agent_exports() {
         for family in used {
             assert!(
                 exported.contains_key(&family),
-                "{path} reads {family}, not in README's tables"
+                "{path} reads {family}, not in the tables of docs/metrics.md"
             );
         }
     }

@@ -1,6 +1,6 @@
 //! Per-client attribution end to end: the real binary in front of the fake Ollama, driven by
 //! the real `ollama` and `openai` Python clients (`tests/python/client_attribution.py`) and by
-//! plain requests. Counts per (client, model) are exact, the precedence is the README's, the
+//! plain requests. Counts per (client, model) are exact, the precedence is docs/metrics.md's, the
 //! cap and hashing hold, API keys and (with `client_hash`) e-mail addresses appear nowhere, and
 //! hostile values are bounded, escaped and accepted by `promtool check metrics`.
 
@@ -38,7 +38,7 @@ struct Call {
     client: String,
     call: String,
     model: String,
-    /// The client label the README's precedence gives this call.
+    /// The client label the documented precedence (docs/metrics.md) gives this call.
     expect: String,
     http: Vec<(String, String, u16)>,
     prompt_tokens: Option<u64>,

@@ -1,5 +1,5 @@
 //! Nightingale's built-in metric descriptions (`integrations/Ollama/metrics/ollama-tap.json`)
-//! are what `scripts/n9e_metrics.py` writes, describe every family in README's metric tables
+//! are what `scripts/n9e_metrics.py` writes, describe every family in docs/metrics.md's tables
 //! (which tests/readme.rs holds equal to what the agent exports), in Chinese and English, and
 //! query nothing else.
 
@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::docs::{assert_generated_by, read, readme_families, series_in};
+use common::docs::{assert_generated_by, documented_families, read, series_in};
 
 #[test]
 fn the_metric_descriptions_are_generated_by_the_script() {
@@ -16,7 +16,7 @@ fn the_metric_descriptions_are_generated_by_the_script() {
 
 #[test]
 fn every_exported_family_is_described_in_chinese_and_english_and_nothing_else_is() {
-    let all: BTreeSet<String> = readme_families().into_keys().collect();
+    let all: BTreeSet<String> = documented_families().into_keys().collect();
     assert!(all.len() >= 30, "{all:?}");
     let json: serde_json::Value =
         serde_json::from_str(&read("integrations/Ollama/metrics/ollama-tap.json")).unwrap();

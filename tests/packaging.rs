@@ -1,5 +1,5 @@
 //! The service unit, `packaging/ollama-tap.service`: `systemd-analyze verify` finds nothing
-//! wrong with it, it runs the agent unprivileged with the hardening the README quotes, systemd
+//! wrong with it, it runs the agent unprivileged with the hardening docs/service.md quotes, systemd
 //! rates its exposure below 2 (of 10), and its restart and stop settings match what the binary
 //! does. (`--version` is checked in `cli.rs`.)
 
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::docs::{tables, ticked, README};
+use common::docs::{tables, ticked, SERVICE};
 
 const UNIT_FILE: &str = "ollama-tap.service";
 const UNIT: &str = include_str!("../packaging/ollama-tap.service");
@@ -146,10 +146,10 @@ fn the_unit_runs_the_agent_on_etc_ollama_tap_unprivileged_with_every_capability_
     assert_eq!(value("Install", "WantedBy"), "multi-user.target");
 }
 
-/// Every `Key=value` the README's table of unit lines quotes is a line of the unit.
+/// Every `Key=value` the table of unit lines in docs/service.md quotes is a line of the unit.
 #[test]
-fn every_unit_line_the_readme_quotes_is_in_the_unit() {
-    let quoted: Vec<String> = tables(README)
+fn every_unit_line_the_docs_quote_is_in_the_unit() {
+    let quoted: Vec<String> = tables(SERVICE)
         .into_iter()
         .filter(|(_, header, _)| header.first().map(String::as_str) == Some("unit line"))
         .flat_map(|(_, _, rows)| rows)
@@ -162,7 +162,7 @@ fn every_unit_line_the_readme_quotes_is_in_the_unit() {
         .collect();
     assert!(
         quoted.len() >= 20,
-        "the README's \"unit line\" table was not found or is short: {quoted:?}"
+        "docs/service.md's \"unit line\" table was not found or is short: {quoted:?}"
     );
     let lines: Vec<&str> = UNIT.lines().map(str::trim).collect();
     let missing: Vec<&String> = quoted
@@ -171,7 +171,7 @@ fn every_unit_line_the_readme_quotes_is_in_the_unit() {
         .collect();
     assert!(
         missing.is_empty(),
-        "quoted in the README, not lines of {UNIT_FILE}: {missing:?}"
+        "quoted in docs/service.md, not lines of {UNIT_FILE}: {missing:?}"
     );
 }
 

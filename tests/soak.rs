@@ -5,7 +5,7 @@
 //! threads stay bounded.
 //!
 //! Size: `OLLAMA_TAP_SOAK_CLIENTS` concurrent clients (default 1000), each stream held about
-//! `OLLAMA_TAP_SOAK_SECS` seconds (default 5, the CI size). The full-size soak (README):
+//! `OLLAMA_TAP_SOAK_SECS` seconds (default 5, the CI size). The full-size soak (CONTRIBUTING.md):
 //!
 //! ```sh
 //! OLLAMA_TAP_SOAK_SECS=60 cargo test --release --test soak -- --nocapture

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use common::docs::README;
+use common::docs::STATUS_PAGE;
 use common::fake_ollama::{self, FakeOllama};
 use common::receiver::{Receiver, Script};
 use common::{Binary, ConfDir, WAIT};
@@ -263,18 +263,18 @@ async fn status_json_shows_exactly_the_models_and_counts_of_the_traffic() {
     assert!(!html.contains("user:pw"), "credentials shown:\n{html}");
 }
 
-/// The ```json example under README's "Status page" heading.
+/// The ```json example under docs/status-page.md's "Status page" heading.
 fn readme_example() -> Value {
-    let section = README
+    let section = STATUS_PAGE
         .split_once("\n## Status page\n")
-        .expect("README has a Status page section")
+        .expect("docs/status-page.md has a Status page section")
         .1;
     let json = section
         .split_once("```json\n")
         .and_then(|(_, rest)| rest.split_once("```"))
         .expect("the section has a json example")
         .0;
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("README's example: {e}"))
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("docs/status-page.md's example: {e}"))
 }
 
 /// Where `live` and the documented example differ in shape: keys of objects, kinds of values,

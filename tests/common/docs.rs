@@ -1,11 +1,22 @@
-//! The repository's documents as data: README's tables (its metric tables name exactly the
-//! exported families, tests/readme.rs holds that), and the series a PromQL text reads.
+//! The repository's documents as data: their tables (docs/metrics.md's name exactly the exported
+//! families, tests/readme.rs holds that), their links and headings, and the series a PromQL text
+//! reads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
 pub const README: &str = include_str!("../../README.md");
+/// Every metric family, in tables whose first column is `name`.
+pub const METRICS: &str = include_str!("../../docs/metrics.md");
+/// Every configuration key, in tables headed `` `[global]` key ``, `instance key`, ...
+pub const CONFIGURATION: &str = include_str!("../../docs/configuration.md");
+/// The systemd unit, in the `unit line` table.
+pub const SERVICE: &str = include_str!("../../docs/service.md");
+/// `/status.json`'s example, under `## Status page`.
+pub const STATUS_PAGE: &str = include_str!("../../docs/status-page.md");
+/// The source layout, under `## Source layout`.
+pub const CONTRIBUTING: &str = include_str!("../../CONTRIBUTING.md");
 
 /// A file of the repository, by its path from the root.
 pub fn read(path: &str) -> String {
@@ -69,10 +80,11 @@ pub fn ticked(cell: &str) -> Vec<&str> {
     cell.split('`').skip(1).step_by(2).collect()
 }
 
-/// Metric families the README's metric tables name, with the type a table states (if any).
-pub fn readme_families() -> BTreeMap<String, Option<String>> {
+/// Metric families the metric tables of docs/metrics.md name, with the type a table states (if
+/// any).
+pub fn documented_families() -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
-    for (_, header, rows) in tables(README) {
+    for (_, header, rows) in tables(METRICS) {
         if header.first().map(String::as_str) != Some("name") {
             continue;
         }

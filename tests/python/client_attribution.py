@@ -5,7 +5,7 @@ its client a different way, for tests/clients.rs.
 
 The agent is configured with client_headers = ["X-OpenWebUI-User-Email", "X-User"],
 client_from_body = true and client_from_api_key = true. Each call states the client label it
-should be counted under, by the README's precedence (the first configured header present,
+should be counted under, by the precedence of docs/metrics.md (the first configured header present,
 then the body's `user`, then "key-" + 12 hex digits of the SHA-256 of the API key, computed
 here with hashlib), or "unknown":
 
