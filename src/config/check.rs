@@ -1,29 +1,8 @@
-//! Value checks shared by the config loader: URLs, Go-style listen addresses, unknown keys, error positions.
+//! Value checks shared by the config loader: URLs, Go-style listen addresses, unknown keys.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use axum::http::Uri;
-use serde::de::DeserializeOwned;
-
-/// Line and column (1-based, in characters) of a byte offset in a file's text.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
-}
-
-/// Puts a possibly multi-line message on one line.
-pub fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
-}
 
 /// An I/O error's text without Rust's " (os error N)" suffix.
 pub fn io_reason(err: &std::io::Error) -> String {
@@ -173,87 +152,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// Names the field behind a type error in `value`, as `prefix.key` (or `prefix` alone).
-///
-/// Deserialising a `toml::Value` reports the key path in its Display ("...\nin `timeout`").
-pub fn field_of<T: DeserializeOwned>(value: &toml::Value, prefix: &str) -> Option<String> {
-    let err = value.clone().try_into::<T>().err()?;
-    let text = err.to_string();
-    let key = text
-        .lines()
-        .last()
-        .and_then(|l| l.strip_prefix("in `"))
-        .and_then(|l| l.strip_suffix('`'));
-    Some(match (prefix.is_empty(), key) {
-        (_, None) => prefix.to_owned(),
-        (true, Some(key)) => key.to_owned(),
-        (false, Some(key)) => format!("{prefix}.{key}"),
-    })
-    .filter(|f| !f.is_empty())
-}
-
-/// [`field_of`] for the section `key` of `table`, if present.
-pub fn field_in_table<T: DeserializeOwned>(table: &toml::Table, key: &str) -> Option<String> {
-    field_of::<T>(table.get(key)?, key)
-}
-
-/// Like [`field_of`] for an array of tables: every bad entry, as `key[i].field`.
-pub fn field_in_array<T: DeserializeOwned>(table: &toml::Table, key: &str) -> Vec<String> {
-    match table.get(key) {
-        None => Vec::new(),
-        Some(toml::Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| field_of::<T>(item, &format!("{key}[{i}]")))
-            .collect(),
-        Some(_) => vec![key.to_owned()],
-    }
-}
-
-/// Picks, among candidate fields, the one whose key is assigned on the error's line
-/// (`line`), else the first; a file with several bad values yields several candidates.
-pub fn pick_field(candidates: Vec<String>, line: &str) -> Option<String> {
-    let assigned = |field: &String| {
-        let key = field.rsplit('.').next().unwrap_or(field);
-        let key = key.split('[').next().unwrap_or(key);
-        line.match_indices(key).any(|(i, _)| {
-            let before = line[..i].chars().next_back();
-            let after = line[i + key.len()..].trim_start();
-            !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
-                && (after.starts_with('=')
-                    || after.starts_with("\"") && after[1..].trim_start().starts_with('='))
-        })
-    };
-    candidates
-        .iter()
-        .find(|f| assigned(f))
-        .or(candidates.first())
-        .cloned()
-}
-
-/// The text of the line holding byte `offset`.
-pub fn line_at(text: &str, offset: usize) -> &str {
-    let offset = offset.min(text.len());
-    let start = text
-        .get(..offset)
-        .and_then(|t| t.rfind('\n'))
-        .map_or(0, |i| i + 1);
-    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    &text[start..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn positions() {
-        let text = "a = 1\nbé = x\n";
-        assert_eq!(line_col(text, 0), (1, 1));
-        assert_eq!(line_col(text, 6), (2, 1));
-        assert_eq!(line_col(text, text.find('x').unwrap_or(0)), (2, 6));
-        assert_eq!(line_col(text, 999), (3, 1));
-    }
 
     #[test]
     fn urls() {
@@ -321,32 +222,6 @@ mod tests {
             ]
         );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
-    }
-
-    #[test]
-    fn picks_the_field_on_the_error_line() {
-        let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let both = c(&["global.hostname", "log.level"]);
-        assert_eq!(
-            pick_field(both.clone(), "level = 5").as_deref(),
-            Some("log.level")
-        );
-        assert_eq!(
-            pick_field(both.clone(), "hostname=1").as_deref(),
-            Some("global.hostname")
-        );
-        assert_eq!(
-            pick_field(both, "x = 1").as_deref(),
-            Some("global.hostname")
-        );
-        let arr = c(&["instances[1]", "instances[0].n"]);
-        assert_eq!(
-            pick_field(arr, "labels = { n = 1 }").as_deref(),
-            Some("instances[0].n")
-        );
-        assert_eq!(pick_field(Vec::new(), "a = 1"), None);
-        assert_eq!(line_at("a\nbc\nd", 3), "bc");
-        assert_eq!(line_at("a\nbc", 99), "bc");
     }
 
     #[test]

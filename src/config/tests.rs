@@ -345,12 +345,25 @@ fn type_errors_name_the_field() {
         .err(&["ollama.toml: instances: is a single table; write [[instances]]"]);
     minimal("[[instances]]\nmax_models = -1\n")
         .err(&["ollama.toml:2:14: instances[0].max_models: "]);
+    // the first bad value in the file, with its own position
+    minimal("[[instances]]\nproxy_listen_addr = 1\nmax_models = \"x\"\n")
+        .err(&["ollama.toml:2:21: instances[0].proxy_listen_addr: invalid type: integer"]);
+    minimal("[[instances]]\ntimeout = 1979-05-27\n")
+        .err(&["ollama.toml:2:11: instances[0].timeout: invalid type: map"]);
+    // an element of a list is named by its list
+    minimal("metrics_drop = [\"a\", 1]\n[[instances]]\n")
+        .err(&["ollama.toml:1:22: metrics_drop: invalid type: integer"]);
     let conf = minimal("[[instances]]\n");
     conf.write(
         MAIN_FILE,
         "[[writers]]\nurl = \"http://a/\"\n[[writers]]\ntimeout = \"5s\"\n",
     );
     conf.err(&["config.toml:4:11: writers[1].timeout: invalid type: string"]);
+    conf.write(
+        MAIN_FILE,
+        "[[writers]]\nurl = \"http://a/\"\nheaders = [\"a\", 1]\n",
+    );
+    conf.err(&["config.toml:3:17: writers[0].headers: invalid type: integer"]);
     conf.write(MAIN_FILE, "[log]\nlevel = 5\n[global]\nhostname = 1\n");
     conf.err(&["config.toml:2:9: log.level: "]);
     conf.write(MAIN_FILE, "[global]\nomit_hostname = \"yes\"\n");
