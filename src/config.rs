@@ -4,7 +4,6 @@ mod check;
 mod clients;
 mod decode;
 pub mod duration;
-mod keys;
 mod limits;
 pub mod raw;
 mod validate;
@@ -239,12 +238,7 @@ pub fn load(dir: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
     let main_path = dir.join(MAIN_FILE);
     let file = main_path.display().to_string();
-    let text = decode::read(&main_path)?;
-    let table = decode::parse_table(&file, &text)?;
-    check::main_warnings(&mut warnings, &file, &table);
-    check::array_of_tables(&table, "writers")
-        .map_err(|m| validate::invalid(&file, "writers", m))?;
-    let raw: RawMain = decode::decode(&file, &text, "writers")?;
+    let raw: RawMain = decode::file(&main_path, &mut warnings)?;
 
     let mut global = validate::global(&file, raw.global)?;
     let writers = raw
@@ -316,12 +310,7 @@ fn load_inputs(
     let mut instances = Vec::new();
     for path in files {
         let file = path.display().to_string();
-        let text = decode::read(&path)?;
-        let table = decode::parse_table(&file, &text)?;
-        check::input_warnings(warnings, &file, &table);
-        check::array_of_tables(&table, "instances")
-            .map_err(|m| validate::invalid(&file, "instances", m))?;
-        let raw: RawInput = decode::decode(&file, &text, "instances")?;
+        let raw: RawInput = decode::file(&path, warnings)?;
         if let Some(d) = validate::optional_duration(&file, "interval", raw.interval.as_ref())? {
             if let Some((prev, prev_file)) = &plugin_interval {
                 if *prev != d {

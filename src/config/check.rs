@@ -1,4 +1,4 @@
-//! Value checks shared by the config loader: URLs, Go-style listen addresses, unknown keys.
+//! Value checks shared by the config loader: URLs, Go-style listen addresses, I/O reasons.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -58,98 +58,12 @@ pub fn listen_addr(value: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| bad("the name resolves to no address".to_owned()))
 }
 
-/// Rejects `[key]` (one table) where Categraf expects `[[key]]` (an array of tables).
-pub fn array_of_tables(table: &toml::Table, key: &str) -> Result<(), String> {
-    match table.get(key) {
-        Some(toml::Value::Table(_)) => Err(format!(
-            "is a single table; write [[{key}]] with double brackets"
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Whether two listeners would fight over the same port.
 pub fn addrs_conflict(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0
         && a.port() == b.port()
         && (a.ip() == b.ip()
             || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified())))
-}
-
-/// Warnings for keys of `table` not in `known`, e.g.
-/// `conf/x.toml: instances[0]: unknown key "olama_url" (ignored; did you mean "ollama_url"?)`.
-pub fn unknown_keys(
-    warnings: &mut Vec<String>,
-    file: &str,
-    section: &str,
-    table: &toml::Table,
-    known: &[&str],
-) {
-    for key in table.keys().filter(|k| !known.contains(&k.as_str())) {
-        let place = if section.is_empty() {
-            String::new()
-        } else {
-            format!(" {section}:")
-        };
-        let hint = known
-            .iter()
-            .map(|k| (edit_distance(key, k), *k))
-            .filter(|(d, _)| *d <= 2)
-            .min()
-            .map(|(_, k)| format!("; did you mean {k:?}?"))
-            .unwrap_or_default();
-        warnings.push(format!(
-            "{file}:{place} unknown key {key:?} (ignored{hint})"
-        ));
-    }
-}
-
-/// Unknown-key warnings for `config.toml`: `[global]` and every `[[writers]]`.
-pub fn main_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
-    if let Some(global) = table.get("global").and_then(toml::Value::as_table) {
-        unknown_keys(warnings, file, "global", global, super::keys::GLOBAL_KEYS);
-    }
-    if let Some(writers) = table.get("writers").and_then(toml::Value::as_array) {
-        for (i, w) in writers.iter().enumerate() {
-            if let Some(w) = w.as_table() {
-                unknown_keys(
-                    warnings,
-                    file,
-                    &format!("writers[{i}]"),
-                    w,
-                    super::keys::WRITER_KEYS,
-                );
-            }
-        }
-    }
-}
-
-/// Unknown-key warnings for an `input.ollama/*.toml`: top level and every `[[instances]]`.
-pub fn input_warnings(warnings: &mut Vec<String>, file: &str, table: &toml::Table) {
-    unknown_keys(warnings, file, "", table, super::keys::INPUT_KEYS);
-    if let Some(instances) = table.get("instances").and_then(toml::Value::as_array) {
-        for (i, ins) in instances.iter().enumerate() {
-            if let Some(ins) = ins.as_table() {
-                let section = format!("instances[{i}]");
-                unknown_keys(warnings, file, &section, ins, super::keys::INSTANCE_KEYS);
-            }
-        }
-    }
-}
-
-/// Levenshtein distance, for "did you mean" hints.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -201,27 +115,6 @@ mod tests {
         assert!(!addrs_conflict(a("127.0.0.1:8000"), a("127.0.0.2:8000")));
         assert!(!addrs_conflict(a("0.0.0.0:8000"), a("0.0.0.0:8001")));
         assert!(!addrs_conflict(a("0.0.0.0:0"), a("0.0.0.0:0")));
-    }
-
-    #[test]
-    fn unknown_key_hints() {
-        let table: toml::Table = toml::from_str("olama_url = 1\nzzz = 2\nport = 3").expect("toml");
-        let mut w = Vec::new();
-        unknown_keys(
-            &mut w,
-            "f.toml",
-            "instances[0]",
-            &table,
-            &["ollama_url", "port"],
-        );
-        assert_eq!(
-            w,
-            [
-                "f.toml: instances[0]: unknown key \"olama_url\" (ignored; did you mean \"ollama_url\"?)",
-                "f.toml: instances[0]: unknown key \"zzz\" (ignored)",
-            ]
-        );
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]
