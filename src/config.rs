@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::Uri;
+
 pub use check::io_reason;
 pub use clients::{Clients, DEFAULT_MAX_CLIENTS};
 pub use limits::{Limits, DEFAULT_CLIENT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT};
