@@ -2,8 +2,8 @@
 
 mod check;
 mod clients;
+mod decode;
 pub mod duration;
-mod keys;
 mod limits;
 pub mod raw;
 mod validate;
@@ -15,12 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::Uri;
-use serde::de::DeserializeOwned;
 
 pub use check::io_reason;
 pub use clients::{Clients, DEFAULT_MAX_CLIENTS};
 pub use limits::{Limits, DEFAULT_CLIENT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT};
-use raw::{RawGlobal, RawInput, RawInstance, RawLog, RawMain, RawWriter, RawWriterOpt};
+use raw::{RawInput, RawMain};
 
 /// Interval used when none is configured (Categraf's `GetInterval`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -240,12 +239,7 @@ pub fn load(dir: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
     let main_path = dir.join(MAIN_FILE);
     let file = main_path.display().to_string();
-    let text = read(&main_path)?;
-    let table = parse_table(&file, &text)?;
-    check::main_warnings(&mut warnings, &file, &table);
-    check::array_of_tables(&table, "writers")
-        .map_err(|m| validate::invalid(&file, "writers", m))?;
-    let raw: RawMain = decode(&file, &text, &table, locate_main)?;
+    let raw: RawMain = decode::file(&main_path, &mut warnings)?;
 
     let mut global = validate::global(&file, raw.global)?;
     let writers = raw
@@ -286,61 +280,6 @@ pub fn load(dir: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     Ok(Loaded { config, warnings })
 }
 
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        file: path.display().to_string(),
-        reason: check::io_reason(&e),
-    })
-}
-
-fn parse_table(file: &str, text: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>()
-        .map_err(|e| ConfigError::Syntax {
-            file: file.to_owned(),
-            pos: Pos(e.span().map(|s| check::line_col(text, s.start))),
-            message: check::one_line(e.message()),
-        })
-}
-
-/// Deserialises the whole file (for positions), naming the field via `locate` on failure.
-fn decode<T: DeserializeOwned>(
-    file: &str,
-    text: &str,
-    table: &toml::Table,
-    locate: fn(&toml::Table) -> Vec<String>,
-) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let message = check::one_line(e.message());
-        let start = e.span().map(|s| s.start);
-        let line = start.map_or("", |s| check::line_at(text, s));
-        ConfigError::Type {
-            file: file.to_owned(),
-            pos: Pos(start.map(|s| check::line_col(text, s))),
-            message: match check::pick_field(locate(table), line) {
-                Some(field) => format!("{field}: {message}"),
-                None => message,
-            },
-        }
-    })
-}
-
-fn locate_main(table: &toml::Table) -> Vec<String> {
-    let mut fields = Vec::new();
-    fields.extend(check::field_in_table::<RawGlobal>(table, "global"));
-    fields.extend(check::field_in_array::<RawWriter>(table, "writers"));
-    fields.extend(check::field_in_table::<RawWriterOpt>(table, "writer_opt"));
-    fields.extend(check::field_in_table::<RawLog>(table, "log"));
-    fields
-}
-
-fn locate_input(table: &toml::Table) -> Vec<String> {
-    let mut fields = check::field_in_array::<RawInstance>(table, "instances");
-    let mut top = table.clone();
-    top.remove("instances");
-    fields.extend(check::field_of::<RawInput>(&toml::Value::Table(top), ""));
-    fields
-}
-
 /// Reads every `*.toml` in `dir/input.ollama` (sorted), returning the plugin interval and the
 /// instances (interval zero when unset, index not yet assigned).
 fn load_inputs(
@@ -372,12 +311,7 @@ fn load_inputs(
     let mut instances = Vec::new();
     for path in files {
         let file = path.display().to_string();
-        let text = read(&path)?;
-        let table = parse_table(&file, &text)?;
-        check::input_warnings(warnings, &file, &table);
-        check::array_of_tables(&table, "instances")
-            .map_err(|m| validate::invalid(&file, "instances", m))?;
-        let raw: RawInput = decode(&file, &text, &table, locate_input)?;
+        let raw: RawInput = decode::file(&path, warnings)?;
         if let Some(d) = validate::optional_duration(&file, "interval", raw.interval.as_ref())? {
             if let Some((prev, prev_file)) = &plugin_interval {
                 if *prev != d {
