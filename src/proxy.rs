@@ -6,7 +6,7 @@
 
 mod answer;
 mod body;
-pub mod client;
+pub(crate) mod client;
 mod headers;
 mod request;
 mod upstream;
@@ -18,12 +18,13 @@ use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-pub use answer::{Answer, ProxyBody};
-pub use body::{BoxError, ClientBodyError, IdleBody, IdleTimeout, Progress, UpstreamBody};
-pub use client::ClientNaming;
-pub use headers::strip_hop_by_hop;
-pub use request::{Peeked, PEEK_LIMIT};
-pub use upstream::{SendError, Upstream};
+pub(crate) use answer::ProxyBody;
+pub use body::BoxError;
+pub(crate) use body::{ClientBodyError, IdleBody, Progress, UpstreamBody};
+pub(crate) use client::ClientNaming;
+pub(crate) use headers::strip_hop_by_hop;
+pub(crate) use request::Peeked;
+pub(crate) use upstream::{SendError, Upstream};
 
 use crate::store::Store;
 use crate::tap::{Meter, TapBody};
@@ -31,27 +32,27 @@ use crate::vocab::{Endpoint, Outcome};
 
 /// Request header bytes forwarded at most (names, values and their framing); a larger block
 /// gets a 431 and never reaches Ollama. hyper alone stops only at 100 headers or ~400 KB.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// What the proxy of one instance needs: the backend, the store it meters into, and the two
 /// options that change what it does.
-pub struct Proxy {
+pub(crate) struct Proxy {
     /// Shared with the next state a reload gives the instance, when its backend and timeout
     /// stay (its pools, and their idle connections, carry over).
-    pub upstream: Arc<Upstream>,
-    pub store: Arc<Store>,
-    pub options: Options,
+    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) options: Options,
 }
 
 /// The instance options the proxy reads.
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Add `stream_options.include_usage` to streamed `/v1/chat/completions` requests.
-    pub include_usage: bool,
+    pub(crate) include_usage: bool,
     /// No backend check runs: the traffic alone says whether the backend is up.
-    pub passive: bool,
+    pub(crate) passive: bool,
     /// Where metered requests name their client; `None`: client attribution is off.
-    pub clients: Option<ClientNaming>,
+    pub(crate) clients: Option<ClientNaming>,
 }
 
 // === impl Proxy ===
@@ -59,7 +60,7 @@ pub struct Options {
 impl Proxy {
     /// Forwards one request to the backend and its answer back, metered on inference
     /// endpoints. Every failure is an answer in Ollama's error shape.
-    pub async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub(crate) async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let start = Instant::now();
         let (mut parts, body) = req.into_parts();
         if let Some(refused) = refuse_target(&parts.method, &parts.uri) {
@@ -215,23 +216,23 @@ async fn answer_within<F: std::future::Future>(
 /// Why the agent never serves this request target, if it does not: absolute-form
 /// (`GET http://host/`) and `CONNECT` (answered 400). Only `ollama_url` is ever contacted,
 /// whatever the request names.
-pub fn refuse_target(method: &Method, uri: &Uri) -> Option<&'static str> {
+pub(crate) fn refuse_target(method: &Method, uri: &Uri) -> Option<&'static str> {
     (uri.authority().is_some() || method == Method::CONNECT).then_some(
         "ollama-tap only forwards origin-form requests (a path, not a URL) to its configured Ollama",
     )
 }
 
 /// The body of an answer in Ollama's error shape: `{"error": "..."}`.
-pub fn error_json(message: &str) -> String {
+pub(crate) fn error_json(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()
 }
 
 /// The content type of [`error_json`] answers.
-pub const ERROR_CONTENT_TYPE: HeaderValue =
+pub(crate) const ERROR_CONTENT_TYPE: HeaderValue =
     HeaderValue::from_static("application/json; charset=utf-8");
 
 /// An answer in Ollama's error shape.
-pub fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let mut res = Response::new(ProxyBody::full(error_json(message)));
     *res.status_mut() = status;
     res.headers_mut()

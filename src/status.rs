@@ -7,8 +7,8 @@
 //! [`sample_every`] fills on the control runtime: rates, error ratios and P95s over the last
 //! [`RECENT`] are differences between the current snapshot and a ring sample.
 
-pub mod html;
-pub mod ring;
+pub(crate) mod html;
+pub(crate) mod ring;
 mod shape;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,20 +25,20 @@ use crate::push;
 use crate::server::stopped;
 use crate::snapshot::Family;
 use crate::store::Store;
-pub use ring::Ring;
+pub(crate) use ring::Ring;
 use ring::{label, quantile, Delta, Sample};
-pub use shape::*;
+pub(crate) use shape::*;
 
 /// The span "recent" figures cover (or less, while the ring is younger).
-pub const RECENT: Duration = Duration::from_secs(300);
+pub(crate) const RECENT: Duration = Duration::from_secs(300);
 /// Clients listed, the busiest first.
-pub const TOP_CLIENTS: usize = 10;
+pub(crate) const TOP_CLIENTS: usize = 10;
 /// How often the page's script asks for `/status.json`, in seconds (the page says it).
-pub const REFRESH_SECONDS: u64 = 5;
+pub(crate) const REFRESH_SECONDS: u64 = 5;
 
 /// Added by the per-client work; read only when present.
-pub const CLIENT_REQUESTS: &str = "ollama_client_requests_total";
-pub const CLIENT_TOKENS: &str = "ollama_client_generated_tokens_total";
+pub(crate) const CLIENT_REQUESTS: &str = "ollama_client_requests_total";
+pub(crate) const CLIENT_TOKENS: &str = "ollama_client_generated_tokens_total";
 
 const UP: &str = "ollama_up";
 const BACKEND_INFO: &str = "ollama_backend_info";
@@ -47,22 +47,22 @@ const LOADED_VRAM: &str = "ollama_loaded_model_vram_bytes";
 const LOADED_CONTEXT: &str = "ollama_loaded_model_context_length";
 
 /// What the status is computed from.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// The store's snapshot (unlabelled: the agent's own labels only).
-    pub families: &'a [Family],
+    pub(crate) families: &'a [Family],
     /// The push's own families (label `url`, credentials already removed).
-    pub writers: &'a [Family],
-    pub listen: String,
-    pub backend_url: &'a str,
-    pub backend: &'a Checked,
-    pub ring: &'a Ring,
-    pub now: Instant,
+    pub(crate) writers: &'a [Family],
+    pub(crate) listen: String,
+    pub(crate) backend_url: &'a str,
+    pub(crate) backend: &'a Checked,
+    pub(crate) ring: &'a Ring,
+    pub(crate) now: Instant,
 }
 
 // === impl Status ===
 
 impl Status {
-    pub fn compute(i: &Inputs<'_>) -> Status {
+    pub(crate) fn compute(i: &Inputs<'_>) -> Status {
         let family = |name: &str| i.families.iter().find(|f| f.name == name);
         let now = Sample::of(i.families, i.now, usize::MAX);
         i.ring.with(|samples| {
@@ -290,13 +290,13 @@ fn round(x: f64) -> f64 {
 }
 
 /// `/status`: the page, figures rendered in, no caching, nothing but itself allowed to load.
-pub fn html_response(status: &Status) -> Response {
+pub(crate) fn html_response(status: &Status) -> Response {
     let page = html::page(status);
     with_headers(page, "text/html; charset=utf-8")
 }
 
 /// `/status.json`.
-pub fn json_response(status: &Status) -> Response {
+pub(crate) fn json_response(status: &Status) -> Response {
     let body = serde_json::to_string(status).unwrap_or_default();
     with_headers(body, "application/json")
 }
@@ -324,7 +324,11 @@ fn with_headers(body: String, content_type: &'static str) -> Response {
 
 /// The sampling task of one instance: a sample of the store every [`ring::EVERY`] (the first
 /// at once) until the stop flag is set.
-pub async fn sample_every(ring: Arc<Ring>, store: Arc<Store>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn sample_every(
+    ring: Arc<Ring>,
+    store: Arc<Store>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(ring::EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

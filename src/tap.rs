@@ -7,7 +7,7 @@
 
 pub mod include_usage;
 pub mod json_scan;
-pub mod model;
+pub(crate) mod model;
 pub mod ndjson;
 pub mod openai;
 mod progress;
@@ -38,7 +38,7 @@ use reading::Reading;
 /// `client_aborted` (the client went away before the answer ended).
 pub struct Meter {
     store: Arc<Store>,
-    pub endpoint: Endpoint,
+    pub(crate) endpoint: Endpoint,
     /// The normalised `model` label, once the request (or the answer) named one.
     model: Option<String>,
     start: Instant,
@@ -52,7 +52,7 @@ pub struct Meter {
 }
 
 /// The reader of one answer, chosen by endpoint and content type.
-pub enum Reader {
+pub(crate) enum Reader {
     Native(NdjsonReader),
     OpenAi(OpenAiReader),
     /// No stats in the answer (`/api/embeddings`): a 2xx body read to its end is a success.
@@ -92,21 +92,21 @@ impl Meter {
     }
 
     /// Sets the client the request named (a label already bounded and made safe).
-    pub fn set_client(&mut self, client: Option<String>) {
+    pub(crate) fn set_client(&mut self, client: Option<String>) {
         self.client = client;
     }
 
     /// Sets the model named by the request body (normalised: a name with a tag is kept as it
     /// is, no copy) and counts the request in flight, which finds the stats it will most
     /// likely be recorded into (one map lookup for the whole request).
-    pub fn set_model(&mut self, model: Option<String>) {
+    pub(crate) fn set_model(&mut self, model: Option<String>) {
         self.model = model.map(model::normalize).filter(|m| !m.is_empty());
         let label = self.model.as_deref().unwrap_or(UNKNOWN_MODEL);
         self.in_flight = Some(self.store.begin(label));
     }
 
     /// The backend was unreachable or too slow before answering anything.
-    pub fn fail(&mut self, outcome: Outcome) {
+    pub(crate) fn fail(&mut self, outcome: Outcome) {
         self.record(outcome, None, None);
     }
 
@@ -161,7 +161,7 @@ impl Drop for Meter {
 
 impl Reader {
     /// The reader for an answer of `endpoint` with these headers.
-    pub fn for_answer(endpoint: Endpoint, headers: &HeaderMap) -> Reader {
+    pub(crate) fn for_answer(endpoint: Endpoint, headers: &HeaderMap) -> Reader {
         match (endpoint.api_family(), endpoint) {
             (_, Endpoint::Embeddings) => Reader::Opaque(Reading::default()),
             (_, Endpoint::Embed) => Reader::Native(NdjsonReader::single_object()),

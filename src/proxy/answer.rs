@@ -20,7 +20,7 @@ const GATHER_LIMIT: usize = 64 * 1024;
 /// The body of a backend answer, with the connection it arrives on: polling the body drives
 /// the connection; the connection goes back to the pool when the body has ended cleanly, and
 /// is closed when the body is dropped before (the backend sees the client go away).
-pub struct Answer {
+pub(crate) struct Answer {
     body: Incoming,
     conn: Option<Conn>,
     pool: Arc<Pool>,
@@ -34,7 +34,7 @@ pub struct Answer {
 /// An answer body on the proxy port. The tapped variant carries the dialect readers (~2.5 KB)
 /// inline: it is moved a few times per request, which costs less than boxing it would.
 #[allow(clippy::large_enum_variant)]
-pub enum ProxyBody {
+pub(crate) enum ProxyBody {
     /// An inference answer, read by the tap on its way to the client.
     Tapped(TapBody<IdleBody<Answer>>),
     /// Any other backend answer, passed through.
@@ -182,7 +182,7 @@ impl Body for Answer {
 // === impl ProxyBody ===
 
 impl ProxyBody {
-    pub fn full(data: impl Into<Bytes>) -> Self {
+    pub(crate) fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
         ProxyBody::Full((!data.is_empty()).then_some(data))
     }

@@ -19,7 +19,7 @@ const SPARK_W: usize = SAMPLES - 1;
 const SPARK_H: f64 = 20.0;
 
 /// The whole page with `s` rendered in.
-pub fn page(s: &Status) -> String {
+pub(crate) fn page(s: &Status) -> String {
     let (head, tail) = TEMPLATE.split_once(MARK).unwrap_or((TEMPLATE, ""));
     let mut out = String::with_capacity(TEMPLATE.len() + 8192);
     out.push_str(head);
@@ -29,7 +29,7 @@ pub fn page(s: &Status) -> String {
 }
 
 /// `<main id="status">`: what the script replaces on every refresh.
-pub fn main(s: &Status, out: &mut String) {
+pub(crate) fn main(s: &Status, out: &mut String) {
     out.push_str(
         "<main id=\"status\" data-src=\"server\">\n<header><h1>ollama-tap <span class=\"dim\">",
     );
@@ -278,7 +278,7 @@ fn cell(class: &str, html: &str) -> String {
 
 /// An inline SVG line of `values` (oldest first, the newest at the right edge; `None` is a
 /// gap), scaled to its maximum.
-pub fn spark(values: &[Option<f64>], what: &str, class: &str, out: &mut String) {
+pub(crate) fn spark(values: &[Option<f64>], what: &str, class: &str, out: &mut String) {
     let max = values.iter().flatten().fold(0.0f64, |a, &b| a.max(b));
     let mut top = String::new();
     escape(&rate(Some(max)), &mut top);
@@ -290,7 +290,7 @@ pub fn spark(values: &[Option<f64>], what: &str, class: &str, out: &mut String) 
 }
 
 /// The `d` of a sparkline: `M x y L x y …`, a new `M` after each gap.
-pub fn spark_path(values: &[Option<f64>], max: f64) -> String {
+pub(crate) fn spark_path(values: &[Option<f64>], max: f64) -> String {
     let mut d = String::new();
     let mut pen_down = false;
     let first = SPARK_W as isize + 1 - values.len() as isize;
@@ -320,7 +320,7 @@ fn recent_label(seconds: Option<f64>) -> String {
 }
 
 /// A rate: `–`, `0`, `<0.01`, two decimals below 100, else none. (Same as the script's.)
-pub fn rate(x: Option<f64>) -> String {
+pub(crate) fn rate(x: Option<f64>) -> String {
     match x {
         None => "–".to_owned(),
         Some(0.0) => "0".to_owned(),
@@ -331,12 +331,12 @@ pub fn rate(x: Option<f64>) -> String {
 }
 
 /// A share as a percentage with one decimal.
-pub fn ratio(x: Option<f64>) -> String {
+pub(crate) fn ratio(x: Option<f64>) -> String {
     x.map_or("–".to_owned(), |x| format!("{:.1} %", x * 100.0))
 }
 
 /// Seconds: milliseconds below 1 s, two decimals below 100 s.
-pub fn secs(x: Option<f64>) -> String {
+pub(crate) fn secs(x: Option<f64>) -> String {
     match x {
         None => "–".to_owned(),
         Some(x) if x < 1.0 => format!("{:.0} ms", x * 1000.0),
@@ -346,7 +346,7 @@ pub fn secs(x: Option<f64>) -> String {
 }
 
 /// Bytes in KiB, MiB or GiB with one decimal.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     let n = n as f64;
     match n {
         n if n >= 1024.0 * 1024.0 * 1024.0 => format!("{:.1} GiB", n / (1024.0 * 1024.0 * 1024.0)),
@@ -360,7 +360,7 @@ fn count(n: Option<u64>) -> String {
 }
 
 /// `3 s ago`, `5 min ago`.
-pub fn age(seconds: f64) -> String {
+pub(crate) fn age(seconds: f64) -> String {
     format!("{} ago", age_span(seconds))
 }
 
@@ -373,7 +373,7 @@ fn age_span(seconds: f64) -> String {
 }
 
 /// Appends `s` as HTML text or attribute value: `& < > " '` become entities.
-pub fn escape(s: &str, out: &mut String) {
+pub(crate) fn escape(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
