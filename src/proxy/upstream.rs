@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::http::request::Parts;
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
-use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -28,6 +29,7 @@ use tower_service::Service;
 
 use super::answer::Answer;
 use super::body::UpstreamBody;
+use super::headers::strip_hop_by_hop;
 use crate::worker;
 
 /// Idle connections kept to the backend in all, shared out between the pools (the original
@@ -140,6 +142,16 @@ impl Upstream {
         }
     }
 
+    /// A client's request head as it goes to the backend: the target origin-form under
+    /// `ollama_url`, HTTP/1.1 whatever the client spoke (an HTTP/1.0 client still gets its
+    /// answer), no hop-by-hop headers, the backend's `Host`.
+    pub(crate) fn address(&self, parts: &mut Parts) {
+        parts.uri = self.target_for(parts.uri.path_and_query());
+        parts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(header::HOST, self.host.clone());
+    }
+
     /// The origin-form target for a request's path and query under `ollama_url`'s prefix.
     pub(crate) fn target_for(&self, path: Option<&PathAndQuery>) -> Uri {
         if self.prefix.is_empty() {
@@ -193,7 +205,10 @@ impl Upstream {
             .body(UpstreamBody::empty())
             .map_err(|e| e.to_string())?;
         let fetch = async {
-            let res = self.send(req).await.map_err(|e| super::describe(&e))?;
+            let res = self
+                .send(req)
+                .await
+                .map_err(|e| super::failure::describe(&e))?;
             let status = res.status();
             let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
             Ok((status, body.to_bytes()))
