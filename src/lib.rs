@@ -23,6 +23,7 @@
 //! nothing of the proxy; what two stages both name lives in a leaf.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
+#![warn(clippy::too_many_lines)]
 
 // The crate's outside: what the binary, the tests, the benchmark and the fuzz targets name.
 // Every other item is `pub(crate)` (so rustc reports what nothing uses); a `pub` item below

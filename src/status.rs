@@ -11,7 +11,7 @@ pub(crate) mod html;
 pub(crate) mod ring;
 mod shape;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,69 +70,7 @@ impl Status {
             let recent_seconds = base
                 .map(|b| i.now.saturating_duration_since(b.at).as_secs_f64())
                 .filter(|s| *s > 0.0);
-            let pairs = || samples.iter().zip(samples.iter().skip(1));
-            let recent = |name: &str| base.and_then(|b| now.delta(b, name));
-
             let in_flight = by_model(family(ring::IN_FLIGHT));
-            let mut names: Vec<&str> = now.models.iter().map(|m| &*m.name).collect();
-            names.extend(
-                in_flight
-                    .iter()
-                    .filter(|(m, n)| **n > 0 && now.model(m).is_none())
-                    .map(|(m, _)| *m),
-            );
-            let mut models: Vec<ModelStatus> = names
-                .into_iter()
-                .map(|name| {
-                    let total = now.model(name);
-                    let history: Vec<Option<Delta>> =
-                        pairs().map(|(a, b)| b.delta(a, name)).collect();
-                    let rate = |n: fn(&Delta) -> u64| {
-                        history
-                            .iter()
-                            .map(|d| d.as_ref().map(|d| round(d.per_second(n(d)))))
-                            .collect()
-                    };
-                    ModelStatus {
-                        model: name.to_owned(),
-                        in_flight: in_flight.get(name).copied().unwrap_or(0),
-                        requests: total.map_or(0, |m| m.requests),
-                        failed: total.map_or(0, |m| m.failed),
-                        tokens: total.map_or(0, |m| m.tokens),
-                        recent: recent(name).map(|d| Recent::of(&d, &now.duration_bounds)),
-                        history: ModelHistory {
-                            requests_per_second: rate(|d| d.requests),
-                            errors_per_second: rate(|d| d.failed),
-                            tokens_per_second: rate(|d| d.tokens),
-                        },
-                    }
-                })
-                .collect();
-            models.sort_by(|a, b| {
-                b.requests
-                    .cmp(&a.requests)
-                    .then_with(|| a.model.cmp(&b.model))
-            });
-
-            let queue_wait = family(ring::QUEUE_WAIT).map(|_| {
-                now.models
-                    .iter()
-                    .filter(|m| m.queue_wait.last().is_some_and(|n| *n > 0))
-                    .map(|m| {
-                        let d = recent(&m.name);
-                        QueueWait {
-                            model: m.name.to_string(),
-                            waits: m.queue_wait.last().copied().unwrap_or(0),
-                            recent_waits: d
-                                .as_ref()
-                                .map(|d| d.queue_wait.last().copied().unwrap_or(0)),
-                            p95_seconds: d
-                                .and_then(|d| quantile(0.95, &now.queue_bounds, &d.queue_wait)),
-                        }
-                    })
-                    .collect()
-            });
-
             Status {
                 version: crate::VERSION,
                 listen: i.listen.clone(),
@@ -140,19 +78,110 @@ impl Status {
                 refresh_seconds: REFRESH_SECONDS,
                 backend: Backend::of(i),
                 in_flight: now.in_flight,
-                models,
-                queue_wait,
+                models: models(&now, base, samples, &in_flight),
+                queue_wait: family(ring::QUEUE_WAIT).map(|_| queue_wait(&now, base)),
                 clients: family(CLIENT_REQUESTS).map(|f| Clients::of(f, family(CLIENT_TOKENS))),
                 writers: writers(i.writers),
-                history: History {
-                    interval_seconds: ring::EVERY.as_secs(),
-                    capacity: ring::SAMPLES,
-                    samples: samples.len(),
-                    bytes: samples.iter().map(Sample::bytes).sum(),
-                    in_flight: samples.iter().map(|s| s.in_flight).collect(),
-                },
+                history: History::of(samples),
             }
         })
+    }
+}
+
+/// Every model with requests, or in flight before its first one ends, the busiest first.
+/// `base`: the ring sample the recent figures are counted from.
+fn models(
+    now: &Sample,
+    base: Option<&Sample>,
+    samples: &VecDeque<Sample>,
+    in_flight: &BTreeMap<&str, u64>,
+) -> Vec<ModelStatus> {
+    let mut names: Vec<&str> = now.models.iter().map(|m| &*m.name).collect();
+    names.extend(
+        in_flight
+            .iter()
+            .filter(|(m, n)| **n > 0 && now.model(m).is_none())
+            .map(|(m, _)| *m),
+    );
+    let mut models: Vec<ModelStatus> = names
+        .into_iter()
+        .map(|name| {
+            let total = now.model(name);
+            ModelStatus {
+                model: name.to_owned(),
+                in_flight: in_flight.get(name).copied().unwrap_or(0),
+                requests: total.map_or(0, |m| m.requests),
+                failed: total.map_or(0, |m| m.failed),
+                tokens: total.map_or(0, |m| m.tokens),
+                recent: base
+                    .and_then(|b| now.delta(b, name))
+                    .map(|d| Recent::of(&d, &now.duration_bounds)),
+                history: ModelHistory::of(samples, name),
+            }
+        })
+        .collect();
+    models.sort_by(|a, b| {
+        b.requests
+            .cmp(&a.requests)
+            .then_with(|| a.model.cmp(&b.model))
+    });
+    models
+}
+
+/// The models that waited for a parallel slot, with their recent waits and P95.
+fn queue_wait(now: &Sample, base: Option<&Sample>) -> Vec<QueueWait> {
+    now.models
+        .iter()
+        .filter(|m| m.queue_wait.last().is_some_and(|n| *n > 0))
+        .map(|m| {
+            let d = base.and_then(|b| now.delta(b, &m.name));
+            QueueWait {
+                model: m.name.to_string(),
+                waits: m.queue_wait.last().copied().unwrap_or(0),
+                recent_waits: d
+                    .as_ref()
+                    .map(|d| d.queue_wait.last().copied().unwrap_or(0)),
+                p95_seconds: d.and_then(|d| quantile(0.95, &now.queue_bounds, &d.queue_wait)),
+            }
+        })
+        .collect()
+}
+
+// === impl ModelHistory ===
+
+impl ModelHistory {
+    /// The rates of `model` between each two samples of the ring, oldest first.
+    fn of(samples: &VecDeque<Sample>, model: &str) -> ModelHistory {
+        let history: Vec<Option<Delta>> = samples
+            .iter()
+            .zip(samples.iter().skip(1))
+            .map(|(a, b)| b.delta(a, model))
+            .collect();
+        let rate = |n: fn(&Delta) -> u64| {
+            history
+                .iter()
+                .map(|d| d.as_ref().map(|d| round(d.per_second(n(d)))))
+                .collect()
+        };
+        ModelHistory {
+            requests_per_second: rate(|d| d.requests),
+            errors_per_second: rate(|d| d.failed),
+            tokens_per_second: rate(|d| d.tokens),
+        }
+    }
+}
+
+// === impl History ===
+
+impl History {
+    fn of(samples: &VecDeque<Sample>) -> History {
+        History {
+            interval_seconds: ring::EVERY.as_secs(),
+            capacity: ring::SAMPLES,
+            samples: samples.len(),
+            bytes: samples.iter().map(Sample::bytes).sum(),
+            in_flight: samples.iter().map(|s| s.in_flight).collect(),
+        }
     }
 }
 
