@@ -29,7 +29,7 @@ pub(crate) use request::Peeked;
 pub(crate) use upstream::Upstream;
 
 use crate::store::Store;
-use crate::tap::{Meter, TapBody};
+use crate::tap::{strips_usage, Meter, TapBody, UsageStripped};
 use crate::vocab::Endpoint;
 use failure::{NoAnswer, BODY_BROKE_OFF};
 
@@ -58,6 +58,13 @@ pub(crate) struct Options {
     pub(crate) clients: Option<ClientNaming>,
 }
 
+/// A metered request on its way: its meter, and whether the proxy added `include_usage` to
+/// it (then the answer's extra usage event is removed again).
+struct Tapping {
+    meter: Meter,
+    usage_added: bool,
+}
+
 // === impl Proxy ===
 
 impl Proxy {
@@ -69,10 +76,10 @@ impl Proxy {
         if let Some(refused) = refuse(&parts) {
             return refused;
         }
-        let (meter, body) = match Endpoint::classify(&parts.method, parts.uri.path()) {
+        let (tapping, body) = match Endpoint::classify(&parts.method, parts.uri.path()) {
             None => (None, UpstreamBody::plain(body)),
             Some(endpoint) => match self.peek(endpoint, start, &mut parts.headers, body).await {
-                Some((meter, body)) => (Some(meter), body),
+                Some((tapping, body)) => (Some(tapping), body),
                 // Nobody is left to answer; the meter, dropped, records `client_aborted`.
                 None => return error(StatusCode::BAD_REQUEST, BODY_BROKE_OFF),
             },
@@ -81,11 +88,11 @@ impl Proxy {
         // `start` to here, the body peek included: see `Store::observe_overhead`.
         self.store.observe_overhead(start.elapsed());
         match self
-            .send(Request::from_parts(parts, body), meter.is_some())
+            .send(Request::from_parts(parts, body), tapping.is_some())
             .await
         {
-            Ok(res) => self.relay(res, meter),
-            Err(no_answer) => self.fail(&no_answer, meter),
+            Ok(res) => self.relay(res, tapping),
+            Err(no_answer) => self.fail(&no_answer, tapping),
         }
     }
 
@@ -98,7 +105,7 @@ impl Proxy {
         start: Instant,
         headers: &mut HeaderMap,
         body: Incoming,
-    ) -> Option<(Meter, UpstreamBody)> {
+    ) -> Option<(Tapping, UpstreamBody)> {
         let mut meter = Meter::new(self.store.clone(), endpoint, start);
         let rewrite = self.options.include_usage && endpoint == Endpoint::OpenAiChat;
         let zstd = request::is_zstd(headers);
@@ -110,10 +117,9 @@ impl Proxy {
         if let Some(n) = naming {
             meter.set_client(n.label(named, peeked.user.as_deref(), headers));
         }
-        if rewrite {
-            meter.strip_usage = peeked.add_include_usage(endpoint, headers);
-        }
-        Some((meter, peeked.into_body()))
+        let usage_added = rewrite && peeked.add_include_usage(endpoint, headers);
+        let tapping = Tapping { meter, usage_added };
+        Some((tapping, peeked.into_body()))
     }
 
     /// Sends the request and waits for the answer's head. Inference answers may legitimately
@@ -140,26 +146,24 @@ impl Proxy {
 
     /// The backend's answer on its way to the client: without hop-by-hop headers, under the
     /// idle timeout, through the tap when the request is metered.
-    fn relay(&self, res: Response<Answer>, meter: Option<Meter>) -> Response<ProxyBody> {
+    fn relay(&self, res: Response<Answer>, tapping: Option<Tapping>) -> Response<ProxyBody> {
         self.backend_seen(true);
         let (mut parts, answer) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let idle = IdleBody::new(answer, self.upstream.timeout);
-        let body = match meter {
-            Some(meter) => {
-                ProxyBody::Tapped(TapBody::new(idle, meter, parts.status, &parts.headers))
-            }
+        let body = match tapping {
+            Some(tapping) => tapping.body(idle, parts.status, &parts.headers),
             None => ProxyBody::Plain(idle),
         };
         Response::from_parts(parts, body)
     }
 
     /// The answer to a request the backend did not answer, as [`NoAnswer`]'s table says.
-    fn fail(&self, no_answer: &NoAnswer, meter: Option<Meter>) -> Response<ProxyBody> {
+    fn fail(&self, no_answer: &NoAnswer, tapping: Option<Tapping>) -> Response<ProxyBody> {
         let (status, outcome) = no_answer.status_and_outcome();
         if let Some(outcome) = outcome {
-            if let Some(mut meter) = meter {
-                meter.fail(outcome);
+            if let Some(mut tapping) = tapping {
+                tapping.meter.fail(outcome);
             }
             self.backend_seen(false);
         }
@@ -170,6 +174,21 @@ impl Proxy {
     fn backend_seen(&self, up: bool) {
         if self.options.passive {
             self.store.set_up(up);
+        }
+    }
+}
+
+// === impl Tapping ===
+
+impl Tapping {
+    /// The answer's body through the tap, and through [`UsageStripped`] when the proxy
+    /// caused the usage event.
+    fn body(self, idle: IdleBody<Answer>, status: StatusCode, headers: &HeaderMap) -> ProxyBody {
+        let tapped = TapBody::new(idle, self.meter, status, headers);
+        if self.usage_added && strips_usage(status, headers) {
+            ProxyBody::Stripped(UsageStripped::new(tapped))
+        } else {
+            ProxyBody::Tapped(tapped)
         }
     }
 }

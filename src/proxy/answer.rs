@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 
 use super::upstream::{Conn, Pool};
 use super::{BoxError, IdleBody};
-use crate::tap::TapBody;
+use crate::tap::{TapBody, UsageStripped};
 
 /// Bytes gathered into one frame at most, from frames that have already arrived.
 const GATHER_LIMIT: usize = 64 * 1024;
@@ -37,6 +37,8 @@ pub(crate) struct Answer {
 pub(crate) enum ProxyBody {
     /// An inference answer, read by the tap on its way to the client.
     Tapped(TapBody<IdleBody<Answer>>),
+    /// The same, less the usage event the agent's `include_usage` caused.
+    Stripped(UsageStripped<TapBody<IdleBody<Answer>>>),
     /// Any other backend answer, passed through.
     Plain(IdleBody<Answer>),
     /// A whole body the agent wrote (an error, `/metrics`, `/health`); `None` once sent.
@@ -198,6 +200,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Tapped(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Stripped(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Plain(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
@@ -206,6 +209,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Tapped(b) => b.is_end_stream(),
+            ProxyBody::Stripped(b) => b.is_end_stream(),
             ProxyBody::Plain(b) => b.is_end_stream(),
             ProxyBody::Full(data) => data.is_none(),
         }
@@ -214,6 +218,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Tapped(b) => b.size_hint(),
+            ProxyBody::Stripped(b) => b.size_hint(),
             ProxyBody::Plain(b) => b.size_hint(),
             ProxyBody::Full(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
