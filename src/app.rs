@@ -231,8 +231,8 @@ pub(crate) fn own_router(state: Arc<InstanceState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
-        .route("/status", get(status))
-        .route("/status.json", get(status))
+        .route("/status", get(status_page))
+        .route("/status.json", get(status_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -368,12 +368,12 @@ async fn health(State(state): State<Arc<InstanceState>>) -> Response {
         .into_response()
 }
 
-/// `/status` (the page) and `/status.json` (its figures).
-async fn status(State(state): State<Arc<InstanceState>>, uri: Uri) -> Response {
-    let figures = state.status();
-    if uri.path().ends_with(".json") {
-        status::json_response(&figures)
-    } else {
-        status::html_response(&figures)
-    }
+/// `/status`: the page.
+async fn status_page(State(state): State<Arc<InstanceState>>) -> Response {
+    status::html_response(&state.status())
+}
+
+/// `/status.json`: the page's figures.
+async fn status_json(State(state): State<Arc<InstanceState>>) -> Response {
+    status::json_response(&state.status())
 }

@@ -107,7 +107,7 @@ fn parse_ps(body: &[u8]) -> Option<Vec<LoadedModel>> {
             .into_iter()
             .filter_map(|m| Some((m.name.or(m.model)?, m.size, m.size_vram, m.context_length)))
             .map(|(name, size, size_vram, context_length)| LoadedModel {
-                name: crate::tap::model::normalize(name),
+                name: crate::tap::model_label::normalize(name),
                 size_bytes: size,
                 vram_bytes: size_vram,
                 context_length,

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 pub(crate) use answer::{Answer, ProxyBody};
 pub use body::BoxError;
-pub(crate) use body::{IdleBody, Progress, UpstreamBody};
+pub(crate) use body::{IdleBody, UploadProgress, UpstreamBody};
 pub(crate) use client::ClientNaming;
 pub(crate) use headers::strip_hop_by_hop;
 pub(crate) use request::Peeked;
@@ -218,14 +218,14 @@ fn refuse(parts: &Parts) -> Option<Response<ProxyBody>> {
 async fn answer_within<F: std::future::Future>(
     timeout: Duration,
     sent: F,
-    progress: Option<&Progress>,
+    progress: Option<&UploadProgress>,
 ) -> Option<F::Output> {
     tokio::pin!(sent);
     let mut deadline = Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, &mut sent).await {
             Ok(r) => return Some(r),
-            Err(_) => match progress.and_then(Progress::last).map(|t| t + timeout) {
+            Err(_) => match progress.and_then(UploadProgress::last).map(|t| t + timeout) {
                 Some(next) if next > deadline => deadline = next,
                 _ => return None,
             },

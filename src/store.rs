@@ -9,7 +9,7 @@
 //! per-window mutex for the two latency rings. Only a model's first request, one past the
 //! cap, or one labelled by its answer looks the map up again ([`Store::record`]). The map's
 //! write lock is only taken the first time a model is seen, and an endpoint's stats are
-//! allocated the first time a model is recorded on it (see `store/model.rs` for the memory
+//! allocated the first time a model is recorded on it (see `store/model_stats.rs` for the memory
 //! per model).
 //!
 //! What counts where, for one [`Record`]:
@@ -29,7 +29,7 @@ mod cap;
 mod clients;
 mod families;
 pub mod histogram;
-mod model;
+mod model_stats;
 mod otel;
 pub(crate) mod window;
 
@@ -46,7 +46,7 @@ use crate::vocab::{Outcome, Record, OTHER_MODEL};
 use cap::LabelCap;
 use clients::ClientStats;
 use histogram::{Histogram, NANOS, OVERHEAD_BUCKETS};
-use model::ModelStats;
+use model_stats::ModelStats;
 
 /// Observations kept per model for the summary quantiles: the original plugin's 1000 (every
 /// instance's store uses it; tests use smaller windows).

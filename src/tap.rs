@@ -7,10 +7,10 @@
 
 pub mod include_usage;
 pub mod json_scan;
-pub(crate) mod model;
+pub(crate) mod model_label;
 pub mod ndjson;
 pub mod openai;
-mod progress;
+mod progress_line;
 pub mod reading;
 pub mod sniff;
 pub mod sse;
@@ -96,7 +96,7 @@ impl Meter {
     /// is, no copy) and counts the request in flight, which finds the stats it will most
     /// likely be recorded into (one map lookup for the whole request).
     pub(crate) fn set_model(&mut self, model: Option<String>) {
-        self.model = model.map(model::normalize).filter(|m| !m.is_empty());
+        self.model = model.map(model_label::normalize).filter(|m| !m.is_empty());
         let label = self.model.as_deref().unwrap_or(UNKNOWN_MODEL);
         self.in_flight = Some(self.store.begin(label));
     }
@@ -119,7 +119,7 @@ impl Meter {
             None => {
                 answer_model = reading
                     .and_then(|r| r.model.as_deref())
-                    .map(model::normalize);
+                    .map(model_label::normalize);
                 answer_model
                     .as_deref()
                     .filter(|m| !m.is_empty())

@@ -23,7 +23,7 @@ pub(crate) struct UpstreamBody<B = hyper::body::Incoming> {
     /// `None`: nothing after `head` (the agent's own requests).
     rest: Option<B>,
     /// Kept for requests whose answer wait is bounded by `timeout` (the pass-through ones).
-    progress: Option<Arc<Progress>>,
+    progress: Option<Arc<UploadProgress>>,
 }
 
 /// The client's request body failed (it hung up in the middle of its upload): told apart
@@ -36,22 +36,22 @@ pub(crate) struct ClientBodyError(#[source] pub(crate) BoxError);
 /// end): the wait for a non-inference answer starts again from there, so an upload slower than
 /// `timeout` is not cut while a backend that stops reading still is.
 #[derive(Debug)]
-pub(crate) struct Progress {
+pub(crate) struct UploadProgress {
     base: Instant,
     /// Nanoseconds after `base` of the last move, plus one (0 = never moved).
     last: AtomicU64,
 }
 
-impl Default for Progress {
+impl Default for UploadProgress {
     fn default() -> Self {
-        Progress {
+        UploadProgress {
             base: Instant::now(),
             last: AtomicU64::new(0),
         }
     }
 }
 
-impl Progress {
+impl UploadProgress {
     pub(crate) fn last(&self) -> Option<Instant> {
         match self.last.load(Ordering::Relaxed) {
             0 => None,
@@ -115,7 +115,7 @@ impl<B> UpstreamBody<B> {
     }
 
     /// Shared record of the body's progress upstream.
-    pub(crate) fn progress(&self) -> Option<Arc<Progress>> {
+    pub(crate) fn progress(&self) -> Option<Arc<UploadProgress>> {
         self.progress.clone()
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::histogram::{le_label, HistogramSnapshot};
-use super::model::{EndpointStats, ModelStats, FINISH_REASONS};
+use super::model_stats::{EndpointStats, ModelStats, FINISH_REASONS};
 use super::window::{nearest_rank, Window};
 use super::{LoadedModel, DEFAULT_WINDOW};
 use crate::snapshot::{Family, Kind, Labels};

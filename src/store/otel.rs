@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use super::histogram::HistogramSnapshot;
-use super::model::{EndpointStats, ModelStats};
+use super::model_stats::{EndpointStats, ModelStats};
 use crate::snapshot::{Family, Kind, Labels};
 use crate::vocab::{Endpoint, Outcome};
 
