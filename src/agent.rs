@@ -53,9 +53,9 @@ pub enum StartError {
 }
 
 /// A reload: the configuration to apply (loaded and checked), and where to say whether it took.
-pub struct Reload {
-    pub config: Config,
-    pub done: oneshot::Sender<Result<(), String>>,
+pub(crate) struct Reload {
+    pub(crate) config: Config,
+    pub(crate) done: oneshot::Sender<Result<(), String>>,
 }
 
 /// The instances, bound and ready to serve.
@@ -134,7 +134,7 @@ impl Agent {
     }
 
     /// Where the outcome of reloads is kept (the `ollama_tap_config_last_reload_*` gauges).
-    pub fn reload_status(&self) -> Arc<ReloadStatus> {
+    pub(crate) fn reload_status(&self) -> Arc<ReloadStatus> {
         self.reloads.clone()
     }
 
@@ -147,7 +147,7 @@ impl Agent {
     /// Each instance checks its backend (unless `passive`) and pushes its snapshot every
     /// `interval`. On stop: in-flight requests get up to [`GRACE`], then a final snapshot of
     /// every instance is queued and the writers get up to [`FLUSH`] to deliver.
-    pub async fn serve_with(
+    pub(crate) async fn serve_with(
         mut self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
         mut reloads: Option<mpsc::Receiver<Reload>>,

@@ -25,45 +25,45 @@ use crate::{exposition, VERSION};
 mod live;
 mod reloads;
 
-pub use live::{own_service, port_service, Live};
-pub use reloads::ReloadStatus;
+pub(crate) use live::{own_service, port_service, Live};
+pub(crate) use reloads::ReloadStatus;
 
 /// Everything the requests of one `[[instances]]` entry share.
 pub struct InstanceState {
-    pub config: Instance,
+    pub(crate) config: Instance,
     /// The backend, the store and the options every proxied request uses.
-    pub proxy: Arc<Proxy>,
+    pub(crate) proxy: Arc<Proxy>,
     /// The backend's last check (kept across reloads).
-    pub backend: Arc<BackendStatus>,
-    pub labeler: Labeler,
+    pub(crate) backend: Arc<BackendStatus>,
+    pub(crate) labeler: Labeler,
     /// The agent's own series (the push's metrics), shown on this instance's `/metrics` too.
-    pub agent_metrics: Arc<AgentMetrics>,
+    pub(crate) agent_metrics: Arc<AgentMetrics>,
     /// Who may see `/metrics`, `/health` and `/status`.
-    pub access: Access,
+    pub(crate) access: Access,
     /// The status page's recent samples, filled by `status::sample_every`.
-    pub ring: Arc<Ring>,
+    pub(crate) ring: Arc<Ring>,
     /// The proxy port's connection cap and counters (all workers together).
-    pub proxy_gate: Arc<Gate>,
+    pub(crate) proxy_gate: Arc<Gate>,
     /// `metrics_listen_addr`'s, when it is set.
-    pub metrics_gate: Option<Arc<Gate>>,
+    pub(crate) metrics_gate: Option<Arc<Gate>>,
 }
 
 /// The agent's own series, which every instance's `/metrics` shows and the agent pushes:
 /// the push's metrics, and the labeler for them.
-pub struct AgentMetrics {
+pub(crate) struct AgentMetrics {
     /// `None` without writers (or with `--test`).
-    pub push: Option<PushMetrics>,
+    pub(crate) push: Option<PushMetrics>,
     /// Global labels and `agent_hostname`, for the agent's own series.
-    pub labeler: Labeler,
+    pub(crate) labeler: Labeler,
     /// The last reload's outcome (shared by every generation of the agent's metrics).
-    pub reloads: Arc<ReloadStatus>,
+    pub(crate) reloads: Arc<ReloadStatus>,
 }
 
 // === impl AgentMetrics ===
 
 impl AgentMetrics {
     /// The agent's own series (the writers'), labelled.
-    pub fn snapshot(&self) -> Vec<Family> {
+    pub(crate) fn snapshot(&self) -> Vec<Family> {
         let mut families = self
             .push
             .as_ref()
@@ -78,7 +78,11 @@ impl AgentMetrics {
 // === impl InstanceState ===
 
 impl InstanceState {
-    pub fn new(config: Instance, labeler: Labeler, agent_metrics: Arc<AgentMetrics>) -> Self {
+    pub(crate) fn new(
+        config: Instance,
+        labeler: Labeler,
+        agent_metrics: Arc<AgentMetrics>,
+    ) -> Self {
         InstanceState::build(config, labeler, agent_metrics, None)
     }
 
@@ -88,7 +92,7 @@ impl InstanceState {
     /// everything else is built from `config`. When `ollama_url`, `max_models`,
     /// `otel_semconv` or the client counting change the store starts anew (a counter reset,
     /// which `rate()` and `increase()` handle).
-    pub fn next(
+    pub(crate) fn next(
         &self,
         config: Instance,
         labeler: Labeler,
@@ -143,12 +147,12 @@ impl InstanceState {
     }
 
     /// The instance's store.
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.proxy.store
     }
 
     /// The instance's backend.
-    pub fn upstream(&self) -> &Upstream {
+    pub(crate) fn upstream(&self) -> &Upstream {
         &self.proxy.upstream
     }
 
@@ -163,7 +167,7 @@ impl InstanceState {
 
     /// The store's families and the listeners' connection counts, with instance labels,
     /// global labels and `agent_hostname` applied.
-    pub fn snapshot(&self) -> Vec<Family> {
+    pub(crate) fn snapshot(&self) -> Vec<Family> {
         let mut families = self.store().snapshot();
         let gates: Vec<&Gate> = std::iter::once(&self.proxy_gate)
             .chain(&self.metrics_gate)
@@ -175,7 +179,7 @@ impl InstanceState {
     }
 
     /// What `/status` and `/status.json` show now.
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let push = &self.agent_metrics.push;
         Status::compute(&status::Inputs {
             families: &self.store().snapshot(),
@@ -223,12 +227,12 @@ fn same_store(a: &Instance, b: &Instance) -> bool {
 
 /// `GET /metrics`, `GET /health`, `GET /status` and `GET /status.json`, every one behind
 /// [`guard`] (the optional bearer token / basic auth).
-pub fn own_router(state: Arc<InstanceState>) -> Router {
+pub(crate) fn own_router(state: Arc<InstanceState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
-        .route("/status", get(status))
-        .route("/status.json", get(status))
+        .route("/status", get(status_page))
+        .route("/status.json", get(status_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -248,7 +252,7 @@ async fn guard(
 
 /// Credentials the agent's own endpoints accept, from the instance config.
 #[derive(Debug, Default)]
-pub struct Access {
+pub(crate) struct Access {
     /// `Bearer <token>`, when a token is configured.
     bearer: Option<String>,
     /// `Basic <base64(user:pass)>`, when a user is configured.
@@ -258,7 +262,7 @@ pub struct Access {
 // === impl Access ===
 
 impl Access {
-    pub fn new(config: &Instance) -> Self {
+    pub(crate) fn new(config: &Instance) -> Self {
         use base64::Engine;
         let token = &config.metrics_bearer_token;
         let user = &config.metrics_basic_auth_user;
@@ -364,12 +368,12 @@ async fn health(State(state): State<Arc<InstanceState>>) -> Response {
         .into_response()
 }
 
-/// `/status` (the page) and `/status.json` (its figures).
-async fn status(State(state): State<Arc<InstanceState>>, uri: Uri) -> Response {
-    let figures = state.status();
-    if uri.path().ends_with(".json") {
-        status::json_response(&figures)
-    } else {
-        status::html_response(&figures)
-    }
+/// `/status`: the page.
+async fn status_page(State(state): State<Arc<InstanceState>>) -> Response {
+    status::html_response(&state.status())
+}
+
+/// `/status.json`: the page's figures.
+async fn status_json(State(state): State<Arc<InstanceState>>) -> Response {
+    status::json_response(&state.status())
 }

@@ -17,7 +17,7 @@ const GO_SHORTEST_EPREC: i32 = 6;
 
 /// Appends one line per series of every family (metric = `family.name + suffix`).
 /// `local_hms` is the caller's `HH:MM:SS` local time of `unix_secs`.
-pub fn render(families: &[Family], unix_secs: i64, local_hms: &str, out: &mut String) {
+pub(crate) fn render(families: &[Family], unix_secs: i64, local_hms: &str, out: &mut String) {
     let mut pairs: Vec<String> = Vec::new();
     for f in families {
         for s in &f.series {
@@ -57,7 +57,7 @@ pub fn render(families: &[Family], unix_secs: i64, local_hms: &str, out: &mut St
 /// | 1.5e-7      | `1.5e-07`               |
 /// | 1e21        | `1e+21`                 |
 /// | 1e100       | `1e+100`                |
-pub fn write_go_float(v: f64, out: &mut String) {
+pub(crate) fn write_go_float(v: f64, out: &mut String) {
     if v.is_nan() {
         out.push_str("NaN");
         return;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::Overrides;
 
 /// The only input this binary provides.
-pub const INPUT_NAME: &str = "ollama";
+pub(crate) const INPUT_NAME: &str = "ollama";
 
 /// The long flags that Go's flag package, so Categraf, also takes with one dash.
 const SINGLE_DASH: [&str; 7] = [
@@ -29,19 +29,19 @@ const TAKES_VALUE: [&str; 3] = ["configs", "inputs", "interval"];
 pub struct Cli {
     /// config directory (Categraf's conf/)
     #[arg(long, env = "CATEGRAF_CONFIGS", default_value = "conf")]
-    pub configs: PathBuf,
+    pub(crate) configs: PathBuf,
     /// one-shot check: proxy for one interval, print samples to stdout in Categraf's --test format, push nothing
     #[arg(long)]
-    pub test: bool,
+    pub(crate) test: bool,
     /// colon-separated input names, Categraf style (only `ollama` exists here)
     #[arg(long)]
-    pub inputs: Option<String>,
+    pub(crate) inputs: Option<String>,
     /// override every interval, integer seconds
     #[arg(long)]
-    pub interval: Option<u64>,
+    pub(crate) interval: Option<u64>,
     /// debug logging
     #[arg(long)]
-    pub debug: bool,
+    pub(crate) debug: bool,
 }
 
 // === impl Cli ===
@@ -54,7 +54,7 @@ impl Cli {
     }
 
     /// Errors when `--inputs` is given, not empty, and does not list `ollama`.
-    pub fn check_inputs(&self) -> Result<(), String> {
+    pub(crate) fn check_inputs(&self) -> Result<(), String> {
         let Some(list) = self.inputs.as_deref() else {
             return Ok(());
         };
@@ -72,7 +72,7 @@ impl Cli {
     }
 
     /// Values from the command line that override the config files (`--interval` when > 0).
-    pub fn overrides(&self) -> Overrides {
+    pub(crate) fn overrides(&self) -> Overrides {
         Overrides {
             interval: self.interval.filter(|n| *n > 0).map(Duration::from_secs),
         }
@@ -84,7 +84,7 @@ impl Cli {
 /// `-interval`, `-debug`, `-version` and `-help`. Everything else is left for clap to take or
 /// refuse (`-h`, `-V`, an unknown `-foo`), as is the value after a flag that takes one
 /// (`--configs -test` names a directory) and all after `--`.
-pub fn categraf_argv(argv: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+pub(crate) fn categraf_argv(argv: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut argv = argv.into_iter();
     out.extend(argv.next()); // the program name

@@ -13,4 +13,4 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// `outcome="timeout"` rather than `stream_error`.
 #[derive(Debug, thiserror::Error)]
 #[error("ollama-tap: the backend sent nothing for {0:?}")]
-pub struct IdleTimeout(pub Duration);
+pub(crate) struct IdleTimeout(pub(crate) Duration);

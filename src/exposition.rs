@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use crate::snapshot::{Family, Kind};
 
 /// `Content-Type` of a `/metrics` response rendered by [`render`].
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Largest magnitude below which an integral `f64` is printed as an integer (2^53: every
 /// integer up to it is exact).
@@ -13,7 +13,7 @@ const EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
 /// Appends every family to `out`: `# HELP`, `# TYPE`, then one line per series as
 /// `name+suffix{k="v",...} value`. Families without series still get their HELP and TYPE.
-pub fn render(families: &[Family], out: &mut String) {
+pub(crate) fn render(families: &[Family], out: &mut String) {
     for f in families {
         out.push_str("# HELP ");
         out.push_str(f.name);

@@ -8,11 +8,11 @@ use axum::http::Uri;
 use crate::snapshot::{Family, Labels};
 
 /// The label Categraf adds with the agent's hostname (Nightingale turns it into `ident`).
-pub const AGENT_HOSTNAME: &str = "agent_hostname";
+pub(crate) const AGENT_HOSTNAME: &str = "agent_hostname";
 
 /// Applies instance labels, global labels and `agent_hostname` to a series' labels.
 #[derive(Debug, Clone, Default)]
-pub struct Labeler {
+pub(crate) struct Labeler {
     /// Instance labels in key order; `None` deletes the key (the value was "-").
     instance: Vec<(String, Option<String>)>,
     /// Labels added only where the series lacks the key, in this order: the global labels in
@@ -25,7 +25,7 @@ pub struct Labeler {
 impl Labeler {
     /// Instance labels, `[global.labels]`, and the resolved agent_hostname (None when omit_hostname).
     /// Values must already be expanded (see [`expand_all`]).
-    pub fn new(
+    pub(crate) fn new(
         instance_labels: &BTreeMap<String, String>,
         global_labels: &BTreeMap<String, String>,
         agent_hostname: Option<String>,
@@ -51,7 +51,7 @@ impl Labeler {
     ///    label, or one the series carries, wins.
     ///
     /// Then the labels are sorted by name.
-    pub fn apply(&self, labels: &mut Labels) {
+    pub(crate) fn apply(&self, labels: &mut Labels) {
         for (key, value) in &self.instance {
             match value {
                 None => labels.retain(|(k, _)| k != key),
@@ -70,7 +70,7 @@ impl Labeler {
     }
 
     /// [`Labeler::apply`] to every series of every family.
-    pub fn apply_to_families(&self, families: &mut [Family]) {
+    pub(crate) fn apply_to_families(&self, families: &mut [Family]) {
         for series in families.iter_mut().flat_map(|f| f.series.iter_mut()) {
             self.apply(&mut series.labels);
         }
@@ -78,14 +78,14 @@ impl Labeler {
 }
 
 /// The OS hostname (lossy UTF-8).
-pub fn os_hostname() -> String {
+pub(crate) fn os_hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
 /// Categraf `GetHostname`: "" gives the OS hostname; otherwise `$hostname` becomes the OS
 /// hostname, `$ip` the host IP (see [`host_ip`]), and `${NAME}` / `$NAME` environment references
 /// are expanded like Go's `os.Expand` (unset → empty).
-pub fn resolve_hostname(configured: &str, first_writer_url: Option<&str>) -> String {
+pub(crate) fn resolve_hostname(configured: &str, first_writer_url: Option<&str>) -> String {
     let os = os_hostname();
     if configured.is_empty() {
         return os;
@@ -93,28 +93,9 @@ pub fn resolve_hostname(configured: &str, first_writer_url: Option<&str>) -> Str
     expand_with(configured, &os, first_writer_url)
 }
 
-/// Categraf's `Expand` for label values, with `$hostname` = the OS hostname.
-/// Use [`expand_all_with`] to give `$hostname` the resolved agent hostname as Categraf does.
-pub fn expand(value: &str, first_writer_url: Option<&str>) -> String {
-    if !value.contains('$') {
-        return value.to_owned();
-    }
-    expand_with(value, &os_hostname(), first_writer_url)
-}
-
-/// [`expand`] applied to every value of a label map.
-pub fn expand_all(
-    map: &BTreeMap<String, String>,
-    first_writer_url: Option<&str>,
-) -> BTreeMap<String, String> {
-    map.iter()
-        .map(|(k, v)| (k.clone(), expand(v, first_writer_url)))
-        .collect()
-}
-
-/// Like [`expand_all`], but `$hostname` becomes `agent_hostname` (Categraf's exact behaviour:
-/// label values see the configured hostname, not the OS one).
-pub fn expand_all_with(
+/// Categraf's `Expand` for every value of a label map, with `$hostname` = `agent_hostname`
+/// (Categraf's exact behaviour: label values see the configured hostname, not the OS one).
+pub(crate) fn expand_all_with(
     map: &BTreeMap<String, String>,
     agent_hostname: &str,
     first_writer_url: Option<&str>,
@@ -137,7 +118,7 @@ fn expand_with(value: &str, hostname: &str, first_writer_url: Option<&str>) -> S
 /// The host IP for `$ip`: `hostip_env` (env HOSTIP) when set; else the local address a UDP socket
 /// gets when `connect`ed (no packet is sent) to the first writer's host, unless that host is
 /// loopback; else 127.0.0.1. Never contacts any other address.
-pub fn host_ip(hostip_env: Option<String>, first_writer_url: Option<&str>) -> String {
+pub(crate) fn host_ip(hostip_env: Option<String>, first_writer_url: Option<&str>) -> String {
     if let Some(ip) = hostip_env.filter(|s| !s.trim().is_empty()) {
         return ip.trim().to_owned();
     }
@@ -175,7 +156,7 @@ fn outbound_ip(url: &str) -> Option<IpAddr> {
 /// Go's `os.Expand`: `${NAME}` and `$NAME` (letters, digits, `_`) and one-character special
 /// names (`$1`, `$*`, ...) are replaced by `lookup(NAME)`; a bad `${` is dropped; a `$` not
 /// followed by a name is kept.
-pub fn os_expand(s: &str, lookup: impl Fn(&str) -> String) -> String {
+pub(crate) fn os_expand(s: &str, lookup: impl Fn(&str) -> String) -> String {
     let bytes = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut start = 0;
@@ -352,13 +333,8 @@ mod tests {
         assert_eq!(resolve_hostname("pre-$hostname", None), format!("pre-{os}"));
         let path = std::env::var("PATH").unwrap_or_default();
         assert_eq!(resolve_hostname("${PATH}", None), path);
-        assert_eq!(expand("$hostname/${PATH}", None), format!("{os}/{path}"));
         let labels = expand_all_with(&map(&[("h", "$hostname"), ("k", "-")]), "agent", None);
         assert_eq!(labels, map(&[("h", "agent"), ("k", "-")]));
-        assert_eq!(
-            expand_all(&map(&[("h", "$hostname")]), None),
-            map(&[("h", os.as_str())])
-        );
     }
 
     #[test]

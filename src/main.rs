@@ -1,4 +1,5 @@
 //! `ollama-tap`: parse the flags, run, print the one-line error and exit non-zero on failure.
+#![warn(clippy::too_many_lines)]
 
 fn main() {
     let cli = ollama_tap::cli::Cli::parse_args();

@@ -9,34 +9,34 @@ use crate::store::{LoadedModel, Store};
 
 /// What the last check found.
 #[derive(Default)]
-pub struct BackendStatus {
+pub(crate) struct BackendStatus {
     inner: RwLock<Checked>,
 }
 
 /// The last check's result.
 #[derive(Default, Clone, Debug)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// A check has run at least once.
-    pub checked: bool,
-    pub up: bool,
+    pub(crate) checked: bool,
+    pub(crate) up: bool,
     /// The backend's version, from its answer.
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// Why the last check failed.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 // === impl BackendStatus ===
 
 impl BackendStatus {
     /// What the last check found.
-    pub fn get(&self) -> Checked {
+    pub(crate) fn get(&self) -> Checked {
         self.inner.read().clone()
     }
 }
 
 /// Checks the backend once: updates the status and the store's `ollama_up`, and logs only when
 /// the state changes (down → up, up → down), never on every check.
-pub async fn check(upstream: &Upstream, store: &Store, status: &BackendStatus) -> bool {
+pub(crate) async fn check(upstream: &Upstream, store: &Store, status: &BackendStatus) -> bool {
     let result = upstream.get("/api/version").await;
     let (up, version, error) = match result {
         Ok((status, body)) if status.is_success() => (true, parse_version(&body), None),
@@ -107,7 +107,7 @@ fn parse_ps(body: &[u8]) -> Option<Vec<LoadedModel>> {
             .into_iter()
             .filter_map(|m| Some((m.name.or(m.model)?, m.size, m.size_vram, m.context_length)))
             .map(|(name, size, size_vram, context_length)| LoadedModel {
-                name: crate::tap::model::normalize(name),
+                name: crate::tap::model_label::normalize(name),
                 size_bytes: size,
                 vram_bytes: size_vram,
                 context_length,

@@ -48,13 +48,11 @@ use backlog::Backlog;
 use client::Client;
 use stats::Stats;
 
-pub use client::{headers, redact, MAX_ERROR_BODY};
-pub use encode::{encode_families, label_name, metric_name};
-pub use retry::{Backoff, Jitter, RetryAction};
-pub use stats::DURATION_BUCKETS;
-pub use stats::{
-    DropReason, QUEUE_BYTES, QUEUE_SAMPLES, RETRIES, SAMPLES_DROPPED, SAMPLES_FAILED, SAMPLES_SENT,
-    SINCE_LAST_SUCCESS,
+pub(crate) use client::redact;
+pub use encode::encode_families;
+pub(crate) use retry::{Backoff, Jitter, RetryAction};
+pub(crate) use stats::{
+    QUEUE_SAMPLES, RETRIES, SAMPLES_DROPPED, SAMPLES_FAILED, SAMPLES_SENT, SINCE_LAST_SUCCESS,
 };
 pub use wire::{compress, Compressor, Encoded};
 

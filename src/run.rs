@@ -15,12 +15,12 @@ use crate::cli::Cli;
 use crate::config::{self, ConfigError};
 
 /// Exit status for a bad command line or configuration (BSD `EX_USAGE`).
-pub const EX_USAGE: i32 = 64;
+pub(crate) const EX_USAGE: i32 = 64;
 
 /// A flag error, kept apart so that it exits with [`EX_USAGE`].
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct UsageError(String);
+pub(crate) struct UsageError(String);
 
 /// Runs the agent until a stop signal, or one interval with `--test`.
 pub fn run(cli: Cli) -> anyhow::Result<()> {

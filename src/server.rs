@@ -17,7 +17,7 @@
 mod clock;
 mod gate;
 
-pub use gate::{families as connection_families, Gate};
+pub(crate) use gate::{families as connection_families, Gate};
 
 use std::convert::Infallible;
 use std::io;
@@ -44,7 +44,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What a proxy port serves: a hyper service that answers every request (errors are answers),
 /// cloned onto every worker and every connection.
-pub trait PortService:
+pub(crate) trait PortService:
     Service<
         Request<Incoming>,
         Response = Response<ProxyBody>,
@@ -77,7 +77,7 @@ const BACKLOG: u32 = 1024;
 /// `SO_REUSEPORT` would also let a second process of the same user share the port unnoticed;
 /// so the address is first bound once without it, which fails as a plain bind does when
 /// anything (another agent included) already listens there.
-pub fn bind(addr: SocketAddr) -> io::Result<Vec<TcpListener>> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<Vec<TcpListener>> {
     if addr.port() != 0 {
         drop(std::net::TcpListener::bind(addr)?);
     }
@@ -101,13 +101,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<Vec<TcpListener>> {
 
 /// A port's listeners from [`bind`] (one per worker), its service and its gate (shared by
 /// the workers, so that the cap holds for the port).
-pub type Port<S> = (Vec<TcpListener>, S, Arc<Gate>);
+pub(crate) type Port<S> = (Vec<TcpListener>, S, Arc<Gate>);
 
 /// The proxy worker threads, one per CPU, each running its own current-thread runtime until
 /// [`Workers::finish`]. Ports are handed to them while they run: at start, and when a reload
 /// adds an instance; each port has a stop signal of its own, so that a reload can retire one
 /// while the others serve on.
-pub struct Workers {
+pub(crate) struct Workers {
     handles: Vec<tokio::runtime::Handle>,
     /// Dropped by [`Workers::finish`]: each worker thread then ends.
     release: Vec<oneshot::Sender<()>>,
@@ -117,7 +117,7 @@ pub struct Workers {
 impl Workers {
     /// Starts [`worker::count`] threads. A worker that cannot start (no thread, no runtime)
     /// is logged and left out; the others serve.
-    pub fn start() -> Workers {
+    pub(crate) fn start() -> Workers {
         let mut workers = Workers {
             handles: Vec::new(),
             release: Vec::new(),
@@ -151,7 +151,7 @@ impl Workers {
 
     /// Serves `service` on a port's listeners (from [`bind`]: listener i on worker i) behind
     /// `gate` until `stop` is set, then drains its connections; the handles end when drained.
-    pub fn serve<S: PortService>(
+    pub(crate) fn serve<S: PortService>(
         &self,
         (listeners, service, gate): Port<S>,
         stop: &watch::Receiver<bool>,
@@ -180,7 +180,7 @@ impl Workers {
 
     /// Lets every worker thread end and waits until they have. Every port must have been
     /// stopped and drained first: what still runs on a worker then is cancelled.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         drop(self.release);
         for finished in self.finished {
             let _ = finished.await;
@@ -213,7 +213,7 @@ fn run_worker(
 
 /// Serves `service` on `listener`, through `gate`, until `stop` is set, then drains the open
 /// connections.
-pub async fn serve<S: PortService>(
+pub(crate) async fn serve<S: PortService>(
     listener: TcpListener,
     service: S,
     gate: Arc<Gate>,
@@ -291,6 +291,6 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 /// Resolves once the stop flag is set (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }

@@ -1,7 +1,7 @@
 //! The shutdown signal: Ctrl-C or SIGTERM.
 
 /// Resolves when the process is asked to stop.
-pub async fn signal() {
+pub(crate) async fn signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -7,11 +7,11 @@
 //! [`sample_every`] fills on the control runtime: rates, error ratios and P95s over the last
 //! [`RECENT`] are differences between the current snapshot and a ring sample.
 
-pub mod html;
-pub mod ring;
+pub(crate) mod html;
+pub(crate) mod ring;
 mod shape;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,20 +25,20 @@ use crate::push;
 use crate::server::stopped;
 use crate::snapshot::Family;
 use crate::store::Store;
-pub use ring::Ring;
+pub(crate) use ring::Ring;
 use ring::{label, quantile, Delta, Sample};
-pub use shape::*;
+pub(crate) use shape::*;
 
 /// The span "recent" figures cover (or less, while the ring is younger).
-pub const RECENT: Duration = Duration::from_secs(300);
+pub(crate) const RECENT: Duration = Duration::from_secs(300);
 /// Clients listed, the busiest first.
-pub const TOP_CLIENTS: usize = 10;
+pub(crate) const TOP_CLIENTS: usize = 10;
 /// How often the page's script asks for `/status.json`, in seconds (the page says it).
-pub const REFRESH_SECONDS: u64 = 5;
+pub(crate) const REFRESH_SECONDS: u64 = 5;
 
 /// Added by the per-client work; read only when present.
-pub const CLIENT_REQUESTS: &str = "ollama_client_requests_total";
-pub const CLIENT_TOKENS: &str = "ollama_client_generated_tokens_total";
+pub(crate) const CLIENT_REQUESTS: &str = "ollama_client_requests_total";
+pub(crate) const CLIENT_TOKENS: &str = "ollama_client_generated_tokens_total";
 
 const UP: &str = "ollama_up";
 const BACKEND_INFO: &str = "ollama_backend_info";
@@ -47,22 +47,22 @@ const LOADED_VRAM: &str = "ollama_loaded_model_vram_bytes";
 const LOADED_CONTEXT: &str = "ollama_loaded_model_context_length";
 
 /// What the status is computed from.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// The store's snapshot (unlabelled: the agent's own labels only).
-    pub families: &'a [Family],
+    pub(crate) families: &'a [Family],
     /// The push's own families (label `url`, credentials already removed).
-    pub writers: &'a [Family],
-    pub listen: String,
-    pub backend_url: &'a str,
-    pub backend: &'a Checked,
-    pub ring: &'a Ring,
-    pub now: Instant,
+    pub(crate) writers: &'a [Family],
+    pub(crate) listen: String,
+    pub(crate) backend_url: &'a str,
+    pub(crate) backend: &'a Checked,
+    pub(crate) ring: &'a Ring,
+    pub(crate) now: Instant,
 }
 
 // === impl Status ===
 
 impl Status {
-    pub fn compute(i: &Inputs<'_>) -> Status {
+    pub(crate) fn compute(i: &Inputs<'_>) -> Status {
         let family = |name: &str| i.families.iter().find(|f| f.name == name);
         let now = Sample::of(i.families, i.now, usize::MAX);
         i.ring.with(|samples| {
@@ -70,69 +70,7 @@ impl Status {
             let recent_seconds = base
                 .map(|b| i.now.saturating_duration_since(b.at).as_secs_f64())
                 .filter(|s| *s > 0.0);
-            let pairs = || samples.iter().zip(samples.iter().skip(1));
-            let recent = |name: &str| base.and_then(|b| now.delta(b, name));
-
             let in_flight = by_model(family(ring::IN_FLIGHT));
-            let mut names: Vec<&str> = now.models.iter().map(|m| &*m.name).collect();
-            names.extend(
-                in_flight
-                    .iter()
-                    .filter(|(m, n)| **n > 0 && now.model(m).is_none())
-                    .map(|(m, _)| *m),
-            );
-            let mut models: Vec<ModelStatus> = names
-                .into_iter()
-                .map(|name| {
-                    let total = now.model(name);
-                    let history: Vec<Option<Delta>> =
-                        pairs().map(|(a, b)| b.delta(a, name)).collect();
-                    let rate = |n: fn(&Delta) -> u64| {
-                        history
-                            .iter()
-                            .map(|d| d.as_ref().map(|d| round(d.per_second(n(d)))))
-                            .collect()
-                    };
-                    ModelStatus {
-                        model: name.to_owned(),
-                        in_flight: in_flight.get(name).copied().unwrap_or(0),
-                        requests: total.map_or(0, |m| m.requests),
-                        failed: total.map_or(0, |m| m.failed),
-                        tokens: total.map_or(0, |m| m.tokens),
-                        recent: recent(name).map(|d| Recent::of(&d, &now.duration_bounds)),
-                        history: ModelHistory {
-                            requests_per_second: rate(|d| d.requests),
-                            errors_per_second: rate(|d| d.failed),
-                            tokens_per_second: rate(|d| d.tokens),
-                        },
-                    }
-                })
-                .collect();
-            models.sort_by(|a, b| {
-                b.requests
-                    .cmp(&a.requests)
-                    .then_with(|| a.model.cmp(&b.model))
-            });
-
-            let queue_wait = family(ring::QUEUE_WAIT).map(|_| {
-                now.models
-                    .iter()
-                    .filter(|m| m.queue_wait.last().is_some_and(|n| *n > 0))
-                    .map(|m| {
-                        let d = recent(&m.name);
-                        QueueWait {
-                            model: m.name.to_string(),
-                            waits: m.queue_wait.last().copied().unwrap_or(0),
-                            recent_waits: d
-                                .as_ref()
-                                .map(|d| d.queue_wait.last().copied().unwrap_or(0)),
-                            p95_seconds: d
-                                .and_then(|d| quantile(0.95, &now.queue_bounds, &d.queue_wait)),
-                        }
-                    })
-                    .collect()
-            });
-
             Status {
                 version: crate::VERSION,
                 listen: i.listen.clone(),
@@ -140,19 +78,110 @@ impl Status {
                 refresh_seconds: REFRESH_SECONDS,
                 backend: Backend::of(i),
                 in_flight: now.in_flight,
-                models,
-                queue_wait,
+                models: models(&now, base, samples, &in_flight),
+                queue_wait: family(ring::QUEUE_WAIT).map(|_| queue_wait(&now, base)),
                 clients: family(CLIENT_REQUESTS).map(|f| Clients::of(f, family(CLIENT_TOKENS))),
                 writers: writers(i.writers),
-                history: History {
-                    interval_seconds: ring::EVERY.as_secs(),
-                    capacity: ring::SAMPLES,
-                    samples: samples.len(),
-                    bytes: samples.iter().map(Sample::bytes).sum(),
-                    in_flight: samples.iter().map(|s| s.in_flight).collect(),
-                },
+                history: History::of(samples),
             }
         })
+    }
+}
+
+/// Every model with requests, or in flight before its first one ends, the busiest first.
+/// `base`: the ring sample the recent figures are counted from.
+fn models(
+    now: &Sample,
+    base: Option<&Sample>,
+    samples: &VecDeque<Sample>,
+    in_flight: &BTreeMap<&str, u64>,
+) -> Vec<ModelStatus> {
+    let mut names: Vec<&str> = now.models.iter().map(|m| &*m.name).collect();
+    names.extend(
+        in_flight
+            .iter()
+            .filter(|(m, n)| **n > 0 && now.model(m).is_none())
+            .map(|(m, _)| *m),
+    );
+    let mut models: Vec<ModelStatus> = names
+        .into_iter()
+        .map(|name| {
+            let total = now.model(name);
+            ModelStatus {
+                model: name.to_owned(),
+                in_flight: in_flight.get(name).copied().unwrap_or(0),
+                requests: total.map_or(0, |m| m.requests),
+                failed: total.map_or(0, |m| m.failed),
+                tokens: total.map_or(0, |m| m.tokens),
+                recent: base
+                    .and_then(|b| now.delta(b, name))
+                    .map(|d| Recent::of(&d, &now.duration_bounds)),
+                history: ModelHistory::of(samples, name),
+            }
+        })
+        .collect();
+    models.sort_by(|a, b| {
+        b.requests
+            .cmp(&a.requests)
+            .then_with(|| a.model.cmp(&b.model))
+    });
+    models
+}
+
+/// The models that waited for a parallel slot, with their recent waits and P95.
+fn queue_wait(now: &Sample, base: Option<&Sample>) -> Vec<QueueWait> {
+    now.models
+        .iter()
+        .filter(|m| m.queue_wait.last().is_some_and(|n| *n > 0))
+        .map(|m| {
+            let d = base.and_then(|b| now.delta(b, &m.name));
+            QueueWait {
+                model: m.name.to_string(),
+                waits: m.queue_wait.last().copied().unwrap_or(0),
+                recent_waits: d
+                    .as_ref()
+                    .map(|d| d.queue_wait.last().copied().unwrap_or(0)),
+                p95_seconds: d.and_then(|d| quantile(0.95, &now.queue_bounds, &d.queue_wait)),
+            }
+        })
+        .collect()
+}
+
+// === impl ModelHistory ===
+
+impl ModelHistory {
+    /// The rates of `model` between each two samples of the ring, oldest first.
+    fn of(samples: &VecDeque<Sample>, model: &str) -> ModelHistory {
+        let history: Vec<Option<Delta>> = samples
+            .iter()
+            .zip(samples.iter().skip(1))
+            .map(|(a, b)| b.delta(a, model))
+            .collect();
+        let rate = |n: fn(&Delta) -> u64| {
+            history
+                .iter()
+                .map(|d| d.as_ref().map(|d| round(d.per_second(n(d)))))
+                .collect()
+        };
+        ModelHistory {
+            requests_per_second: rate(|d| d.requests),
+            errors_per_second: rate(|d| d.failed),
+            tokens_per_second: rate(|d| d.tokens),
+        }
+    }
+}
+
+// === impl History ===
+
+impl History {
+    fn of(samples: &VecDeque<Sample>) -> History {
+        History {
+            interval_seconds: ring::EVERY.as_secs(),
+            capacity: ring::SAMPLES,
+            samples: samples.len(),
+            bytes: samples.iter().map(Sample::bytes).sum(),
+            in_flight: samples.iter().map(|s| s.in_flight).collect(),
+        }
     }
 }
 
@@ -290,13 +319,13 @@ fn round(x: f64) -> f64 {
 }
 
 /// `/status`: the page, figures rendered in, no caching, nothing but itself allowed to load.
-pub fn html_response(status: &Status) -> Response {
+pub(crate) fn html_response(status: &Status) -> Response {
     let page = html::page(status);
     with_headers(page, "text/html; charset=utf-8")
 }
 
 /// `/status.json`.
-pub fn json_response(status: &Status) -> Response {
+pub(crate) fn json_response(status: &Status) -> Response {
     let body = serde_json::to_string(status).unwrap_or_default();
     with_headers(body, "application/json")
 }
@@ -324,7 +353,11 @@ fn with_headers(body: String, content_type: &'static str) -> Response {
 
 /// The sampling task of one instance: a sample of the store every [`ring::EVERY`] (the first
 /// at once) until the stop flag is set.
-pub async fn sample_every(ring: Arc<Ring>, store: Arc<Store>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn sample_every(
+    ring: Arc<Ring>,
+    store: Arc<Store>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(ring::EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -9,7 +9,7 @@
 //! per-window mutex for the two latency rings. Only a model's first request, one past the
 //! cap, or one labelled by its answer looks the map up again ([`Store::record`]). The map's
 //! write lock is only taken the first time a model is seen, and an endpoint's stats are
-//! allocated the first time a model is recorded on it (see `store/model.rs` for the memory
+//! allocated the first time a model is recorded on it (see `store/model_stats.rs` for the memory
 //! per model).
 //!
 //! What counts where, for one [`Record`]:
@@ -29,9 +29,9 @@ mod cap;
 mod clients;
 mod families;
 pub mod histogram;
-mod model;
+mod model_stats;
 mod otel;
-pub mod window;
+pub(crate) mod window;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -46,11 +46,11 @@ use crate::vocab::{Outcome, Record, OTHER_MODEL};
 use cap::LabelCap;
 use clients::ClientStats;
 use histogram::{Histogram, NANOS, OVERHEAD_BUCKETS};
-use model::ModelStats;
+use model_stats::ModelStats;
 
 /// Observations kept per model for the summary quantiles: the original plugin's 1000 (every
 /// instance's store uses it; tests use smaller windows).
-pub const DEFAULT_WINDOW: usize = 1000;
+pub(crate) const DEFAULT_WINDOW: usize = 1000;
 
 /// All metrics of one tap instance; shared as `Arc<Store>` by every request.
 #[derive(Debug)]
@@ -73,14 +73,14 @@ pub struct Store {
 
 /// A model Ollama has loaded (`/api/ps`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct LoadedModel {
-    pub name: String,
+pub(crate) struct LoadedModel {
+    pub(crate) name: String,
     /// `size`
-    pub size_bytes: u64,
+    pub(crate) size_bytes: u64,
     /// `size_vram`
-    pub vram_bytes: u64,
+    pub(crate) vram_bytes: u64,
     /// `context_length`, when Ollama reports it.
-    pub context_length: Option<u64>,
+    pub(crate) context_length: Option<u64>,
 }
 
 /// A request counted in `ollama_requests_in_flight` until this guard drops, from
@@ -92,7 +92,7 @@ pub struct LoadedModel {
 /// label would find: [`Store::finish`] records into them without looking again.
 #[derive(Debug)]
 #[must_use = "the request stops counting as in flight when the guard drops"]
-pub struct InFlight {
+pub(crate) struct InFlight {
     stats: Arc<ModelStats>,
 }
 
@@ -106,7 +106,7 @@ impl Store {
     }
 
     /// An empty store that gives at most `max_models` distinct models a label of their own.
-    pub fn with_max_models(window: usize, max_models: usize) -> Self {
+    pub(crate) fn with_max_models(window: usize, max_models: usize) -> Self {
         Store {
             window,
             up: AtomicBool::new(false),
@@ -122,14 +122,14 @@ impl Store {
 
     /// This store, also exporting the OpenTelemetry GenAI names (`otel_semconv = true`):
     /// from the same records, with no second measurement (see `store/otel.rs`).
-    pub fn with_otel(mut self, otel: bool) -> Self {
+    pub(crate) fn with_otel(mut self, otel: bool) -> Self {
         self.otel = otel;
         self
     }
 
     /// The store, also counting requests per (client, model), with at most `max_clients`
     /// client labels besides `unknown` and `other`.
-    pub fn count_clients(mut self, max_clients: usize) -> Self {
+    pub(crate) fn count_clients(mut self, max_clients: usize) -> Self {
         self.clients = Some(ClientStats::new(max_clients));
         self
     }
@@ -139,7 +139,7 @@ impl Store {
     /// Cardinality guard: a model gets a label of its own the first time it is recorded with
     /// an answer other than 404, while fewer than `max_models` have one; otherwise it is
     /// counted under [`OTHER_MODEL`]. Every request is counted somewhere.
-    pub fn record(&self, r: &Record<'_>) {
+    pub(crate) fn record(&self, r: &Record<'_>) {
         let stats = self.admit(r.model, r.outcome);
         stats.record(r, self.otel);
         self.record_client(&stats.name, r);
@@ -149,7 +149,7 @@ impl Store {
     /// given to [`Store::finish`]). A model that has no label of its own yet (its first
     /// request) is in flight under [`OTHER_MODEL`]. One read lock, one lookup (two for a
     /// model without a label, under the same lock).
-    pub fn begin(&self, model: &str) -> InFlight {
+    pub(crate) fn begin(&self, model: &str) -> InFlight {
         let found = {
             let models = self.models.read();
             models
@@ -166,7 +166,7 @@ impl Store {
     /// guard is consumed: −1 exactly once). Same accounting as [`Store::record`]; when the
     /// guard's stats are the recorded model's own (the model had its label at the start and
     /// the record carries that label) they take the record directly, without a lookup.
-    pub fn finish(&self, begun: InFlight, r: &Record<'_>) {
+    pub(crate) fn finish(&self, begun: InFlight, r: &Record<'_>) {
         if begun.counts_as(r.model) {
             begun.stats.record(r, self.otel);
             self.record_client(&begun.stats.name, r);
@@ -216,23 +216,23 @@ impl Store {
     /// the proxy's `PEEK_LIMIT` (to the end or the limit for zstd bodies and the
     /// `include_usage` rewrite): a slow upload shows here. Requests refused before forwarding
     /// (absolute-form, `CONNECT`, 431, a body that broke off during the peek) are not observed.
-    pub fn observe_overhead(&self, d: Duration) {
+    pub(crate) fn observe_overhead(&self, d: Duration) {
         self.overhead.observe_duration(d);
     }
 
     /// ollama_up: 1 when the backend answered the last check
-    pub fn set_up(&self, up: bool) {
+    pub(crate) fn set_up(&self, up: bool) {
         self.up.store(up, Relaxed);
     }
 
     /// The backend's version for `ollama_backend_info`; `None` (or empty) removes the series.
-    pub fn set_backend_version(&self, version: Option<&str>) {
+    pub(crate) fn set_backend_version(&self, version: Option<&str>) {
         let version = version.filter(|v| !v.is_empty()).map(Box::from);
         *self.version.write() = version;
     }
 
     /// Replaces the loaded models wholesale. Sorted by name; of duplicate names the first wins.
-    pub fn set_loaded_models(&self, mut models: Vec<LoadedModel>) {
+    pub(crate) fn set_loaded_models(&self, mut models: Vec<LoadedModel>) {
         models.sort_by(|a, b| a.name.cmp(&b.name));
         models.dedup_by(|later, first| later.name == first.name);
         *self.loaded.lock() = models;
@@ -268,7 +268,8 @@ impl Store {
     }
 
     /// Distinct model labels tracked, `other` included.
-    pub fn models(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn models(&self) -> usize {
         self.models.read().len()
     }
 

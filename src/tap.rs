@@ -7,13 +7,14 @@
 
 pub mod include_usage;
 pub mod json_scan;
-pub mod model;
+pub(crate) mod model_label;
 pub mod ndjson;
 pub mod openai;
-mod progress;
+mod progress_line;
 pub mod reading;
 pub mod sniff;
 pub mod sse;
+mod usage_stripped;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,31 +29,30 @@ use tokio::time::Instant;
 use crate::error::{BoxError, IdleTimeout};
 use crate::store::{InFlight, Store};
 use crate::vocab::{ApiFamily, Endpoint, Outcome, Record, UNKNOWN_MODEL};
-use include_usage::UsageStripper;
 use ndjson::NdjsonReader;
 use openai::OpenAiReader;
 use reading::Reading;
+pub(crate) use usage_stripped::strips_usage;
+pub use usage_stripped::UsageStripped;
 
 /// One metered request. Records exactly once: when its [`TapBody`] sees the answer end or
 /// fail, through [`Meter::fail`] when the backend never answered, or on drop as
 /// `client_aborted` (the client went away before the answer ended).
 pub struct Meter {
     store: Arc<Store>,
-    pub endpoint: Endpoint,
+    pub(crate) endpoint: Endpoint,
     /// The normalised `model` label, once the request (or the answer) named one.
     model: Option<String>,
     start: Instant,
     /// Taken by [`Meter::set_model`] (one map lookup) and handed to the store with the record.
     in_flight: Option<InFlight>,
-    /// `include_usage` was added upstream: the usage chunk is removed from the answer.
-    pub strip_usage: bool,
     recorded: bool,
     /// The client label the proxy found (client attribution), if any.
     client: Option<String>,
 }
 
 /// The reader of one answer, chosen by endpoint and content type.
-pub enum Reader {
+pub(crate) enum Reader {
     Native(NdjsonReader),
     OpenAi(OpenAiReader),
     /// No stats in the answer (`/api/embeddings`): a 2xx body read to its end is a success.
@@ -68,9 +68,6 @@ pub struct TapBody<B> {
     /// The answer is a stream (NDJSON or SSE): time to first token applies.
     streamed: bool,
     first_content: Option<Instant>,
-    stripper: Option<UsageStripper>,
-    /// The end was seen and the stripper's last bytes were sent: next is the end of body.
-    ended: bool,
     /// The inner body said it has no more data (all of a sized body was read).
     all_read: bool,
 }
@@ -85,28 +82,27 @@ impl Meter {
             model: None,
             start,
             in_flight: None,
-            strip_usage: false,
             recorded: false,
             client: None,
         }
     }
 
     /// Sets the client the request named (a label already bounded and made safe).
-    pub fn set_client(&mut self, client: Option<String>) {
+    pub(crate) fn set_client(&mut self, client: Option<String>) {
         self.client = client;
     }
 
     /// Sets the model named by the request body (normalised: a name with a tag is kept as it
     /// is, no copy) and counts the request in flight, which finds the stats it will most
     /// likely be recorded into (one map lookup for the whole request).
-    pub fn set_model(&mut self, model: Option<String>) {
-        self.model = model.map(model::normalize).filter(|m| !m.is_empty());
+    pub(crate) fn set_model(&mut self, model: Option<String>) {
+        self.model = model.map(model_label::normalize).filter(|m| !m.is_empty());
         let label = self.model.as_deref().unwrap_or(UNKNOWN_MODEL);
         self.in_flight = Some(self.store.begin(label));
     }
 
     /// The backend was unreachable or too slow before answering anything.
-    pub fn fail(&mut self, outcome: Outcome) {
+    pub(crate) fn fail(&mut self, outcome: Outcome) {
         self.record(outcome, None, None);
     }
 
@@ -123,7 +119,7 @@ impl Meter {
             None => {
                 answer_model = reading
                     .and_then(|r| r.model.as_deref())
-                    .map(model::normalize);
+                    .map(model_label::normalize);
                 answer_model
                     .as_deref()
                     .filter(|m| !m.is_empty())
@@ -161,7 +157,7 @@ impl Drop for Meter {
 
 impl Reader {
     /// The reader for an answer of `endpoint` with these headers.
-    pub fn for_answer(endpoint: Endpoint, headers: &HeaderMap) -> Reader {
+    pub(crate) fn for_answer(endpoint: Endpoint, headers: &HeaderMap) -> Reader {
         match (endpoint.api_family(), endpoint) {
             (_, Endpoint::Embeddings) => Reader::Opaque(Reading::default()),
             (_, Endpoint::Embed) => Reader::Native(NdjsonReader::single_object()),
@@ -198,7 +194,7 @@ impl Reader {
 }
 
 /// Whether the answer is an SSE stream.
-fn is_event_stream(headers: &HeaderMap) -> bool {
+pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
@@ -217,8 +213,6 @@ fn is_stream(headers: &HeaderMap) -> bool {
 impl<B> TapBody<B> {
     pub fn new(inner: B, meter: Meter, status: StatusCode, headers: &HeaderMap) -> Self {
         let streamed = is_stream(headers);
-        let stripper = (meter.strip_usage && status.is_success() && is_event_stream(headers))
-            .then(UsageStripper::new);
         TapBody {
             inner,
             reader: Reader::for_answer(meter.endpoint, headers),
@@ -226,8 +220,6 @@ impl<B> TapBody<B> {
             status,
             streamed,
             first_content: None,
-            stripper,
-            ended: false,
             all_read: false,
         }
     }
@@ -249,6 +241,29 @@ impl<B> TapBody<B> {
     }
 }
 
+impl<B: Body> TapBody<B> {
+    /// Feeds one chunk of the answer to the reader and notes when content first came. The
+    /// answer's last chunk (a sized body read whole) records the request now, before it is
+    /// handed on, so the record never lags the client's last byte (nor depends on whether
+    /// the server polls once more or drops the body).
+    fn observe(&mut self, data: &[u8]) {
+        self.reader.feed(data);
+        self.all_read = self.inner.is_end_stream();
+        if self.first_content.is_none() && self.reader.reading().content_seen {
+            self.first_content = Some(Instant::now());
+        }
+        if self.all_read {
+            self.end();
+        }
+    }
+
+    /// The answer ended cleanly: recorded as what was read says (once: see [`Meter`]).
+    fn end(&mut self) {
+        self.reader.end();
+        self.finish(None);
+    }
+}
+
 impl<B> Body for TapBody<B>
 where
     B: Body<Data = Bytes, Error = BoxError> + Unpin,
@@ -256,84 +271,41 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
+    /// Every frame is handed on as it came; the meter records at the end, on an error, or
+    /// (see [`Drop`]) when the client goes away first.
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(None);
+        let polled = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &polled {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.observe(data);
+                }
+            }
+            Some(Err(e)) => {
+                let outcome = if e.is::<IdleTimeout>() {
+                    Outcome::Timeout
+                } else {
+                    Outcome::StreamError
+                };
+                this.finish(Some(outcome));
+            }
+            None => this.end(),
         }
-        loop {
-            let polled = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-            return Poll::Ready(match polled {
-                Some(Ok(frame)) => {
-                    let Some(data) = frame.data_ref() else {
-                        return Poll::Ready(Some(Ok(frame)));
-                    };
-                    this.reader.feed(data);
-                    this.all_read = this.inner.is_end_stream();
-                    if this.first_content.is_none() && this.reader.reading().content_seen {
-                        this.first_content = Some(Instant::now());
-                    }
-                    if this.all_read && this.stripper.is_none() {
-                        // The last frame of the answer: record now, before it is handed on,
-                        // so the record never lags the client's last byte (nor depends on
-                        // whether the server polls once more or drops the body).
-                        this.reader.end();
-                        this.finish(None);
-                    }
-                    match &mut this.stripper {
-                        None => Some(Ok(frame)),
-                        Some(s) => {
-                            let mut out = Vec::with_capacity(data.len());
-                            s.filter(data, &mut out);
-                            if out.is_empty() {
-                                continue; // the whole chunk was held or removed
-                            }
-                            Some(Ok(Frame::data(Bytes::from(out))))
-                        }
-                    }
-                }
-                Some(Err(e)) => {
-                    let outcome = if e.is::<IdleTimeout>() {
-                        Outcome::Timeout
-                    } else {
-                        Outcome::StreamError
-                    };
-                    this.finish(Some(outcome));
-                    Some(Err(e))
-                }
-                None => {
-                    this.reader.end();
-                    this.finish(None);
-                    let mut rest = Vec::new();
-                    if let Some(s) = &mut this.stripper {
-                        s.finish(&mut rest);
-                    }
-                    if rest.is_empty() {
-                        None
-                    } else {
-                        this.ended = true;
-                        Some(Ok(Frame::data(Bytes::from(rest))))
-                    }
-                }
-            });
-        }
+        Poll::Ready(polled)
     }
 
     fn is_end_stream(&self) -> bool {
         // Never claim the end before the end was seen: the meter finishes on the last frame
         // (a body that says so) or on `None`.
-        self.ended || (self.meter.recorded && self.inner.is_end_stream())
+        self.meter.recorded && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.stripper.is_some() {
-            SizeHint::default()
-        } else {
-            self.inner.size_hint()
-        }
+        self.inner.size_hint()
     }
 }
 

@@ -11,36 +11,36 @@ use std::time::Duration;
 use axum::http::Method;
 
 /// Label used when neither the request nor the answer named a model.
-pub const UNKNOWN_MODEL: &str = "unknown";
+pub(crate) const UNKNOWN_MODEL: &str = "unknown";
 /// The label of requests whose model gets no label of its own: past the cap, a name the
 /// backend answered 404 for, or a first request still in flight.
-pub const OTHER_MODEL: &str = "other";
+pub(crate) const OTHER_MODEL: &str = "other";
 /// With client attribution on: the `client` label of requests that named no client.
-pub const UNKNOWN_CLIENT: &str = "unknown";
+pub(crate) const UNKNOWN_CLIENT: &str = "unknown";
 /// With client attribution on: the `client` label of new clients past `max_clients`.
-pub const OTHER_CLIENT: &str = "other";
+pub(crate) const OTHER_CLIENT: &str = "other";
 
 /// One finished metered request, as the tap saw it.
 #[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
-    pub model: &'a str,
-    pub endpoint: Endpoint,
+pub(crate) struct Record<'a> {
+    pub(crate) model: &'a str,
+    pub(crate) endpoint: Endpoint,
     /// How it ended: the `outcome` label of `ollama_endpoint_requests_total`; a 2xx answer
     /// ended cleanly is the original plugin's success, anything else its failure.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// Empty prompt / done_reason load|unload: counted as a request, kept out of token and
     /// latency figures (except `ollama_load_duration_seconds`).
-    pub load_only: bool,
-    pub usage: Usage,
-    pub finish_reason: Option<FinishReason>,
+    pub(crate) load_only: bool,
+    pub(crate) usage: Usage,
+    pub(crate) finish_reason: Option<FinishReason>,
     /// Measured by the agent: arrival → last byte.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Arrival → first chunk carrying content, thinking or tool calls; `Some` only for
     /// successful streams (ignored on failed or load-only records).
-    pub ttft: Option<Duration>,
+    pub(crate) ttft: Option<Duration>,
     /// The client the request named, as a bounded, safe label (see `proxy/client.rs`); `None`
     /// when it named none or client attribution is off.
-    pub client: Option<&'a str>,
+    pub(crate) client: Option<&'a str>,
 }
 
 /// A metered Ollama endpoint. Anything else is passed through unmetered.
@@ -68,7 +68,7 @@ pub enum Endpoint {
 
 /// Which of Ollama's APIs an endpoint belongs to, which decides how its answer is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiFamily {
+pub(crate) enum ApiFamily {
     /// Ollama's own `/api/*`: NDJSON or one JSON object with nanosecond stats.
     Native,
     /// Ollama's OpenAI and Anthropic compatibility, `/v1/*`: SSE or one JSON object with a
@@ -79,7 +79,7 @@ pub enum ApiFamily {
 /// How a metered request ended: the `outcome` label, and (through [`Outcome::is_success`])
 /// the original plugin's success/failed counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The backend answered with this HTTP status and the answer ended cleanly.
     Http(u16),
     /// The answer started but broke off or carried an error.
@@ -132,7 +132,7 @@ impl Usage {
     /// runner's `Completion` then waits for one of its `OLLAMA_NUM_PARALLEL` slots before it
     /// evaluates the prompt; so this is that slot wait, plus prompt templating and tokenizing
     /// (small next to a slot wait; the fake Ollama puts 1 ms there).
-    pub fn queue_wait_ns(&self) -> Option<u64> {
+    pub(crate) fn queue_wait_ns(&self) -> Option<u64> {
         let busy = self
             .load_duration_ns?
             .saturating_add(self.prompt_eval_duration_ns?)
@@ -158,7 +158,7 @@ impl Endpoint {
     ];
 
     /// Classifies a request. Only exact paths are metered; anything else passes through.
-    pub fn classify(method: &Method, path: &str) -> Option<Endpoint> {
+    pub(crate) fn classify(method: &Method, path: &str) -> Option<Endpoint> {
         if method != Method::POST {
             return None;
         }
@@ -177,12 +177,12 @@ impl Endpoint {
     }
 
     /// Position in [`Endpoint::ALL`], for per-endpoint arrays.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
     /// The `endpoint` label value: the path.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Endpoint::Generate => "/api/generate",
             Endpoint::Chat => "/api/chat",
@@ -197,7 +197,7 @@ impl Endpoint {
     }
 
     /// The API the endpoint belongs to.
-    pub fn api_family(self) -> ApiFamily {
+    pub(crate) fn api_family(self) -> ApiFamily {
         match self {
             Endpoint::Generate | Endpoint::Chat | Endpoint::Embed | Endpoint::Embeddings => {
                 ApiFamily::Native
@@ -210,7 +210,7 @@ impl Endpoint {
     /// OpenTelemetry's `gen_ai.operation.name` of the endpoint: `chat` (chat, OpenAI chat
     /// and responses, Anthropic messages), `text_completion` (generate, OpenAI completions)
     /// or `embeddings`.
-    pub fn otel_operation(self) -> &'static str {
+    pub(crate) fn otel_operation(self) -> &'static str {
         match self {
             Endpoint::Chat
             | Endpoint::OpenAiChat
@@ -221,7 +221,7 @@ impl Endpoint {
         }
     }
 
-    pub fn generates(self) -> bool {
+    pub(crate) fn generates(self) -> bool {
         !matches!(
             self,
             Endpoint::Embed | Endpoint::Embeddings | Endpoint::OpenAiEmbeddings
@@ -240,13 +240,13 @@ const KEY_TIMEOUT: u32 = 0x1_0004;
 impl Outcome {
     /// A 2xx answer that ended cleanly: `ollama_requests_success`, and the only outcome whose
     /// tokens and latencies are measured.
-    pub fn is_success(self) -> bool {
+    pub(crate) fn is_success(self) -> bool {
         matches!(self, Outcome::Http(c) if (200..300).contains(&c))
     }
 
     /// The `outcome` label value: `"200"`, `"404"`, `"stream_error"`, `"client_aborted"`,
     /// `"backend_unreachable"`, `"timeout"`. Common HTTP codes are static strings.
-    pub fn label(self) -> Cow<'static, str> {
+    pub(crate) fn label(self) -> Cow<'static, str> {
         Cow::Borrowed(match self {
             Outcome::StreamError => "stream_error",
             Outcome::ClientAborted => "client_aborted",
@@ -290,7 +290,7 @@ impl Outcome {
 
 impl FinishReason {
     /// From the wire value of any dialect (`stop`, `end_turn`, `max_tokens`, `tool_use`, ...).
-    pub fn parse(s: &[u8]) -> Self {
+    pub(crate) fn parse(s: &[u8]) -> Self {
         match s {
             b"stop" | b"end_turn" | b"stop_sequence" | b"completed" => FinishReason::Stop,
             b"length" | b"max_tokens" | b"max_output_tokens" => FinishReason::Length,
@@ -303,7 +303,7 @@ impl FinishReason {
     }
 
     /// The `reason` label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",

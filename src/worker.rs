@@ -16,7 +16,7 @@ thread_local! {
 }
 
 /// How many proxy worker threads serve the proxy ports: one per CPU the process may use.
-pub fn count() -> usize {
+pub(crate) fn count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     *COUNT.get_or_init(|| {
         std::thread::available_parallelism()
@@ -26,12 +26,12 @@ pub fn count() -> usize {
 }
 
 /// This thread's worker number: `1..=count()` on a proxy worker, 0 anywhere else.
-pub fn index() -> usize {
+pub(crate) fn index() -> usize {
     INDEX.get()
 }
 
 /// Marks the current thread as proxy worker `index` (`1..=count()`).
-pub fn enter(index: usize) {
+pub(crate) fn enter(index: usize) {
     INDEX.set(index);
 }
 

@@ -36,7 +36,7 @@ use ollama_tap::tap::openai::OpenAiReader;
 use ollama_tap::tap::reading::Reading;
 use ollama_tap::tap::sniff::{model_from_zstd, ModelSniffer};
 use ollama_tap::tap::sse::SseReader;
-use ollama_tap::tap::{Meter, TapBody};
+use ollama_tap::tap::{Meter, TapBody, UsageStripped};
 use ollama_tap::vocab::Endpoint;
 
 // === the generator ===
@@ -878,15 +878,19 @@ async fn tap(
     strip_usage: bool,
 ) -> (Vec<u8>, f64) {
     let store = Arc::new(Store::new(16));
-    let mut meter = Meter::new(store.clone(), endpoint, tokio::time::Instant::now());
-    meter.strip_usage = strip_usage;
+    let meter = Meter::new(store.clone(), endpoint, tokio::time::Instant::now());
     let mut headers = HeaderMap::new();
     if let Some(ct) = content_type {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     }
     let frames: Vec<Bytes> = chunks.into_iter().map(Bytes::copy_from_slice).collect();
     let body = TapBody::new(Chunks(frames.into_iter()), meter, status, &headers);
-    let out = body.collect().await.expect("no error").to_bytes().to_vec();
+    let out = if strip_usage {
+        UsageStripped::new(body).collect().await
+    } else {
+        body.collect().await
+    };
+    let out = out.expect("no error").to_bytes().to_vec();
     let recorded = store
         .snapshot()
         .iter()

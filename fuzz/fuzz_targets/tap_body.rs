@@ -1,6 +1,7 @@
-//! `TapBody`: forwards exactly the bytes it received (with `strip_usage` off, for every
-//! endpoint and content type), forwards what `UsageStripper` gives when the agent stripped
-//! usage, never panics, and records the request exactly once. Input: an endpoint byte, a
+//! `TapBody`: forwards exactly the bytes it received (for every endpoint and content type),
+//! under `UsageStripped` (as the proxy puts it over a 2xx SSE answer when it added
+//! `include_usage`) what `UsageStripper` gives, never panics, and records the request exactly
+//! once. Input: an endpoint byte, a
 //! byte of flags (content type, status, stripping), then the body as in `common::split`.
 #![no_main]
 
@@ -17,8 +18,8 @@ use libfuzzer_sys::fuzz_target;
 use ollama_tap::proxy::BoxError;
 use ollama_tap::store::Store;
 use ollama_tap::tap::include_usage::UsageStripper;
+use ollama_tap::tap::{Meter, TapBody, UsageStripped};
 use ollama_tap::vocab::Endpoint;
-use ollama_tap::tap::{Meter, TapBody};
 
 /// A body yielding the given chunks, one frame each.
 struct Chunks(std::vec::IntoIter<Bytes>);
@@ -32,6 +33,25 @@ impl Body for Chunks {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Poll::Ready(self.0.next().map(|b| Ok(Frame::data(b))))
     }
+}
+
+/// Polls `body` to its end, and once more, then drops it; the bytes it forwarded.
+fn drain<B: Body<Data = Bytes, Error = BoxError> + Unpin>(mut body: B) -> Vec<u8> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut out = Vec::new();
+    loop {
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                out.extend_from_slice(frame.data_ref().expect("a data frame"));
+            }
+            Poll::Ready(Some(Err(e))) => panic!("error frame: {e}"),
+            Poll::Ready(None) => break,
+            Poll::Pending => panic!("a ready body gave Pending"),
+        }
+    }
+    let again = Pin::new(&mut body).poll_frame(&mut cx);
+    assert!(matches!(again, Poll::Ready(None)), "data after the end");
+    out
 }
 
 const CONTENT_TYPES: [Option<&str>; 5] = [
@@ -64,8 +84,7 @@ fuzz_target!(|data: &[u8]| {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     }
     let store = Arc::new(Store::new(16));
-    let mut meter = Meter::new(store.clone(), endpoint, tokio::time::Instant::now());
-    meter.strip_usage = strip;
+    let meter = Meter::new(store.clone(), endpoint, tokio::time::Instant::now());
     let inner = Chunks(
         chunks
             .iter()
@@ -73,24 +92,14 @@ fuzz_target!(|data: &[u8]| {
             .collect::<Vec<_>>()
             .into_iter(),
     );
-    let mut tapped = TapBody::new(inner, meter, status, &headers);
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut out = Vec::new();
-    loop {
-        match Pin::new(&mut tapped).poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                out.extend_from_slice(frame.data_ref().expect("a data frame"));
-            }
-            Poll::Ready(Some(Err(e))) => panic!("error frame: {e}"),
-            Poll::Ready(None) => break,
-            Poll::Pending => panic!("a ready body gave Pending"),
-        }
-    }
-    let again = Pin::new(&mut tapped).poll_frame(&mut cx);
-    assert!(matches!(again, Poll::Ready(None)), "data after the end");
-    drop(tapped);
-
+    let tapped = TapBody::new(inner, meter, status, &headers);
     let stripped = strip && status.is_success() && content_type == Some("text/event-stream");
+    let out = if stripped {
+        drain(UsageStripped::new(tapped))
+    } else {
+        drain(tapped)
+    };
+
     if stripped {
         let (mut s, mut want) = (UsageStripper::new(), Vec::new());
         chunks.iter().for_each(|c| s.filter(c, &mut want));

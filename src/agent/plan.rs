@@ -10,17 +10,17 @@ use crate::config::Instance;
 
 /// What a reload does with the instances.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// (old index, new index): continues on its listener with the new settings.
-    pub kept: Vec<(usize, usize)>,
+    pub(crate) kept: Vec<(usize, usize)>,
     /// New indices: bind, then serve.
-    pub added: Vec<usize>,
+    pub(crate) added: Vec<usize>,
     /// Old indices: stop accepting, let in-flight requests finish, push the last samples.
-    pub removed: Vec<usize>,
+    pub(crate) removed: Vec<usize>,
 }
 
 /// The plan from `old` to `new`.
-pub fn plan(old: &[Instance], new: &[Instance]) -> Plan {
+pub(crate) fn plan(old: &[Instance], new: &[Instance]) -> Plan {
     let mut taken = vec![false; old.len()];
     let mut plan = Plan::default();
     for (j, n) in new.iter().enumerate() {

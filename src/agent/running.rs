@@ -29,9 +29,9 @@ pub(super) struct Bound {
 
 /// An instance being served.
 pub(super) struct Running {
-    pub live: Arc<Live>,
+    pub(crate) live: Arc<Live>,
     /// Its own listener's address (port 0 resolved), when it has one.
-    pub metrics_addr: Option<SocketAddr>,
+    pub(crate) metrics_addr: Option<SocketAddr>,
     /// Set: its listeners stop accepting and its connections finish their request.
     stop: watch::Sender<bool>,
     /// Its accept loops; each ends once drained.
@@ -51,7 +51,7 @@ struct Loops {
 
 impl Bound {
     /// Binds `inst`'s proxy port (and its own listener); errors name the file and field.
-    pub async fn bind(inst: &Instance) -> Result<Bound, StartError> {
+    pub(crate) async fn bind(inst: &Instance) -> Result<Bound, StartError> {
         let error = |field, addr, text: String, source| StartError::Bind {
             field,
             addr,
@@ -75,7 +75,7 @@ impl Bound {
     }
 
     /// Binds only `inst`'s own listener (a reload that moved it).
-    pub async fn bind_metrics(inst: &Instance) -> Result<Option<TcpListener>, StartError> {
+    pub(crate) async fn bind_metrics(inst: &Instance) -> Result<Option<TcpListener>, StartError> {
         let Some(addr) = inst.metrics_listen_addr else {
             return Ok(None);
         };
@@ -92,11 +92,11 @@ impl Bound {
             })
     }
 
-    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn proxy_addr(&self) -> Option<SocketAddr> {
         self.proxy.first()?.local_addr().ok()
     }
 
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref()?.local_addr().ok()
     }
 }
@@ -106,7 +106,7 @@ impl Bound {
 impl Running {
     /// Serves `state` on `bound`'s listeners (the proxy port on the workers) and starts its
     /// loops.
-    pub fn start(
+    pub(crate) fn start(
         state: Arc<InstanceState>,
         bound: Bound,
         workers: &Workers,
@@ -135,7 +135,7 @@ impl Running {
 
     /// Serves `listener` as the instance's own listener (`/metrics`, `/health`, `/status`),
     /// stopping the one it had.
-    pub fn serve_metrics(&mut self, listener: Option<TcpListener>, state: &InstanceState) {
+    pub(crate) fn serve_metrics(&mut self, listener: Option<TcpListener>, state: &InstanceState) {
         if let Some((stop, _)) = self.metrics.take() {
             let _ = stop.send(true);
         }
@@ -151,19 +151,19 @@ impl Running {
 
     /// Serves new requests with `state` and restarts the loops with it (its interval, its
     /// labels); requests in flight finish with the state they started with.
-    pub fn update(&mut self, state: Arc<InstanceState>, writers: &SharedWriters) {
+    pub(crate) fn update(&mut self, state: Arc<InstanceState>, writers: &SharedWriters) {
         self.live.set(state.clone());
         self.loops.stop();
         self.loops = Loops::start(&state, writers);
     }
 
     /// The state new requests get.
-    pub fn state(&self) -> Arc<InstanceState> {
+    pub(crate) fn state(&self) -> Arc<InstanceState> {
         self.live.state()
     }
 
     /// Stops accepting: each connection finishes the request it is serving, then closes.
-    pub fn signal_stop(&self) {
+    pub(crate) fn signal_stop(&self) {
         let _ = self.stop.send(true);
         if let Some((stop, _)) = &self.metrics {
             let _ = stop.send(true);
@@ -172,7 +172,7 @@ impl Running {
 
     /// After [`Running::signal_stop`]: waits until every connection has closed (or `until`),
     /// then stops the loops. Returns the accept loops still draining at the deadline.
-    pub async fn drained(mut self, until: tokio::time::Instant) -> usize {
+    pub(crate) async fn drained(mut self, until: tokio::time::Instant) -> usize {
         let mut tasks = std::mem::take(&mut self.served);
         tasks.extend(self.metrics.take().map(|(_, task)| task));
         let mut late = 0;

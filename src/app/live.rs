@@ -15,7 +15,7 @@ use crate::proxy::{Proxy, ProxyBody};
 use crate::server::PortService;
 
 /// An instance's current state, swapped whole by a reload.
-pub struct Live {
+pub(crate) struct Live {
     current: RwLock<Served>,
 }
 
@@ -31,19 +31,19 @@ struct Served {
 // === impl Live ===
 
 impl Live {
-    pub fn new(state: Arc<InstanceState>) -> Arc<Live> {
+    pub(crate) fn new(state: Arc<InstanceState>) -> Arc<Live> {
         Arc::new(Live {
             current: RwLock::new(Served::of(state)),
         })
     }
 
     /// The state new requests are served with.
-    pub fn state(&self) -> Arc<InstanceState> {
+    pub(crate) fn state(&self) -> Arc<InstanceState> {
         self.current.read().state.clone()
     }
 
     /// Serves new requests with `state` from now on.
-    pub fn set(&self, state: Arc<InstanceState>) {
+    pub(crate) fn set(&self, state: Arc<InstanceState>) {
         *self.current.write() = Served::of(state);
     }
 }
@@ -62,7 +62,7 @@ impl Served {
 /// listener of their own) through [`own_router`], every other request through
 /// [`Proxy::forward`]. A plain function of the request, so a proxied request costs one byte
 /// comparison (see [`is_own_path`]) and one read of the slot, not a router.
-pub fn port_service(live: Arc<Live>) -> impl PortService {
+pub(crate) fn port_service(live: Arc<Live>) -> impl PortService {
     hyper::service::service_fn(move |req: Request<Incoming>| {
         let own_path = is_own_path(req.uri().path());
         let (proxy, own) = {
@@ -81,7 +81,7 @@ pub fn port_service(live: Arc<Live>) -> impl PortService {
 
 /// What `metrics_listen_addr` serves: [`own_router`]'s endpoints, as the proxy port serves
 /// them (so that one accept loop, with its bounds, serves both).
-pub fn own_service(live: Arc<Live>) -> impl PortService {
+pub(crate) fn own_service(live: Arc<Live>) -> impl PortService {
     hyper::service::service_fn(move |req: Request<Incoming>| {
         let router = live.current.read().own.clone();
         async move { Ok(own_answer(router, req).await) }

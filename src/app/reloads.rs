@@ -6,12 +6,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::snapshot::{Family, Kind};
 
-pub const LAST_RELOAD_SUCCESSFUL: &str = "ollama_tap_config_last_reload_successful";
-pub const LAST_RELOAD_SUCCESS: &str = "ollama_tap_config_last_reload_success_timestamp_seconds";
+pub(crate) const LAST_RELOAD_SUCCESSFUL: &str = "ollama_tap_config_last_reload_successful";
+pub(crate) const LAST_RELOAD_SUCCESS: &str =
+    "ollama_tap_config_last_reload_success_timestamp_seconds";
 
 /// The outcome of the last reload; the start counts as one that took.
 #[derive(Debug)]
-pub struct ReloadStatus {
+pub(crate) struct ReloadStatus {
     ok: AtomicBool,
     /// Milliseconds since the epoch of the start or the last reload that took.
     at_ms: AtomicU64,
@@ -28,22 +29,22 @@ impl Default for ReloadStatus {
 
 impl ReloadStatus {
     /// A reload took.
-    pub fn succeeded(&self) {
+    pub(crate) fn succeeded(&self) {
         self.ok.store(true, Relaxed);
         self.at_ms.store(now_ms(), Relaxed);
     }
 
     /// A reload was refused: the configuration before it stays in force.
-    pub fn failed(&self) {
+    pub(crate) fn failed(&self) {
         self.ok.store(false, Relaxed);
     }
 
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.ok.load(Relaxed)
     }
 
     /// The two gauges.
-    pub fn families(&self, out: &mut Vec<Family>) {
+    pub(crate) fn families(&self, out: &mut Vec<Family>) {
         let mut ok = Family::new(
             LAST_RELOAD_SUCCESSFUL,
             "1 when the last reload (SIGHUP) of the configuration took, 0 when it was refused and the configuration before it stays in force.",

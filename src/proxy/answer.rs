@@ -13,14 +13,14 @@ use hyper::body::Incoming;
 
 use super::upstream::{Conn, Pool};
 use super::{BoxError, IdleBody};
-use crate::tap::TapBody;
+use crate::tap::{TapBody, UsageStripped};
 
 /// Bytes gathered into one frame at most, from frames that have already arrived.
 const GATHER_LIMIT: usize = 64 * 1024;
 /// The body of a backend answer, with the connection it arrives on: polling the body drives
 /// the connection; the connection goes back to the pool when the body has ended cleanly, and
 /// is closed when the body is dropped before (the backend sees the client go away).
-pub struct Answer {
+pub(crate) struct Answer {
     body: Incoming,
     conn: Option<Conn>,
     pool: Arc<Pool>,
@@ -34,9 +34,11 @@ pub struct Answer {
 /// An answer body on the proxy port. The tapped variant carries the dialect readers (~2.5 KB)
 /// inline: it is moved a few times per request, which costs less than boxing it would.
 #[allow(clippy::large_enum_variant)]
-pub enum ProxyBody {
+pub(crate) enum ProxyBody {
     /// An inference answer, read by the tap on its way to the client.
     Tapped(TapBody<IdleBody<Answer>>),
+    /// The same, less the usage event the agent's `include_usage` caused.
+    Stripped(UsageStripped<TapBody<IdleBody<Answer>>>),
     /// Any other backend answer, passed through.
     Plain(IdleBody<Answer>),
     /// A whole body the agent wrote (an error, `/metrics`, `/health`); `None` once sent.
@@ -182,7 +184,7 @@ impl Body for Answer {
 // === impl ProxyBody ===
 
 impl ProxyBody {
-    pub fn full(data: impl Into<Bytes>) -> Self {
+    pub(crate) fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
         ProxyBody::Full((!data.is_empty()).then_some(data))
     }
@@ -198,6 +200,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Tapped(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Stripped(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Plain(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
@@ -206,6 +209,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Tapped(b) => b.is_end_stream(),
+            ProxyBody::Stripped(b) => b.is_end_stream(),
             ProxyBody::Plain(b) => b.is_end_stream(),
             ProxyBody::Full(data) => data.is_none(),
         }
@@ -214,6 +218,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Tapped(b) => b.size_hint(),
+            ProxyBody::Stripped(b) => b.size_hint(),
             ProxyBody::Plain(b) => b.size_hint(),
             ProxyBody::Full(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))

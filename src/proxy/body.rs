@@ -12,46 +12,47 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-pub use crate::error::{BoxError, IdleTimeout};
+pub use crate::error::BoxError;
+pub(crate) use crate::error::IdleTimeout;
 
 /// The request body sent upstream: frames already read (to find the model), then the rest of
 /// the client's body, streamed.
-pub struct UpstreamBody<B = hyper::body::Incoming> {
+pub(crate) struct UpstreamBody<B = hyper::body::Incoming> {
     head: VecDeque<Frame<Bytes>>,
     head_len: u64,
     /// `None`: nothing after `head` (the agent's own requests).
     rest: Option<B>,
     /// Kept for requests whose answer wait is bounded by `timeout` (the pass-through ones).
-    progress: Option<Arc<Progress>>,
+    progress: Option<Arc<UploadProgress>>,
 }
 
 /// The client's request body failed (it hung up in the middle of its upload): told apart
 /// from the backend's failures in the upstream error's chain.
 #[derive(Debug, thiserror::Error)]
 #[error("the client's request body broke off: {0}")]
-pub struct ClientBodyError(#[source] pub BoxError);
+pub(crate) struct ClientBodyError(#[source] pub(crate) BoxError);
 
 /// When the request body last moved upstream (a frame taken by the backend connection, or its
 /// end): the wait for a non-inference answer starts again from there, so an upload slower than
 /// `timeout` is not cut while a backend that stops reading still is.
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct UploadProgress {
     base: Instant,
     /// Nanoseconds after `base` of the last move, plus one (0 = never moved).
     last: AtomicU64,
 }
 
-impl Default for Progress {
+impl Default for UploadProgress {
     fn default() -> Self {
-        Progress {
+        UploadProgress {
             base: Instant::now(),
             last: AtomicU64::new(0),
         }
     }
 }
 
-impl Progress {
-    pub fn last(&self) -> Option<Instant> {
+impl UploadProgress {
+    pub(crate) fn last(&self) -> Option<Instant> {
         match self.last.load(Ordering::Relaxed) {
             0 => None,
             n => Some(self.base + Duration::from_nanos(n - 1)),
@@ -65,7 +66,7 @@ impl Progress {
 }
 
 /// A body that fails with [`IdleTimeout`] when the inner body yields nothing for `timeout`.
-pub struct IdleBody<B> {
+pub(crate) struct IdleBody<B> {
     inner: B,
     timeout: Duration,
     /// Allocated on the first wait only: answers that arrive at once never arm a timer.
@@ -79,7 +80,7 @@ pub struct IdleBody<B> {
 // === impl UpstreamBody ===
 
 impl<B> UpstreamBody<B> {
-    pub fn new(head: VecDeque<Frame<Bytes>>, rest: B) -> Self {
+    pub(crate) fn new(head: VecDeque<Frame<Bytes>>, rest: B) -> Self {
         let head_len = head
             .iter()
             .filter_map(|f| f.data_ref())
@@ -94,7 +95,7 @@ impl<B> UpstreamBody<B> {
     }
 
     /// The client's body as it is.
-    pub fn plain(rest: B) -> Self {
+    pub(crate) fn plain(rest: B) -> Self {
         UpstreamBody {
             head: VecDeque::new(),
             head_len: 0,
@@ -104,7 +105,7 @@ impl<B> UpstreamBody<B> {
     }
 
     /// No body (the agent's own requests).
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         UpstreamBody {
             head: VecDeque::new(),
             head_len: 0,
@@ -114,7 +115,7 @@ impl<B> UpstreamBody<B> {
     }
 
     /// Shared record of the body's progress upstream.
-    pub fn progress(&self) -> Option<Arc<Progress>> {
+    pub(crate) fn progress(&self) -> Option<Arc<UploadProgress>> {
         self.progress.clone()
     }
 }
@@ -174,7 +175,7 @@ where
 // === impl IdleBody ===
 
 impl<B> IdleBody<B> {
-    pub fn new(inner: B, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: B, timeout: Duration) -> Self {
         IdleBody {
             inner,
             timeout,

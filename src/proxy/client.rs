@@ -12,7 +12,7 @@ use ring::digest::{digest, SHA256};
 use crate::config::Clients;
 
 /// Longest client label, in bytes; longer values are cut on a character boundary.
-pub const MAX_CLIENT_BYTES: usize = 128;
+pub(crate) const MAX_CLIENT_BYTES: usize = 128;
 /// Hex digits of the SHA-256 kept in a hashed label (48 bits).
 const HASH_HEX: usize = 12;
 /// Prefix of a label that is an API key's hash.
@@ -24,7 +24,7 @@ const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// An instance's client sources, ready for the hot path.
 #[derive(Debug, Clone)]
-pub struct ClientNaming {
+pub(crate) struct ClientNaming {
     headers: Vec<HeaderName>,
     from_body: bool,
     from_api_key: bool,
@@ -35,7 +35,7 @@ pub struct ClientNaming {
 
 impl ClientNaming {
     /// The naming of an instance's options; `None` when no source is configured.
-    pub fn new(c: &Clients) -> Option<Self> {
+    pub(crate) fn new(c: &Clients) -> Option<Self> {
         c.enabled().then(|| ClientNaming {
             headers: c.headers.clone(),
             from_body: c.from_body,
@@ -45,7 +45,7 @@ impl ClientNaming {
     }
 
     /// The value of the first configured header present with a non-blank value.
-    pub fn header<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
+    pub(crate) fn header<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
         self.headers.iter().find_map(|name| {
             headers
                 .get(name)
@@ -55,14 +55,14 @@ impl ClientNaming {
 
     /// Whether the body's `user` is worth reading: the option is on and no header named the
     /// client already (it would win).
-    pub fn wants_user(&self, from_header: Option<&HeaderValue>) -> bool {
+    pub(crate) fn wants_user(&self, from_header: Option<&HeaderValue>) -> bool {
         self.from_body && from_header.is_none()
     }
 
     /// The client label, in order of precedence: the header value found by
     /// [`ClientNaming::header`], else the body's `user` (when not blank), else the API key's
     /// hash; `None` when the request names no client.
-    pub fn label(
+    pub(crate) fn label(
         &self,
         from_header: Option<&HeaderValue>,
         user: Option<&str>,
@@ -130,7 +130,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// `value` as a label: control characters (newline, tab, ...) replaced by `_`, cut to at most
 /// [`MAX_CLIENT_BYTES`] on a character boundary. Quotes and backslashes stay: the exposition
 /// escapes them.
-pub fn safe_label(value: &str) -> String {
+pub(crate) fn safe_label(value: &str) -> String {
     let mut out = String::with_capacity(value.len().min(MAX_CLIENT_BYTES));
     for c in value.chars() {
         let c = if c.is_control() { '_' } else { c };

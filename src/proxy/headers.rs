@@ -14,7 +14,7 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Removes hop-by-hop headers, including those named by `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if let Some(listed) = headers.get(header::CONNECTION).cloned() {
         if let Ok(listed) = listed.to_str() {
             for name in listed.split(',').map(str::trim).filter(|n| !n.is_empty()) {

@@ -17,17 +17,17 @@ use super::UpstreamBody;
 
 /// How much of an inference request body is read, at most, before the request is sent on.
 /// The rest is streamed; the answer's own `model` is the fallback.
-pub const PEEK_LIMIT: usize = 256 * 1024;
+pub(crate) const PEEK_LIMIT: usize = 256 * 1024;
 
 /// The start of a request body, read before forwarding, and what it said.
-pub struct Peeked<B> {
-    pub head: VecDeque<Frame<Bytes>>,
-    pub rest: B,
-    pub model: Option<String>,
+pub(crate) struct Peeked<B> {
+    pub(crate) head: VecDeque<Frame<Bytes>>,
+    pub(crate) rest: B,
+    pub(crate) model: Option<String>,
     /// The top-level `user`, when it was asked for and found.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// The whole body is in `head`.
-    pub whole: bool,
+    pub(crate) whole: bool,
 }
 
 // === impl Peeked ===
@@ -37,7 +37,7 @@ impl<B: Body<Data = Bytes> + Unpin> Peeked<B> {
     /// read up to the limit and its start decompressed; `want_whole` keeps reading to the end
     /// (within the limit) so the body can be rewritten; `want_user` until the top-level `user`
     /// is read too or the object ends (within the limit). Without it, not a byte more is read.
-    pub async fn read(
+    pub(crate) async fn read(
         mut body: B,
         zstd: bool,
         want_whole: bool,
@@ -89,7 +89,11 @@ impl<B: Body<Data = Bytes> + Unpin> Peeked<B> {
     /// With the `include_usage` option: adds `stream_options.include_usage` to a whole,
     /// uncompressed, streamed `/v1/chat/completions` body that lacks `stream_options`, and
     /// fixes `Content-Length`. Returns whether the body was changed.
-    pub fn add_include_usage(&mut self, endpoint: Endpoint, headers: &mut HeaderMap) -> bool {
+    pub(crate) fn add_include_usage(
+        &mut self,
+        endpoint: Endpoint,
+        headers: &mut HeaderMap,
+    ) -> bool {
         if endpoint != Endpoint::OpenAiChat
             || !self.whole
             || headers.contains_key(header::CONTENT_ENCODING)
@@ -106,13 +110,13 @@ impl<B: Body<Data = Bytes> + Unpin> Peeked<B> {
         true
     }
 
-    pub fn into_body(self) -> UpstreamBody<B> {
+    pub(crate) fn into_body(self) -> UpstreamBody<B> {
         UpstreamBody::new(self.head, self.rest)
     }
 }
 
 /// Whether a request body is zstd-compressed (Ollama accepts that on `/v1/*`).
-pub fn is_zstd(headers: &HeaderMap) -> bool {
+pub(crate) fn is_zstd(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"zstd"))

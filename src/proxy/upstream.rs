@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::http::request::Parts;
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
-use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -28,6 +29,7 @@ use tower_service::Service;
 
 use super::answer::Answer;
 use super::body::UpstreamBody;
+use super::headers::strip_hop_by_hop;
 use crate::worker;
 
 /// Idle connections kept to the backend in all, shared out between the pools (the original
@@ -46,13 +48,13 @@ type Io = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::Tcp
 
 /// One backend connection: the handle requests are sent on, and the connection itself, which
 /// whoever holds it must poll.
-pub struct Conn {
+pub(crate) struct Conn {
     pub(super) sender: http1::SendRequest<UpstreamBody>,
     pub(super) conn: http1::Connection<Io, UpstreamBody>,
 }
 
 /// The idle connections of one backend.
-pub struct Pool {
+pub(crate) struct Pool {
     idle: Mutex<Vec<(Conn, Instant)>>,
     /// Idle connections this pool keeps at most.
     cap: usize,
@@ -60,7 +62,7 @@ pub struct Pool {
 
 /// Why a request got no answer head from the backend.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// No connection could be opened.
     #[error("connect: {0}")]
     Connect(#[source] crate::proxy::BoxError),
@@ -70,7 +72,7 @@ pub enum SendError {
 }
 
 /// The backend: the pool and the parts of `ollama_url` every request needs.
-pub struct Upstream {
+pub(crate) struct Upstream {
     connector: Connector,
     /// One pool per proxy worker thread, and one (index 0) for every other thread: a
     /// connection stays with the runtime whose reactor it is registered with.
@@ -78,20 +80,20 @@ pub struct Upstream {
     /// `scheme://authority` of `ollama_url`, what the connector dials.
     base: Uri,
     /// The `Host` header every request gets.
-    pub host: HeaderValue,
+    pub(crate) host: HeaderValue,
     /// Path prefix of `ollama_url` without its trailing `/` ("" for none).
     prefix: String,
     /// `ollama_url` as configured, for messages.
-    pub url: String,
+    pub(crate) url: String,
     /// Bounds connecting, waiting for non-inference answers, each gap inside an answer, and
     /// the agent's own GETs as a whole.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 // === impl Upstream ===
 
 impl Upstream {
-    pub fn new(url: &Uri, timeout: Duration) -> Self {
+    pub(crate) fn new(url: &Uri, timeout: Duration) -> Self {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(timeout));
         http.set_nodelay(true);
@@ -140,8 +142,18 @@ impl Upstream {
         }
     }
 
+    /// A client's request head as it goes to the backend: the target origin-form under
+    /// `ollama_url`, HTTP/1.1 whatever the client spoke (an HTTP/1.0 client still gets its
+    /// answer), no hop-by-hop headers, the backend's `Host`.
+    pub(crate) fn address(&self, parts: &mut Parts) {
+        parts.uri = self.target_for(parts.uri.path_and_query());
+        parts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(header::HOST, self.host.clone());
+    }
+
     /// The origin-form target for a request's path and query under `ollama_url`'s prefix.
-    pub fn target_for(&self, path: Option<&PathAndQuery>) -> Uri {
+    pub(crate) fn target_for(&self, path: Option<&PathAndQuery>) -> Uri {
         if self.prefix.is_empty() {
             // The request's own path and query, shared, not copied or parsed again.
             return path.map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
@@ -154,7 +166,10 @@ impl Upstream {
     /// Sends `req` (origin-form target, `Host` set) on a pooled or new connection and waits
     /// for the answer head. A reused connection that the backend closed while it was idle
     /// gives the request back unsent: it is sent once more on a new connection.
-    pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Answer>, SendError> {
+    pub(crate) async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Answer>, SendError> {
         let mut req = req;
         let mut reused = true;
         loop {
@@ -183,14 +198,17 @@ impl Upstream {
     }
 
     /// The agent's own GET (the backend check), with `timeout` for the whole answer.
-    pub async fn get(&self, path: &'static str) -> Result<(StatusCode, Bytes), String> {
+    pub(crate) async fn get(&self, path: &'static str) -> Result<(StatusCode, Bytes), String> {
         let req = Request::get(self.target_for(Some(&PathAndQuery::from_static(path))))
             .header(header::HOST, self.host.clone())
             .header(header::USER_AGENT, crate::USER_AGENT)
             .body(UpstreamBody::empty())
             .map_err(|e| e.to_string())?;
         let fetch = async {
-            let res = self.send(req).await.map_err(|e| super::describe(&e))?;
+            let res = self
+                .send(req)
+                .await
+                .map_err(|e| super::failure::describe(&e))?;
             let status = res.status();
             let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
             Ok((status, body.to_bytes()))

@@ -13,7 +13,7 @@ use super::wire::Encoded;
 
 /// Where a writer's samples wait.
 #[derive(Debug)]
-pub struct Backlog {
+pub(crate) struct Backlog {
     store: Store,
     stats: Arc<Stats>,
     /// The URL, for log lines.
@@ -33,12 +33,12 @@ enum Store {
 
 impl Backlog {
     /// A memory queue for at most `capacity` samples.
-    pub fn memory(capacity: usize, stats: Arc<Stats>, url: String) -> Backlog {
+    pub(crate) fn memory(capacity: usize, stats: Arc<Stats>, url: String) -> Backlog {
         Backlog::new(Store::Memory(Queue::new(capacity)), stats, url)
     }
 
     /// The disk queue `queue`, as opened (its gauges set at once).
-    pub fn disk(queue: DiskQueue, stats: Arc<Stats>, url: String) -> Backlog {
+    pub(crate) fn disk(queue: DiskQueue, stats: Arc<Stats>, url: String) -> Backlog {
         Backlog::new(Store::Disk(Box::new(queue)), stats, url)
     }
 
@@ -56,7 +56,7 @@ impl Backlog {
     /// Appends a snapshot stamped `ts_ms`; returns the samples dropped to make room. A
     /// snapshot that cannot be written is counted as `write_error` and logged here: once when
     /// writing starts failing, once when it works again.
-    pub fn push(&mut self, snapshot: &Encoded, ts_ms: i64) -> u64 {
+    pub(crate) fn push(&mut self, snapshot: &Encoded, ts_ms: i64) -> u64 {
         let full = match &mut self.store {
             Store::Memory(q) => {
                 let n = q.push(snapshot) as u64;
@@ -88,7 +88,7 @@ impl Backlog {
 
     /// Pins the oldest samples for a request (see [`Queue::pin_batch`]); a disk queue first
     /// drops what has grown older than its `queue_max_age`.
-    pub fn pin_batch(&mut self, max_samples: usize, body: &mut Vec<u8>) -> Pinned {
+    pub(crate) fn pin_batch(&mut self, max_samples: usize, body: &mut Vec<u8>) -> Pinned {
         let pinned = match &mut self.store {
             Store::Memory(q) => q.pin_batch(max_samples, body),
             Store::Disk(q) => {
@@ -101,7 +101,7 @@ impl Backlog {
     }
 
     /// The batch in flight left the queue (accepted, or rejected for good).
-    pub fn commit(&mut self) {
+    pub(crate) fn commit(&mut self) {
         match &mut self.store {
             Store::Memory(q) => q.commit(),
             Store::Disk(q) => q.commit(),
@@ -110,7 +110,7 @@ impl Backlog {
     }
 
     /// The batch in flight is to be tried again.
-    pub fn unpin(&mut self) {
+    pub(crate) fn unpin(&mut self) {
         match &mut self.store {
             Store::Memory(q) => q.unpin(),
             Store::Disk(q) => q.unpin(),
@@ -118,7 +118,7 @@ impl Backlog {
     }
 
     /// Samples waiting, the batch in flight included.
-    pub fn samples(&self) -> usize {
+    pub(crate) fn samples(&self) -> usize {
         match &self.store {
             Store::Memory(q) => q.samples(),
             Store::Disk(q) => q.samples(),

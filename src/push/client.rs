@@ -11,17 +11,17 @@ use super::PushError;
 use crate::config::Writer;
 
 /// Protocol constants: the headers every remote-write request carries.
-pub mod headers {
-    pub const CONTENT_ENCODING: &str = "content-encoding";
-    pub const SNAPPY: &str = "snappy";
-    pub const CONTENT_TYPE: &str = "content-type";
-    pub const APPLICATION_X_PROTOBUF: &str = "application/x-protobuf";
-    pub const USER_AGENT: &str = "user-agent";
-    pub const X_PROMETHEUS_REMOTE_WRITE_VERSION: &str = "x-prometheus-remote-write-version";
+pub(crate) mod headers {
+    pub(crate) const CONTENT_ENCODING: &str = "content-encoding";
+    pub(crate) const SNAPPY: &str = "snappy";
+    pub(crate) const CONTENT_TYPE: &str = "content-type";
+    pub(crate) const APPLICATION_X_PROTOBUF: &str = "application/x-protobuf";
+    pub(crate) const USER_AGENT: &str = "user-agent";
+    pub(crate) const X_PROMETHEUS_REMOTE_WRITE_VERSION: &str = "x-prometheus-remote-write-version";
     /// Remote-write 1.0 sends this version string.
-    pub const VERSION: &str = "0.1.0";
+    pub(crate) const VERSION: &str = "0.1.0";
     /// Headers that a writer's `headers` pairs may not override.
-    pub const RESERVED: [&str; 4] = [
+    pub(crate) const RESERVED: [&str; 4] = [
         CONTENT_ENCODING,
         CONTENT_TYPE,
         USER_AGENT,
@@ -30,13 +30,13 @@ pub mod headers {
 }
 
 /// At most this much of an error body is read and logged.
-pub const MAX_ERROR_BODY: usize = 512;
+pub(crate) const MAX_ERROR_BODY: usize = 512;
 /// Reading an error body never takes longer than this (even with `timeout = 0`).
 const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sends bodies to one writer URL.
 #[derive(Debug)]
-pub struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     url: Url,
     /// The four reserved headers, then the writer's own pairs.
@@ -48,10 +48,10 @@ pub struct Client {
 
 /// The answer to one attempt.
 #[derive(Debug)]
-pub struct Reply {
-    pub action: RetryAction,
+pub(crate) struct Reply {
+    pub(crate) action: RetryAction,
     /// For the logs: `HTTP 400 Bad Request: "body"` or the transport error chain.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 // === impl Client ===
@@ -59,7 +59,7 @@ pub struct Reply {
 impl Client {
     /// Builds the client for `writers[index]`. A reserved header among its pairs is ignored
     /// with one warning, here; an unreadable `tls_ca` or an invalid header is an error.
-    pub fn new(index: usize, w: &Writer) -> Result<Client, PushError> {
+    pub(crate) fn new(index: usize, w: &Writer) -> Result<Client, PushError> {
         let url = Url::parse(&w.url).map_err(|e| PushError::Url {
             index,
             url: redact(&w.url),
@@ -94,7 +94,7 @@ impl Client {
     }
 
     /// POSTs one compressed body and classifies the answer. Never panics, never retries.
-    pub async fn send(&self, body: Vec<u8>) -> Reply {
+    pub(crate) async fn send(&self, body: Vec<u8>) -> Reply {
         let mut request = self
             .http
             .post(self.url.clone())
@@ -216,7 +216,7 @@ fn ca_certificates(index: usize, w: &Writer) -> Result<Vec<Certificate>, PushErr
 }
 
 /// The URL without userinfo (`user:pass@`), as written otherwise: the `url` label and logs.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
@@ -229,7 +229,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// An error and its sources on one line: `a: b: c`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -26,24 +26,24 @@ use std::time::Duration;
 use super::queue::Pinned;
 use super::record::{self, Meta};
 use super::wire::{Encoded, Entry};
-pub use files::{dir_for, Recovery};
+pub(crate) use files::{dir_for, Recovery};
 
 /// Samples dropped since the last [`DiskQueue::take_losses`], by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Losses {
+pub(crate) struct Losses {
     /// Deleted, oldest first, to stay under `max_bytes`.
-    pub disk_full: u64,
+    pub(crate) disk_full: u64,
     /// Older than `max_age` when their turn came.
-    pub too_old: u64,
+    pub(crate) too_old: u64,
     /// In records that did not check out (a crash, a damaged disk).
-    pub corrupt: u64,
+    pub(crate) corrupt: u64,
     /// In snapshots that could not be written (the disk full or failing).
-    pub write_error: u64,
+    pub(crate) write_error: u64,
 }
 
 /// A writer's queue in a directory of its own.
 #[derive(Debug)]
-pub struct DiskQueue {
+pub(crate) struct DiskQueue {
     dir: PathBuf,
     /// Held (`flock`) while the queue is open: one agent per directory.
     _lock: File,
@@ -94,7 +94,7 @@ impl DiskQueue {
     /// Appends one snapshot, all of it at `ts_ms`. When the disk bound is reached, the oldest
     /// segments go first (counted as `disk_full`); a snapshot that cannot be written at all
     /// is counted as `write_error`, and the error returned for the caller to log.
-    pub fn push(&mut self, snapshot: &Encoded, ts_ms: i64) -> std::io::Result<()> {
+    pub(crate) fn push(&mut self, snapshot: &Encoded, ts_ms: i64) -> std::io::Result<()> {
         let entries = snapshot.entries();
         if entries.is_empty() {
             return Ok(());
@@ -207,7 +207,7 @@ impl DiskQueue {
 
     /// Drops the oldest records stamped before `now_ms - max_age` (nothing while a batch is
     /// in flight), counted as `too_old`.
-    pub fn expire(&mut self, now_ms: i64) {
+    pub(crate) fn expire(&mut self, now_ms: i64) {
         let Some(max_age) = self.max_age_ms else {
             return;
         };
@@ -284,7 +284,7 @@ impl DiskQueue {
 
     /// Pins the oldest series, at most `max_samples` samples (at least one series when not
     /// empty), and appends them to `body`, as [`super::queue::Queue::pin_batch`] does.
-    pub fn pin_batch(&mut self, max_samples: usize, body: &mut Vec<u8>) -> Pinned {
+    pub(crate) fn pin_batch(&mut self, max_samples: usize, body: &mut Vec<u8>) -> Pinned {
         debug_assert!(self.pinned.is_none(), "a batch is already in flight");
         let mut pinned = Pinned {
             series: 0,
@@ -318,7 +318,7 @@ impl DiskQueue {
     }
 
     /// The batch in flight has left the queue (accepted, or rejected for good).
-    pub fn commit(&mut self) {
+    pub(crate) fn commit(&mut self) {
         if let Some(p) = self.pinned.take() {
             self.advance(p.rec, p.next, p.samples);
             files::write_cursor(&self.dir, self.cursor());
@@ -326,7 +326,7 @@ impl DiskQueue {
     }
 
     /// The batch in flight is to be tried again.
-    pub fn unpin(&mut self) {
+    pub(crate) fn unpin(&mut self) {
         self.pinned = None;
     }
 
@@ -362,22 +362,22 @@ impl DiskQueue {
     }
 
     /// Samples not yet sent.
-    pub fn samples(&self) -> usize {
+    pub(crate) fn samples(&self) -> usize {
         self.samples as usize
     }
 
     /// Bytes of the queue's segment files.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
 
     /// Samples dropped since the last call, by reason.
-    pub fn take_losses(&mut self) -> Losses {
+    pub(crate) fn take_losses(&mut self) -> Losses {
         std::mem::take(&mut self.losses)
     }
 
     /// The directory, for messages.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 }

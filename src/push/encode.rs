@@ -38,9 +38,9 @@ pub(super) struct LabelSet<'a> {
 /// second is `""` but for `__name__`).
 #[derive(Debug)]
 pub(super) struct Pair<'a> {
-    pub name: Cow<'a, str>,
-    pub value: Cow<'a, str>,
-    pub value_tail: &'a str,
+    pub(crate) name: Cow<'a, str>,
+    pub(crate) value: Cow<'a, str>,
+    pub(crate) value_tail: &'a str,
 }
 
 // === impl LabelSet ===
@@ -168,7 +168,8 @@ fn metric_chars(s: &str) -> bool {
 }
 
 /// `family + suffix`, valid as a Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub fn metric_name(family: &str, suffix: &str) -> String {
+#[cfg(test)]
+pub(crate) fn metric_name(family: &str, suffix: &str) -> String {
     match metric_name_parts(family, metric_chars(family), suffix) {
         (Cow::Borrowed(family), suffix) => [family, suffix].concat(),
         (Cow::Owned(whole), _) => whole,
@@ -199,7 +200,8 @@ fn metric_name_parts<'a>(
 ///
 /// Categraf replaces `- . space /` with `_`; every other character outside `[a-zA-Z0-9_]`
 /// becomes `_` too, and a leading digit gets a `_` prefix.
-pub fn label_name(name: &str) -> String {
+#[cfg(test)]
+pub(crate) fn label_name(name: &str) -> String {
     label_name_cow(name).into_owned()
 }
 

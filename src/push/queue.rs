@@ -14,7 +14,7 @@ use super::wire::{Encoded, Entry};
 
 /// A FIFO of encoded series bounded by a sample count.
 #[derive(Debug)]
-pub struct Queue {
+pub(crate) struct Queue {
     items: VecDeque<Entry>,
     /// Samples in `items`.
     samples: usize,
@@ -26,16 +26,16 @@ pub struct Queue {
 
 /// What [`Queue::pin_batch`] took: no series when the queue was empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pinned {
-    pub series: usize,
-    pub samples: usize,
+pub(crate) struct Pinned {
+    pub(crate) series: usize,
+    pub(crate) samples: usize,
 }
 
 // === impl Queue ===
 
 impl Queue {
     /// A queue for at most `capacity` samples (at least 1).
-    pub fn new(capacity: usize) -> Queue {
+    pub(crate) fn new(capacity: usize) -> Queue {
         Queue {
             items: VecDeque::new(),
             samples: 0,
@@ -48,7 +48,7 @@ impl Queue {
     /// Appends a snapshot (its series are shared, not copied); returns how many samples were
     /// dropped to make room (the oldest unpinned ones, which may include the start of this
     /// very snapshot if it alone is larger than the room left).
-    pub fn push(&mut self, snapshot: &Encoded) -> usize {
+    pub(crate) fn push(&mut self, snapshot: &Encoded) -> usize {
         for e in snapshot.entries() {
             self.samples += e.samples;
             self.items.push_back(e.clone());
@@ -74,7 +74,7 @@ impl Queue {
     /// series when not empty), and appends them to `body`: the protobuf `WriteRequest` of
     /// the batch. Pins nothing when empty. The previous batch must have been committed or
     /// unpinned.
-    pub fn pin_batch(&mut self, max_samples: usize, body: &mut Vec<u8>) -> Pinned {
+    pub(crate) fn pin_batch(&mut self, max_samples: usize, body: &mut Vec<u8>) -> Pinned {
         debug_assert_eq!(self.pinned, 0, "a batch is already in flight");
         let mut pinned = Pinned {
             series: 0,
@@ -94,7 +94,7 @@ impl Queue {
     }
 
     /// Removes the pinned batch (it was accepted, or rejected for good).
-    pub fn commit(&mut self) {
+    pub(crate) fn commit(&mut self) {
         self.items.drain(..self.pinned);
         self.samples -= self.pinned_samples;
         self.unpin();
@@ -102,13 +102,13 @@ impl Queue {
 
     /// Releases the pinned batch: it stays at the front, to be retried (or dropped when the
     /// queue overflows before the next try).
-    pub fn unpin(&mut self) {
+    pub(crate) fn unpin(&mut self) {
         self.pinned = 0;
         self.pinned_samples = 0;
     }
 
     /// Samples queued, the pinned batch included.
-    pub fn samples(&self) -> usize {
+    pub(crate) fn samples(&self) -> usize {
         self.samples
     }
 }

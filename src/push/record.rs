@@ -25,7 +25,7 @@ use prost::encoding::{decode_varint, encode_varint};
 use super::wire::Entry;
 
 /// Marks the start of every record.
-pub const MAGIC: [u8; 4] = *b"OTQ1";
+pub(crate) const MAGIC: [u8; 4] = *b"OTQ1";
 /// Bytes of a record's header.
 pub const HEADER: usize = 32;
 /// The first byte of every series: `WriteRequest.timeseries`, length-delimited.
@@ -37,12 +37,12 @@ pub struct Meta {
     /// Where the record starts in its segment.
     pub offset: u64,
     /// The payload's length (the record is `HEADER + len` bytes).
-    pub len: u32,
-    pub samples: u32,
+    pub(crate) len: u32,
+    pub(crate) samples: u32,
     pub series: u32,
     /// The snapshot's timestamp (milliseconds since the epoch).
-    pub ts_ms: i64,
-    pub payload_crc: u32,
+    pub(crate) ts_ms: i64,
+    pub(crate) payload_crc: u32,
 }
 
 /// What [`scan`] found in a segment's bytes.
@@ -53,7 +53,7 @@ pub struct Scan {
     /// Bytes that belong to no readable record (damaged, or cut short).
     pub lost_bytes: u64,
     /// Samples of records whose header checks out but whose payload does not, or is cut short.
-    pub lost_samples: u64,
+    pub(crate) lost_samples: u64,
 }
 
 // === impl Meta ===
@@ -114,7 +114,7 @@ impl RecordWriter {
 
 /// The header at the start of `bytes`, if it is one that checks out (`offset` is where
 /// `bytes` starts in the segment).
-pub fn header(bytes: &[u8], offset: u64) -> Option<Meta> {
+pub(crate) fn header(bytes: &[u8], offset: u64) -> Option<Meta> {
     let head = bytes.get(..HEADER)?;
     if head[..4] != MAGIC {
         return None;

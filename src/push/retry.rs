@@ -34,7 +34,7 @@ use reqwest::StatusCode;
 
 /// The outcome of one attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetryAction {
+pub(crate) enum RetryAction {
     /// Accepted: commit the batch.
     Success,
     /// Not accepted, try again; `after` is the receiver's `Retry-After`, when it sent one;
@@ -51,8 +51,9 @@ pub enum RetryAction {
 
 /// How the wait grows: `base = min(max, min · 2^attempt)`, then jitter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Jitter {
+pub(crate) enum Jitter {
     /// Uniform in `[0, base]`.
+    #[cfg(test)]
     Full,
     /// Uniform in `[base / 2, base]`: never much shorter than the exponential step.
     Equal,
@@ -60,7 +61,7 @@ pub enum Jitter {
 
 /// Exponential backoff with jitter and a cap.
 #[derive(Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     jitter: Jitter,
@@ -76,7 +77,7 @@ struct XorShift(u64);
 
 impl RetryAction {
     /// The action for an HTTP answer.
-    pub fn from_status(status: StatusCode, headers: &HeaderMap) -> RetryAction {
+    pub(crate) fn from_status(status: StatusCode, headers: &HeaderMap) -> RetryAction {
         let retry = |after, backpressure| RetryAction::Retry {
             after,
             backpressure,
@@ -92,7 +93,7 @@ impl RetryAction {
     }
 
     /// The action for a request that got no answer (connect error, timeout, reset...).
-    pub fn from_transport_error() -> RetryAction {
+    pub(crate) fn from_transport_error() -> RetryAction {
         RetryAction::Retry {
             after: None,
             backpressure: false,
@@ -110,7 +111,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 impl Backoff {
     /// `min` is the first step, `max` the cap (a `min` above `max` is lowered to it).
-    pub fn new(min: Duration, max: Duration, jitter: Jitter) -> Backoff {
+    pub(crate) fn new(min: Duration, max: Duration, jitter: Jitter) -> Backoff {
         Backoff {
             min: min.min(max),
             max,
@@ -121,11 +122,12 @@ impl Backoff {
     }
 
     /// The wait before the next try; each call doubles the step, up to the cap.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let base = self.base();
         self.attempt = self.attempt.saturating_add(1);
         let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX);
         let (low, span) = match self.jitter {
+            #[cfg(test)]
             Jitter::Full => (0, nanos),
             Jitter::Equal => (nanos / 2, nanos - nanos / 2),
         };
@@ -137,7 +139,7 @@ impl Backoff {
     }
 
     /// The wait the receiver asked for, capped; it also counts as a step.
-    pub fn delay_for(&mut self, after: Option<Duration>) -> Duration {
+    pub(crate) fn delay_for(&mut self, after: Option<Duration>) -> Duration {
         match after {
             Some(after) => {
                 self.attempt = self.attempt.saturating_add(1);
@@ -148,7 +150,7 @@ impl Backoff {
     }
 
     /// Back to the first step (after a batch got an answer that ends the retries).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 

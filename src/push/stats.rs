@@ -10,23 +10,23 @@ use tokio::time::Instant;
 use crate::snapshot::{Family, Kind};
 
 /// Upper bounds of the request-duration histogram, in seconds.
-pub const DURATION_BUCKETS: [f64; 11] = [
+pub(crate) const DURATION_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-pub const SAMPLES_SENT: &str = "ollama_tap_remote_write_samples_sent_total";
-pub const SAMPLES_FAILED: &str = "ollama_tap_remote_write_samples_failed_total";
-pub const SAMPLES_DROPPED: &str = "ollama_tap_remote_write_samples_dropped_total";
-pub const RETRIES: &str = "ollama_tap_remote_write_retries_total";
-pub const QUEUE_SAMPLES: &str = "ollama_tap_remote_write_queue_samples";
-pub const QUEUE_BYTES: &str = "ollama_tap_remote_write_queue_bytes";
-pub const SINCE_LAST_SUCCESS: &str = "ollama_tap_remote_write_seconds_since_last_success";
-pub const REQUEST_DURATION: &str = "ollama_tap_remote_write_request_duration_seconds";
+pub(crate) const SAMPLES_SENT: &str = "ollama_tap_remote_write_samples_sent_total";
+pub(crate) const SAMPLES_FAILED: &str = "ollama_tap_remote_write_samples_failed_total";
+pub(crate) const SAMPLES_DROPPED: &str = "ollama_tap_remote_write_samples_dropped_total";
+pub(crate) const RETRIES: &str = "ollama_tap_remote_write_retries_total";
+pub(crate) const QUEUE_SAMPLES: &str = "ollama_tap_remote_write_queue_samples";
+pub(crate) const QUEUE_BYTES: &str = "ollama_tap_remote_write_queue_bytes";
+pub(crate) const SINCE_LAST_SUCCESS: &str = "ollama_tap_remote_write_seconds_since_last_success";
+pub(crate) const REQUEST_DURATION: &str = "ollama_tap_remote_write_request_duration_seconds";
 
 /// Why samples were dropped before they could be sent: the `reason` label of
 /// [`SAMPLES_DROPPED`]. A memory queue drops only for `queue_full`, a disk queue for the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// The memory queue was full (`chan_size`): the oldest samples made room.
     QueueFull,
     /// The disk queue reached `queue_max_mb`: its oldest segment made room.
@@ -42,15 +42,15 @@ pub enum DropReason {
 /// One writer's counters and queue gauges, all atomics (so `/metrics` never waits for the
 /// queue); the two compound values sit behind a mutex.
 #[derive(Debug)]
-pub struct Stats {
-    pub sent: AtomicU64,
-    pub failed: AtomicU64,
-    pub retries: AtomicU64,
+pub(crate) struct Stats {
+    pub(crate) sent: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) retries: AtomicU64,
     dropped: [AtomicU64; 5],
     /// Samples waiting, the batch in flight included.
-    pub queue_samples: AtomicU64,
+    pub(crate) queue_samples: AtomicU64,
     /// Bytes of the queue's files; `None` for a memory queue.
-    pub queue_bytes: Option<AtomicU64>,
+    pub(crate) queue_bytes: Option<AtomicU64>,
     /// The last accepted push, or the writer's start before any.
     last_success: Mutex<Instant>,
     duration: Mutex<Histogram>,
@@ -65,9 +65,9 @@ struct Histogram {
 }
 
 /// What [`families`] needs from one writer.
-pub struct View<'a> {
-    pub url: &'a str,
-    pub stats: &'a Stats,
+pub(crate) struct View<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) stats: &'a Stats,
 }
 
 // === impl DropReason ===
@@ -82,7 +82,7 @@ impl DropReason {
     ];
 
     /// The `reason` label.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             DropReason::QueueFull => "queue_full",
             DropReason::DiskFull => "disk_full",
@@ -97,7 +97,7 @@ impl DropReason {
 
 impl Stats {
     /// A memory queue's stats.
-    pub fn new() -> Stats {
+    pub(crate) fn new() -> Stats {
         Stats {
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -111,43 +111,43 @@ impl Stats {
     }
 
     /// A disk queue's stats (with the bytes gauge).
-    pub fn on_disk() -> Stats {
+    pub(crate) fn on_disk() -> Stats {
         Stats {
             queue_bytes: Some(AtomicU64::new(0)),
             ..Stats::new()
         }
     }
 
-    pub fn add(counter: &AtomicU64, n: usize) {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Relaxed);
     }
 
     /// Counts `n` samples dropped for `reason`.
-    pub fn drop_samples(&self, reason: DropReason, n: u64) {
+    pub(crate) fn drop_samples(&self, reason: DropReason, n: u64) {
         if n > 0 {
             self.dropped[reason as usize].fetch_add(n, Relaxed);
         }
     }
 
     /// Samples dropped so far, for every reason.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.iter().map(|c| c.load(Relaxed)).sum()
     }
 
     /// Sets the queue gauges.
-    pub fn set_queue(&self, samples: usize, bytes: u64) {
+    pub(crate) fn set_queue(&self, samples: usize, bytes: u64) {
         self.queue_samples.store(samples as u64, Relaxed);
         if let Some(b) = &self.queue_bytes {
             b.store(bytes, Relaxed);
         }
     }
 
-    pub fn mark_success(&self) {
+    pub(crate) fn mark_success(&self) {
         *self.last_success.lock() = Instant::now();
     }
 
     /// Records one request's duration (answered or not).
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let mut h = self.duration.lock();
         if let Some(i) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
@@ -169,7 +169,7 @@ impl Default for Stats {
 }
 
 /// The seven families, one series (or one histogram) per writer, labelled `url`.
-pub fn families(writers: &[View<'_>]) -> Vec<Family> {
+pub(crate) fn families(writers: &[View<'_>]) -> Vec<Family> {
     if writers.is_empty() {
         return Vec::new();
     }

@@ -56,9 +56,9 @@ pub struct Encoded {
 /// One series, encoded as a whole `WriteRequest.timeseries` field (key, length, message).
 #[derive(Clone, Debug)]
 pub(super) struct Entry {
-    pub bytes: Bytes,
+    pub(crate) bytes: Bytes,
     /// Samples in the series (what queue capacities and counters measure).
-    pub samples: usize,
+    pub(crate) samples: usize,
 }
 
 /// Snappy block compression with its hash table and output buffer kept between requests.
@@ -110,11 +110,12 @@ impl Encoded {
     }
 
     /// Number of series.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 

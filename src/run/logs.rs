@@ -21,7 +21,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{self, ConfigError};
 
 /// The log destination in force, and the handle that changes the level.
-pub struct Logs {
+pub(crate) struct Logs {
     target: Arc<Target>,
     /// Sets the level filter in force (`None` when another subscriber was installed first).
     filter: Option<Box<dyn Fn(EnvFilter) + Send + Sync>>,
@@ -29,7 +29,7 @@ pub struct Logs {
 }
 
 /// What [`Logs::prepare`] opened for a reload, applied by [`Logs::apply`] once it took.
-pub struct Prepared {
+pub(crate) struct Prepared {
     sink: Sink,
     filter: EnvFilter,
 }
@@ -44,7 +44,7 @@ enum Sink {
 
 impl Logs {
     /// Installs the subscriber for `config` (once per process: a second call keeps the first).
-    pub fn init(debug: bool, config: &config::Config) -> Result<Logs, ConfigError> {
+    pub(crate) fn init(debug: bool, config: &config::Config) -> Result<Logs, ConfigError> {
         let sink = open(config)?;
         let ansi = matches!(sink, Sink::Console) && std::io::stderr().is_terminal();
         let target = Arc::new(Target(RwLock::new(sink)));
@@ -68,7 +68,7 @@ impl Logs {
     }
 
     /// Opens what `config` logs to, without touching the logs in force.
-    pub fn prepare(&self, config: &config::Config) -> Result<Prepared, ConfigError> {
+    pub(crate) fn prepare(&self, config: &config::Config) -> Result<Prepared, ConfigError> {
         Ok(Prepared {
             sink: open(config)?,
             filter: filter(self.debug, config),
@@ -76,7 +76,7 @@ impl Logs {
     }
 
     /// Logs to what `prepared` opened, at its level, from now on.
-    pub fn apply(&self, prepared: Prepared) {
+    pub(crate) fn apply(&self, prepared: Prepared) {
         *self.target.0.write() = prepared.sink;
         if let Some(set) = &self.filter {
             set(prepared.filter);

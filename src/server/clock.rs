@@ -48,7 +48,7 @@ const TIMED_OUT: &[u8] =
 /// The requests of one connection: started (head handed to the service) and finished (answer
 /// body dropped). Equal counts: no request is being served.
 #[derive(Debug, Default)]
-pub struct Activity {
+pub(crate) struct Activity {
     started: AtomicU64,
     finished: AtomicU64,
     /// The connection's task, when a read was left pending while a request was served: woken
@@ -69,7 +69,7 @@ enum Phase {
 }
 
 /// A client socket that fails its reads once the clock of its phase has run out.
-pub struct Watched {
+pub(crate) struct Watched {
     tcp: TcpStream,
     activity: Arc<Activity>,
     limits: Limits,
@@ -85,7 +85,7 @@ pub struct Watched {
 
 impl Watched {
     /// A new connection: the head clock starts now.
-    pub fn new(tcp: TcpStream, activity: Arc<Activity>, limits: Limits) -> Self {
+    pub(crate) fn new(tcp: TcpStream, activity: Arc<Activity>, limits: Limits) -> Self {
         let deadline = Box::pin(tokio::time::sleep(limits.client_header_timeout));
         Watched {
             tcp,
@@ -212,9 +212,9 @@ impl AsyncWrite for Watched {
 
 /// The port's service, counting the requests of one connection in its [`Activity`].
 #[derive(Clone)]
-pub struct Tracked<S> {
-    pub inner: S,
-    pub activity: Arc<Activity>,
+pub(crate) struct Tracked<S> {
+    pub(crate) inner: S,
+    pub(crate) activity: Arc<Activity>,
 }
 
 /// Marks a request finished when dropped: with its answer's body, or with the service's
@@ -246,7 +246,7 @@ impl<S: PortService> Service<Request<Incoming>> for Tracked<S> {
 
 pin_project_lite::pin_project! {
     /// The service's future, handing its [`Finish`] on to the answer's body.
-    pub struct Track<F> {
+    pub(crate) struct Track<F> {
         #[pin]
         inner: F,
         finish: Option<Finish>,
@@ -271,7 +271,7 @@ where
 }
 
 /// An answer's body that marks its request finished when hyper drops it.
-pub struct Guarded {
+pub(crate) struct Guarded {
     body: ProxyBody,
     _finish: Option<Finish>,
 }

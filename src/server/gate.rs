@@ -28,7 +28,7 @@ const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 /// One listener's cap and counters (the proxy port's, all workers together, or the
 /// `metrics_listen_addr`'s).
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     /// `proxy` or `metrics`: the `listener` label.
     listener: &'static str,
     /// The timeouts of every connection through this gate (a reload may change them).
@@ -41,13 +41,13 @@ pub struct Gate {
 
 /// An admitted connection's place: one fewer open connection when dropped.
 #[derive(Debug)]
-pub struct Slot(Arc<Gate>);
+pub(crate) struct Slot(Arc<Gate>);
 
 // === impl Gate ===
 
 impl Gate {
     /// The gate of a `listener` ("proxy" or "metrics") with the instance's `limits`.
-    pub fn new(listener: &'static str, limits: Limits) -> Self {
+    pub(crate) fn new(listener: &'static str, limits: Limits) -> Self {
         Gate {
             listener,
             limits: RwLock::new(limits),
@@ -59,7 +59,7 @@ impl Gate {
 
     /// Admits `tcp` when under the cap; else answers it `503`, counts and (the first time)
     /// logs the refusal, and drops it (`None`).
-    pub fn admit(self: &Arc<Self>, tcp: TcpStream) -> Option<(TcpStream, Slot)> {
+    pub(crate) fn admit(self: &Arc<Self>, tcp: TcpStream) -> Option<(TcpStream, Slot)> {
         let before = self.open.fetch_add(1, Relaxed);
         let max = self.limits().max_connections;
         if max == 0 || before < max {
@@ -80,22 +80,22 @@ impl Gate {
     }
 
     /// The timeouts and the cap for the next connection.
-    pub fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         *self.limits.read()
     }
 
     /// New timeouts and cap (a reload), for the connections accepted from now on.
-    pub fn set_limits(&self, limits: Limits) {
+    pub(crate) fn set_limits(&self, limits: Limits) {
         *self.limits.write() = limits;
     }
 
     /// Connections open now.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.open.load(Relaxed)
     }
 
     /// Connections refused since start.
-    pub fn refused(&self) -> u64 {
+    pub(crate) fn refused(&self) -> u64 {
         self.refused.load(Relaxed)
     }
 }
@@ -107,7 +107,7 @@ impl Drop for Slot {
 }
 
 /// `ollama_tap_connections` and `ollama_tap_connections_refused_total`, a series per gate.
-pub fn families(gates: &[&Gate], out: &mut Vec<Family>) {
+pub(crate) fn families(gates: &[&Gate], out: &mut Vec<Family>) {
     let mut open = Family::new(
         "ollama_tap_connections",
         "Client connections open now on the instance's listener (listener: proxy, or metrics \

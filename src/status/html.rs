@@ -7,7 +7,10 @@
 use std::fmt::Write as _;
 
 use super::ring::SAMPLES;
-use super::{ModelStatus, Status, RECENT};
+use super::{Clients, History, ModelStatus, QueueWait, Status, Writer};
+use format::{age, bytes, count, escape, rate, ratio, recent_label, secs};
+
+mod format;
 
 /// The page; its figures go where [`MARK`] is.
 const TEMPLATE: &str = include_str!("page.html");
@@ -19,7 +22,7 @@ const SPARK_W: usize = SAMPLES - 1;
 const SPARK_H: f64 = 20.0;
 
 /// The whole page with `s` rendered in.
-pub fn page(s: &Status) -> String {
+pub(crate) fn page(s: &Status) -> String {
     let (head, tail) = TEMPLATE.split_once(MARK).unwrap_or((TEMPLATE, ""));
     let mut out = String::with_capacity(TEMPLATE.len() + 8192);
     out.push_str(head);
@@ -29,7 +32,22 @@ pub fn page(s: &Status) -> String {
 }
 
 /// `<main id="status">`: what the script replaces on every refresh.
-pub fn main(s: &Status, out: &mut String) {
+pub(crate) fn main(s: &Status, out: &mut String) {
+    header(s, out);
+    backend(s, out);
+    models(s, out);
+    if let Some(queue) = &s.queue_wait {
+        queue_wait(queue, s.recent_seconds, out);
+    }
+    if let Some(top) = &s.clients {
+        clients(top, out);
+    }
+    writers(&s.writers, out);
+    footer(&s.history, out);
+}
+
+/// The heading: the agent's version, where it listens and the backend it fronts.
+fn header(s: &Status, out: &mut String) {
     out.push_str(
         "<main id=\"status\" data-src=\"server\">\n<header><h1>ollama-tap <span class=\"dim\">",
     );
@@ -44,8 +62,10 @@ pub fn main(s: &Status, out: &mut String) {
         s.refresh_seconds
     );
     out.push('\n');
+}
 
-    // Backend
+/// Up or down, the backend's version, requests in flight, and the models it has loaded.
+fn backend(s: &Status, out: &mut String) {
     let b = &s.backend;
     out.push_str("<section id=\"backend\"><h2>Backend</h2><p>");
     out.push_str(if b.up {
@@ -95,8 +115,10 @@ pub fn main(s: &Status, out: &mut String) {
         out,
     );
     out.push_str("</section>\n");
+}
 
-    // Models
+/// One row per model: recent rates, errors and P95, in flight, totals since start.
+fn models(s: &Status, out: &mut String) {
     let _ = write!(
         out,
         "<section id=\"models\"><h2>Models <span class=\"dim\">{} · sparklines: last 15 min</span></h2>",
@@ -121,55 +143,62 @@ pub fn main(s: &Status, out: &mut String) {
         out,
     );
     out.push_str("</section>\n");
+}
 
-    if let Some(queue) = &s.queue_wait {
-        out.push_str("<section id=\"queue\"><h2>Queue wait <span class=\"dim\">for a parallel slot</span></h2>");
-        let rows = queue.iter().map(|q| {
-            vec![
-                text("name", &q.model),
-                text("num", &secs(q.p95_seconds)),
-                text("num", &count(q.recent_waits)),
-                text("num", &q.waits.to_string()),
-            ]
-        });
-        let recent = format!("waits, {}", recent_label(s.recent_seconds));
-        table(
-            &["model", "P95", &recent, "since start"],
-            "",
-            rows,
-            "no wait yet",
-            out,
-        );
-        out.push_str("</section>\n");
-    }
+/// Waits for a parallel slot, per model.
+fn queue_wait(queue: &[QueueWait], recent_seconds: Option<f64>, out: &mut String) {
+    out.push_str(
+        "<section id=\"queue\"><h2>Queue wait <span class=\"dim\">for a parallel slot</span></h2>",
+    );
+    let rows = queue.iter().map(|q| {
+        vec![
+            text("name", &q.model),
+            text("num", &secs(q.p95_seconds)),
+            text("num", &count(q.recent_waits)),
+            text("num", &q.waits.to_string()),
+        ]
+    });
+    let recent = format!("waits, {}", recent_label(recent_seconds));
+    table(
+        &["model", "P95", &recent, "since start"],
+        "",
+        rows,
+        "no wait yet",
+        out,
+    );
+    out.push_str("</section>\n");
+}
 
-    if let Some(clients) = &s.clients {
-        let _ = write!(
-            out,
-            "<section id=\"clients\"><h2>Clients <span class=\"dim\">top {} of {}, since start</span></h2>",
-            clients.top.len(),
-            clients.total
-        );
-        let rows = clients.top.iter().map(|c| {
-            vec![
-                text("name", &c.client),
-                text("num requests", &c.requests.to_string()),
-                text("num", &count(c.tokens)),
-                text("num", &c.models.to_string()),
-            ]
-        });
-        table(
-            &["client", "requests", "tokens", "models"],
-            "",
-            rows,
-            "no client yet",
-            out,
-        );
-        out.push_str("</section>\n");
-    }
+/// The busiest clients since start.
+fn clients(clients: &Clients, out: &mut String) {
+    let _ = write!(
+        out,
+        "<section id=\"clients\"><h2>Clients <span class=\"dim\">top {} of {}, since start</span></h2>",
+        clients.top.len(),
+        clients.total
+    );
+    let rows = clients.top.iter().map(|c| {
+        vec![
+            text("name", &c.client),
+            text("num requests", &c.requests.to_string()),
+            text("num", &count(c.tokens)),
+            text("num", &c.models.to_string()),
+        ]
+    });
+    table(
+        &["client", "requests", "tokens", "models"],
+        "",
+        rows,
+        "no client yet",
+        out,
+    );
+    out.push_str("</section>\n");
+}
 
+/// One row per remote-write URL.
+fn writers(writers: &[Writer], out: &mut String) {
     out.push_str("<section id=\"writers\"><h2>Writers</h2>");
-    let rows = s.writers.iter().map(|w| {
+    let rows = writers.iter().map(|w| {
         vec![
             text("name", &w.url),
             text("num", &age(w.seconds_since_last_success)),
@@ -196,8 +225,10 @@ pub fn main(s: &Status, out: &mut String) {
         out,
     );
     out.push_str("</section>\n");
+}
 
-    let h = &s.history;
+/// What the history ring holds, and the link to the figures as JSON.
+fn footer(h: &History, out: &mut String) {
     let _ = write!(
         out,
         "<footer class=\"dim\">history: {} of {} samples, one every {} s, {} · <a href=\"status.json\">status.json</a></footer>\n</main>",
@@ -278,7 +309,7 @@ fn cell(class: &str, html: &str) -> String {
 
 /// An inline SVG line of `values` (oldest first, the newest at the right edge; `None` is a
 /// gap), scaled to its maximum.
-pub fn spark(values: &[Option<f64>], what: &str, class: &str, out: &mut String) {
+pub(crate) fn spark(values: &[Option<f64>], what: &str, class: &str, out: &mut String) {
     let max = values.iter().flatten().fold(0.0f64, |a, &b| a.max(b));
     let mut top = String::new();
     escape(&rate(Some(max)), &mut top);
@@ -290,7 +321,7 @@ pub fn spark(values: &[Option<f64>], what: &str, class: &str, out: &mut String) 
 }
 
 /// The `d` of a sparkline: `M x y L x y …`, a new `M` after each gap.
-pub fn spark_path(values: &[Option<f64>], max: f64) -> String {
+pub(crate) fn spark_path(values: &[Option<f64>], max: f64) -> String {
     let mut d = String::new();
     let mut pen_down = false;
     let first = SPARK_W as isize + 1 - values.len() as isize;
@@ -309,81 +340,6 @@ pub fn spark_path(values: &[Option<f64>], max: f64) -> String {
         pen_down = true;
     }
     d
-}
-
-fn recent_label(seconds: Option<f64>) -> String {
-    match seconds {
-        Some(s) if s >= RECENT.as_secs_f64() - 1.0 => "last 5 min".to_owned(),
-        Some(s) => format!("last {}", age_span(s)),
-        None => "no sample yet".to_owned(),
-    }
-}
-
-/// A rate: `–`, `0`, `<0.01`, two decimals below 100, else none. (Same as the script's.)
-pub fn rate(x: Option<f64>) -> String {
-    match x {
-        None => "–".to_owned(),
-        Some(0.0) => "0".to_owned(),
-        Some(x) if x < 0.01 => "<0.01".to_owned(),
-        Some(x) if x < 100.0 => format!("{x:.2}"),
-        Some(x) => format!("{x:.0}"),
-    }
-}
-
-/// A share as a percentage with one decimal.
-pub fn ratio(x: Option<f64>) -> String {
-    x.map_or("–".to_owned(), |x| format!("{:.1} %", x * 100.0))
-}
-
-/// Seconds: milliseconds below 1 s, two decimals below 100 s.
-pub fn secs(x: Option<f64>) -> String {
-    match x {
-        None => "–".to_owned(),
-        Some(x) if x < 1.0 => format!("{:.0} ms", x * 1000.0),
-        Some(x) if x < 100.0 => format!("{x:.2} s"),
-        Some(x) => format!("{x:.0} s"),
-    }
-}
-
-/// Bytes in KiB, MiB or GiB with one decimal.
-pub fn bytes(n: u64) -> String {
-    let n = n as f64;
-    match n {
-        n if n >= 1024.0 * 1024.0 * 1024.0 => format!("{:.1} GiB", n / (1024.0 * 1024.0 * 1024.0)),
-        n if n >= 1024.0 * 1024.0 => format!("{:.1} MiB", n / (1024.0 * 1024.0)),
-        n => format!("{:.1} KiB", n / 1024.0),
-    }
-}
-
-fn count(n: Option<u64>) -> String {
-    n.map_or("–".to_owned(), |n| n.to_string())
-}
-
-/// `3 s ago`, `5 min ago`.
-pub fn age(seconds: f64) -> String {
-    format!("{} ago", age_span(seconds))
-}
-
-fn age_span(seconds: f64) -> String {
-    if seconds < 120.0 {
-        format!("{seconds:.0} s")
-    } else {
-        format!("{:.0} min", seconds / 60.0)
-    }
-}
-
-/// Appends `s` as HTML text or attribute value: `& < > " '` become entities.
-pub fn escape(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
 }
 
 #[cfg(test)]

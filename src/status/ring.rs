@@ -24,66 +24,66 @@ use tokio::time::Instant;
 use crate::snapshot::{Family, Series};
 
 /// Samples kept: 15 minutes at one every [`EVERY`].
-pub const SAMPLES: usize = 90;
+pub(crate) const SAMPLES: usize = 90;
 /// How often the sampling task takes a sample.
-pub const EVERY: Duration = Duration::from_secs(10);
+pub(crate) const EVERY: Duration = Duration::from_secs(10);
 /// Models kept per sample (the busiest by requests since start): the default `max_models`
 /// (100). Beyond, a sample says it is [`Sample::truncated`].
-pub const MAX_MODELS: usize = crate::config::DEFAULT_MAX_MODELS;
+pub(crate) const MAX_MODELS: usize = crate::config::DEFAULT_MAX_MODELS;
 
-pub const REQUESTS: &str = "ollama_requests_total";
-pub const FAILED: &str = "ollama_requests_failed";
-pub const TOKENS: &str = "ollama_tokens_generated_total";
-pub const IN_FLIGHT: &str = "ollama_requests_in_flight";
-pub const DURATION: &str = "ollama_request_duration_seconds";
+pub(crate) const REQUESTS: &str = "ollama_requests_total";
+pub(crate) const FAILED: &str = "ollama_requests_failed";
+pub(crate) const TOKENS: &str = "ollama_tokens_generated_total";
+pub(crate) const IN_FLIGHT: &str = "ollama_requests_in_flight";
+pub(crate) const DURATION: &str = "ollama_request_duration_seconds";
 /// Added by the queue-wait work; read only when present.
-pub const QUEUE_WAIT: &str = "ollama_queue_wait_seconds";
+pub(crate) const QUEUE_WAIT: &str = "ollama_queue_wait_seconds";
 
 /// The last [`SAMPLES`] samples, oldest first.
 #[derive(Debug, Default)]
-pub struct Ring {
+pub(crate) struct Ring {
     samples: Mutex<VecDeque<Sample>>,
 }
 
 /// One instance's counters at one moment.
 #[derive(Debug, Clone)]
-pub struct Sample {
-    pub at: Instant,
+pub(crate) struct Sample {
+    pub(crate) at: Instant,
     /// `ollama_requests_in_flight`, every model.
-    pub in_flight: u64,
+    pub(crate) in_flight: u64,
     /// Sorted by name.
-    pub models: Vec<ModelSample>,
+    pub(crate) models: Vec<ModelSample>,
     /// Models were left out ([`MAX_MODELS`]): a model missing here is unknown, not idle.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
     /// Upper bounds of [`ModelSample::duration`] (the last is `+Inf`).
-    pub duration_bounds: Arc<[f64]>,
+    pub(crate) duration_bounds: Arc<[f64]>,
     /// Upper bounds of [`ModelSample::queue_wait`]; empty without that family.
-    pub queue_bounds: Arc<[f64]>,
+    pub(crate) queue_bounds: Arc<[f64]>,
 }
 
 /// One model's cumulative figures in a [`Sample`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModelSample {
-    pub name: Arc<str>,
-    pub requests: u64,
-    pub failed: u64,
-    pub tokens: u64,
+pub(crate) struct ModelSample {
+    pub(crate) name: Arc<str>,
+    pub(crate) requests: u64,
+    pub(crate) failed: u64,
+    pub(crate) tokens: u64,
     /// Cumulative bucket counts over every endpoint, one per bound (the last is the count).
-    pub duration: Box<[u64]>,
+    pub(crate) duration: Box<[u64]>,
     /// As `duration`, for `ollama_queue_wait_seconds`; empty without that family.
-    pub queue_wait: Box<[u64]>,
+    pub(crate) queue_wait: Box<[u64]>,
 }
 
 /// What one model did between two samples: counters' increases (a counter that went down was
 /// reset and counts from 0, as Prometheus' `increase`) and the time between them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Delta {
-    pub seconds: f64,
-    pub requests: u64,
-    pub failed: u64,
-    pub tokens: u64,
-    pub duration: Vec<u64>,
-    pub queue_wait: Vec<u64>,
+pub(crate) struct Delta {
+    pub(crate) seconds: f64,
+    pub(crate) requests: u64,
+    pub(crate) failed: u64,
+    pub(crate) tokens: u64,
+    pub(crate) duration: Vec<u64>,
+    pub(crate) queue_wait: Vec<u64>,
 }
 
 /// A model's figures as a sample knows them: its own, or all zero when the sample has no
@@ -99,13 +99,13 @@ struct Counts<'a> {
 // === impl Ring ===
 
 impl Ring {
-    pub fn new() -> Ring {
+    pub(crate) fn new() -> Ring {
         Ring::default()
     }
 
     /// Adds a sample, dropping the oldest beyond [`SAMPLES`]. Model names and bucket bounds
     /// equal to the previous sample's are shared with it, so they are held once.
-    pub fn push(&self, mut sample: Sample) {
+    pub(crate) fn push(&self, mut sample: Sample) {
         let mut samples = self.samples.lock();
         if let Some(last) = samples.back() {
             for m in &mut sample.models {
@@ -127,33 +127,31 @@ impl Ring {
     }
 
     /// Takes a sample of `families` (a store snapshot) at `at`.
-    pub fn sample(&self, families: &[Family], at: Instant) {
+    pub(crate) fn sample(&self, families: &[Family], at: Instant) {
         self.push(Sample::of(families, at, MAX_MODELS));
     }
 
     /// Runs `f` on the samples, oldest first, under the ring's lock.
-    pub fn with<R>(&self, f: impl FnOnce(&VecDeque<Sample>) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&VecDeque<Sample>) -> R) -> R {
         f(&self.samples.lock())
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.samples.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Bytes the samples hold: each sample, its models and their buckets (the shared bucket
     /// bounds and model names once each are left out: they do not grow with the samples).
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.with(|samples| samples.iter().map(Sample::bytes).sum())
     }
 }
 
 /// The sample to measure "the last `window`" from at `now`: the newest one at least `window`
 /// old, else the oldest.
-pub fn base(samples: &VecDeque<Sample>, now: Instant, window: Duration) -> Option<&Sample> {
+pub(crate) fn base(samples: &VecDeque<Sample>, now: Instant, window: Duration) -> Option<&Sample> {
     samples
         .iter()
         .rev()
@@ -167,7 +165,7 @@ impl Sample {
     /// The compact sample of a snapshot, with at most `max_models` models (the busiest):
     /// families read by name, series by their `model` label (histograms summed over
     /// `endpoint`).
-    pub fn of(families: &[Family], at: Instant, max_models: usize) -> Sample {
+    pub(crate) fn of(families: &[Family], at: Instant, max_models: usize) -> Sample {
         let family = |name: &str| families.iter().find(|f| f.name == name);
         let mut by_model: HashMap<&str, ModelSample> = HashMap::new();
         for s in family(REQUESTS).map_or(&[][..], |f| &f.series) {
@@ -213,7 +211,7 @@ impl Sample {
     }
 
     /// The model's entry, if the sample has one.
-    pub fn model(&self, name: &str) -> Option<&ModelSample> {
+    pub(crate) fn model(&self, name: &str) -> Option<&ModelSample> {
         self.models
             .binary_search_by(|m| (*m.name).cmp(name))
             .ok()
@@ -222,7 +220,7 @@ impl Sample {
 
     /// What `name` did from `earlier` to this sample; `None` when either sample cannot say
     /// (left out by the cap) or no time passed.
-    pub fn delta(&self, earlier: &Sample, name: &str) -> Option<Delta> {
+    pub(crate) fn delta(&self, earlier: &Sample, name: &str) -> Option<Delta> {
         let seconds = self.at.saturating_duration_since(earlier.at).as_secs_f64();
         let (now, then) = (self.counts(name)?, earlier.counts(name)?);
         (seconds > 0.0).then(|| Delta {
@@ -256,7 +254,7 @@ impl Sample {
     }
 
     /// Bytes this sample holds (see [`Ring::bytes`]).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         let models = self.models.capacity() * std::mem::size_of::<ModelSample>();
         let buckets: usize = self
             .models
@@ -285,7 +283,7 @@ impl ModelSample {
 // === impl Delta ===
 
 impl Delta {
-    pub fn per_second(&self, n: u64) -> f64 {
+    pub(crate) fn per_second(&self, n: u64) -> f64 {
         n as f64 / self.seconds
     }
 }
@@ -294,7 +292,7 @@ impl Delta {
 /// the last bound `+Inf`), as Prometheus' `histogram_quantile`: linear within the bucket the
 /// rank falls in, the first bucket starting at 0, the highest finite bound when the rank falls
 /// in `+Inf`. `None` without observations.
-pub fn quantile(q: f64, bounds: &[f64], cumulative: &[u64]) -> Option<f64> {
+pub(crate) fn quantile(q: f64, bounds: &[f64], cumulative: &[u64]) -> Option<f64> {
     let count = *cumulative.last()?;
     if count == 0 || bounds.len() != cumulative.len() {
         return None;
@@ -341,7 +339,7 @@ fn model(s: &Series) -> Option<&str> {
 }
 
 /// The value of label `name`.
-pub fn label<'a>(s: &'a Series, name: &str) -> Option<&'a str> {
+pub(crate) fn label<'a>(s: &'a Series, name: &str) -> Option<&'a str> {
     s.labels
         .iter()
         .find(|(k, _)| k == name)

@@ -17,7 +17,7 @@ pub(super) struct LabelCap {
 
 impl LabelCap {
     /// `key`: the config key of the cap; `what`: "model names", "clients".
-    pub fn new(max: usize, key: &'static str, what: &'static str) -> Self {
+    pub(crate) fn new(max: usize, key: &'static str, what: &'static str) -> Self {
         LabelCap {
             max,
             key,
@@ -28,7 +28,7 @@ impl LabelCap {
 
     /// Whether a new value finds the cap full, `named` values (the overflow and other values
     /// of the agent's own not counted) having a label already; the first time, says so once.
-    pub fn is_full(&self, named: usize) -> bool {
+    pub(crate) fn is_full(&self, named: usize) -> bool {
         if named < self.max {
             return false;
         }

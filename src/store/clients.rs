@@ -53,7 +53,7 @@ type Row = (Box<str>, Box<str>, [u64; 4]);
 // === impl ClientStats ===
 
 impl ClientStats {
-    pub fn new(max_clients: usize) -> Self {
+    pub(crate) fn new(max_clients: usize) -> Self {
         ClientStats {
             cap: LabelCap::new(max_clients, "max_clients", "clients"),
             clients: RwLock::new(HashMap::new()),
@@ -62,7 +62,7 @@ impl ClientStats {
 
     /// Accounts `r` under its client (or [`UNKNOWN_CLIENT`], or [`OTHER_CLIENT`] past the cap)
     /// and `model`, the label the per-model families counted it under.
-    pub fn record(&self, model: &str, r: &Record<'_>) {
+    pub(crate) fn record(&self, model: &str, r: &Record<'_>) {
         let wanted = r.client.unwrap_or(UNKNOWN_CLIENT);
         {
             let clients = self.clients.read();
@@ -105,12 +105,12 @@ impl ClientStats {
 
     /// Distinct client labels, [`UNKNOWN_CLIENT`] and [`OTHER_CLIENT`] included.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.clients.read().len()
     }
 
     /// The four client families, series sorted by client, then model.
-    pub fn families(&self, out: &mut Vec<Family>) {
+    pub(crate) fn families(&self, out: &mut Vec<Family>) {
         let mut rows: Vec<Row> = {
             let clients = self.clients.read();
             clients

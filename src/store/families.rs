@@ -12,14 +12,14 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::histogram::{le_label, HistogramSnapshot};
-use super::model::{EndpointStats, ModelStats, FINISH_REASONS};
+use super::model_stats::{EndpointStats, ModelStats, FINISH_REASONS};
 use super::window::{nearest_rank, Window};
 use super::{LoadedModel, DEFAULT_WINDOW};
 use crate::snapshot::{Family, Kind, Labels};
 use crate::vocab::Endpoint;
 
 /// Number of families in a snapshot.
-pub const COUNT: usize = 24;
+pub(crate) const COUNT: usize = 24;
 
 /// A model's name and stats, as copied out of the map.
 type Models = [(Box<str>, Arc<ModelStats>)];
@@ -120,7 +120,7 @@ const HISTOGRAMS: [HistogramSpec; 7] = [
 ];
 
 /// `ollama_up`.
-pub fn up(up: bool) -> Family {
+pub(crate) fn up(up: bool) -> Family {
     let mut f = Family::new(
         "ollama_up",
         "1 when the Ollama backend answered the last health check, else 0.",
@@ -134,7 +134,7 @@ pub fn up(up: bool) -> Family {
 /// once, as before (a model known only from in-flight guards, e.g. `other` while the only
 /// requests it stands for are first requests of new names still in flight, gets no series
 /// here).
-pub fn original(models: &Models, window: usize, out: &mut Vec<Family>) {
+pub(crate) fn original(models: &Models, window: usize, out: &mut Vec<Family>) {
     let models: Vec<_> = models
         .iter()
         .filter(|(_, s)| s.requests.load(Relaxed) > 0)
@@ -203,7 +203,7 @@ pub fn original(models: &Models, window: usize, out: &mut Vec<Family>) {
 /// The per-endpoint histograms and three per-endpoint counters. A (model, endpoint) histogram
 /// has series from its first observation on: a model used only without streaming has no
 /// time-to-first-token series, an embedding model no queue-wait series.
-pub fn per_endpoint(models: &Models, out: &mut Vec<Family>) {
+pub(crate) fn per_endpoint(models: &Models, out: &mut Vec<Family>) {
     let pairs = || {
         models.iter().flat_map(|(m, s)| {
             s.recorded_endpoints()
@@ -264,7 +264,7 @@ pub fn per_endpoint(models: &Models, out: &mut Vec<Family>) {
 }
 
 /// `ollama_requests_in_flight`, every known model.
-pub fn in_flight(models: &Models) -> Family {
+pub(crate) fn in_flight(models: &Models) -> Family {
     let mut f = Family::new(
         "ollama_requests_in_flight",
         "Metered requests currently being proxied, by model.",
@@ -277,7 +277,7 @@ pub fn in_flight(models: &Models) -> Family {
 }
 
 /// `ollama_backend_info`, one series when a version is known.
-pub fn backend_info(version: Option<&str>) -> Family {
+pub(crate) fn backend_info(version: Option<&str>) -> Family {
     let mut f = Family::new(
         "ollama_backend_info",
         "Version of the Ollama backend (/api/version) in the version label; value 1. \
@@ -291,7 +291,7 @@ pub fn backend_info(version: Option<&str>) -> Family {
 }
 
 /// The three loaded-model gauges.
-pub fn loaded(models: &[LoadedModel], out: &mut Vec<Family>) {
+pub(crate) fn loaded(models: &[LoadedModel], out: &mut Vec<Family>) {
     let mut size = Family::new(
         "ollama_loaded_model_size_bytes",
         "Size of each model loaded in Ollama (/api/ps size), bytes.",
@@ -319,7 +319,7 @@ pub fn loaded(models: &[LoadedModel], out: &mut Vec<Family>) {
 }
 
 /// `ollama_tap_proxy_overhead_seconds`, no labels (see [`super::Store::observe_overhead`]).
-pub fn overhead(s: &HistogramSnapshot) -> Family {
+pub(crate) fn overhead(s: &HistogramSnapshot) -> Family {
     let mut f = Family::new(
         "ollama_tap_proxy_overhead_seconds",
         "Time a forwarded request spends in the proxy before it is handed to the upstream \

@@ -14,39 +14,39 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Request-level durations, seconds: the OpenTelemetry GenAI `operation.duration` boundaries
 /// (0.01 … 81.92, doubling) extended by three doublings to 655.36 s for slow cold loads.
-pub const DURATION_BUCKETS: [f64; 17] = [
+pub(crate) const DURATION_BUCKETS: [f64; 17] = [
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84,
     327.68, 655.36,
 ];
 
 /// Time to first token, seconds: the OpenTelemetry GenAI `time_to_first_token` boundaries
 /// (0.001 … 10) extended by 30, 60 and 120 s for cold loads.
-pub const TTFT_BUCKETS: [f64; 19] = [
+pub(crate) const TTFT_BUCKETS: [f64; 19] = [
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
     30.0, 60.0, 120.0,
 ];
 
 /// Time per output token, seconds: the OpenTelemetry GenAI `time_per_output_token` boundaries
 /// (0.01 … 2.5) extended by 5 s for models offloaded to the CPU.
-pub const TPOT_BUCKETS: [f64; 14] = [
+pub(crate) const TPOT_BUCKETS: [f64; 14] = [
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
 ];
 
 /// Generation speed, tokens per second.
-pub const TOKENS_PER_SECOND_BUCKETS: [f64; 16] = [
+pub(crate) const TOKENS_PER_SECOND_BUCKETS: [f64; 16] = [
     1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 500.0,
     1000.0,
 ];
 
 /// Tokens per request, the OpenTelemetry GenAI `gen_ai.client.token.usage` boundaries
 /// (1, 4, 16, … 4^13).
-pub const TOKEN_BUCKETS: [f64; 14] = [
+pub(crate) const TOKEN_BUCKETS: [f64; 14] = [
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
     16777216.0, 67108864.0,
 ];
 
 /// Sum units per 1.0 for histograms of whole counts (tokens).
-pub const UNITS: f64 = 1.0;
+pub(crate) const UNITS: f64 = 1.0;
 
 /// Time a request waited inside Ollama for a parallel slot, seconds: 5 ms … 5 min, in steps
 /// that tell apart a free slot (a few ms), one request ahead (a generation's length) and a
@@ -57,19 +57,19 @@ pub const QUEUE_WAIT_BUCKETS: [f64; 15] = [
 
 /// `ollama_tap_proxy_overhead_seconds` (time in the proxy before the upstream call), seconds:
 /// 10 µs … 100 ms.
-pub const OVERHEAD_BUCKETS: [f64; 13] = [
+pub(crate) const OVERHEAD_BUCKETS: [f64; 13] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1,
 ];
 
 /// Sum units per second for histograms of seconds: nanoseconds.
-pub const NANOS: f64 = 1e9;
+pub(crate) const NANOS: f64 = 1e9;
 /// Sum units per 1.0 for histograms of rates: micro-units.
-pub const MICROS: f64 = 1e6;
+pub(crate) const MICROS: f64 = 1e6;
 
 /// A histogram over `N` fixed upper bounds (ascending, inclusive: `v <= bound`).
 #[derive(Debug)]
-pub struct Histogram<const N: usize> {
+pub(crate) struct Histogram<const N: usize> {
     bounds: &'static [f64; N],
     /// Sum units per 1.0.
     scale: f64,
@@ -82,13 +82,13 @@ pub struct Histogram<const N: usize> {
 
 /// A histogram's figures at one moment, buckets made cumulative.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HistogramSnapshot {
-    pub bounds: &'static [f64],
+pub(crate) struct HistogramSnapshot {
+    pub(crate) bounds: &'static [f64],
     /// Observations `<= bounds[i]`; non-decreasing, each `<= count`.
-    pub cumulative: Vec<u64>,
+    pub(crate) cumulative: Vec<u64>,
     /// The `+Inf` bucket and `_count`.
-    pub count: u64,
-    pub sum: f64,
+    pub(crate) count: u64,
+    pub(crate) sum: f64,
 }
 
 /// The `le` label value of a bucket bound, formatted as the Go client library formats floats
@@ -116,7 +116,8 @@ pub fn le_label(v: f64) -> String {
 
 impl HistogramSnapshot {
     /// An empty snapshot over `bounds`.
-    pub fn empty(bounds: &'static [f64]) -> Self {
+    #[cfg(test)]
+    pub(crate) fn empty(bounds: &'static [f64]) -> Self {
         HistogramSnapshot {
             bounds,
             cumulative: vec![0; bounds.len()],
@@ -126,7 +127,7 @@ impl HistogramSnapshot {
     }
 
     /// Adds `other` (a histogram over the same bounds) into this one.
-    pub fn add(&mut self, other: &HistogramSnapshot) {
+    pub(crate) fn add(&mut self, other: &HistogramSnapshot) {
         debug_assert_eq!(self.bounds, other.bounds);
         for (a, b) in self.cumulative.iter_mut().zip(&other.cumulative) {
             *a += b;
@@ -137,7 +138,7 @@ impl HistogramSnapshot {
 
     /// The same figures over the first `n` bounds only: exact, because buckets are
     /// cumulative (the observations above bound `n − 1` stay in `+Inf`).
-    pub fn first_bounds(&self, n: usize) -> HistogramSnapshot {
+    pub(crate) fn first_bounds(&self, n: usize) -> HistogramSnapshot {
         let n = n.min(self.bounds.len());
         HistogramSnapshot {
             bounds: &self.bounds[..n],
@@ -152,7 +153,7 @@ impl HistogramSnapshot {
 
 impl<const N: usize> Histogram<N> {
     /// An empty histogram over `bounds` (ascending) whose sum is kept in `scale` units per 1.0.
-    pub fn new(bounds: &'static [f64; N], scale: f64) -> Self {
+    pub(crate) fn new(bounds: &'static [f64; N], scale: f64) -> Self {
         debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]));
         Histogram {
             bounds,
@@ -165,7 +166,7 @@ impl<const N: usize> Histogram<N> {
 
     /// Adds one observation. Negative values count as 0; NaN and infinities are dropped (no
     /// metric of the store can produce them, and they would poison the sum).
-    pub fn observe(&self, v: f64) {
+    pub(crate) fn observe(&self, v: f64) {
         if !v.is_finite() {
             return;
         }
@@ -180,13 +181,13 @@ impl<const N: usize> Histogram<N> {
     }
 
     /// Observes a duration in seconds.
-    pub fn observe_duration(&self, d: std::time::Duration) {
+    pub(crate) fn observe_duration(&self, d: std::time::Duration) {
         self.observe(d.as_secs_f64());
     }
 
     /// Copies the figures out. Buckets are read once each, so `count` is exactly the sum of
     /// the buckets read; the sum may include an observation whose bucket was not yet read.
-    pub fn snapshot(&self) -> HistogramSnapshot {
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         let mut running = 0u64;
         let cumulative = self
             .buckets

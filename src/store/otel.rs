@@ -22,12 +22,12 @@
 use std::sync::Arc;
 
 use super::histogram::HistogramSnapshot;
-use super::model::{EndpointStats, ModelStats};
+use super::model_stats::{EndpointStats, ModelStats};
 use crate::snapshot::{Family, Kind, Labels};
 use crate::vocab::{Endpoint, Outcome};
 
 /// Number of families this module adds.
-pub const COUNT: usize = 4;
+pub(crate) const COUNT: usize = 4;
 
 const OPERATIONS: [&str; 3] = ["chat", "text_completion", "embeddings"];
 
@@ -39,7 +39,7 @@ const TTFT_BOUNDS: usize = 16;
 const TPOT_BOUNDS: usize = 13;
 
 /// The four families, series sorted by model, then operation.
-pub fn families(models: &[(Box<str>, Arc<ModelStats>)], out: &mut Vec<Family>) {
+pub(crate) fn families(models: &[(Box<str>, Arc<ModelStats>)], out: &mut Vec<Family>) {
     let mut duration = Family::new(
         "gen_ai_client_operation_duration_seconds",
         "GenAI operation duration (OpenTelemetry gen_ai.client.operation.duration), seconds: \

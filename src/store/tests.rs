@@ -275,16 +275,14 @@ fn model_labels_are_capped_and_404_names_get_none_of_their_own() {
     assert_eq!(store.models(), 3);
 }
 
-#[test]
-fn concurrent_records_are_exact() {
-    const THREADS: u64 = 8;
-    const PER: u64 = 10_000;
-    let store = Arc::new(Store::new(DEFAULT_WINDOW));
-    let handles: Vec<_> = (0..THREADS)
+/// `threads` threads recording `per` requests each into `store`: models a, b and c in turn,
+/// chat and embed alternately, one in ten a stream error; snapshots are taken meanwhile.
+fn record_concurrently(store: &Arc<Store>, threads: u64, per: u64) {
+    let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let store = Arc::clone(&store);
+            let store = Arc::clone(store);
             thread::spawn(move || {
-                for i in 0..PER {
+                for i in 0..per {
                     let model = ["a", "b", "c"][((t + i) % 3) as usize];
                     let endpoint = [Endpoint::Chat, Endpoint::Embed][(i % 2) as usize];
                     let rec = Record {
@@ -316,18 +314,29 @@ fn concurrent_records_are_exact() {
     for h in handles {
         h.join().unwrap();
     }
+}
+
+/// The sum of family `name`'s series with `suffix` (of a histogram's buckets, `+Inf` only).
+fn total(f: &[Family], name: &str, suffix: &str) -> f64 {
+    let fam = f.iter().find(|fam| fam.name == name).unwrap();
+    let mine = fam.series.iter().filter(|s| s.suffix == suffix);
+    mine.filter(|s| {
+        s.labels
+            .last()
+            .is_none_or(|(k, v)| k != "le" || v == "+Inf")
+    })
+    .map(|s| s.value)
+    .sum()
+}
+
+#[test]
+fn concurrent_records_are_exact() {
+    const THREADS: u64 = 8;
+    const PER: u64 = 10_000;
+    let store = Arc::new(Store::new(DEFAULT_WINDOW));
+    record_concurrently(&store, THREADS, PER);
     let f = store.snapshot();
-    let total = |name: &str, suffix: &str| -> f64 {
-        let fam = f.iter().find(|fam| fam.name == name).unwrap();
-        let mine = fam.series.iter().filter(|s| s.suffix == suffix);
-        mine.filter(|s| {
-            s.labels
-                .last()
-                .is_none_or(|(k, v)| k != "le" || v == "+Inf")
-        })
-        .map(|s| s.value)
-        .sum()
-    };
+    let total = |name: &str, suffix: &str| total(&f, name, suffix);
     let all = (THREADS * PER) as f64;
     let failed = all / 10.0;
     let success = all - failed;

@@ -6,7 +6,7 @@
 /// The ring's buffer is allocated once, at the first observation (so a model that never
 /// succeeds costs no window memory); after that, [`Window::observe`] never allocates.
 #[derive(Debug, Clone)]
-pub struct Window {
+pub(crate) struct Window {
     cap: usize,
     /// Up to `cap` values; once full, `next` is the slot the next observation overwrites.
     ring: Vec<f64>,
@@ -20,7 +20,7 @@ pub struct Window {
 ///
 /// A tiny slack (1e-9) is taken off `q·n` before `ceil` so that products that are integral in
 /// decimal but land a hair above in binary (e.g. `0.95 · 20`) do not skip to the next rank.
-pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
     debug_assert!(!sorted.is_empty());
     let n = sorted.len();
     let rank = (q * n as f64 - 1e-9).ceil();
@@ -36,7 +36,7 @@ pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
 
 impl Window {
     /// A window keeping the last `cap` observations. `cap == 0` keeps only sum and count.
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Window {
             cap,
             ring: Vec::new(),
@@ -47,7 +47,7 @@ impl Window {
     }
 
     /// Adds one observation.
-    pub fn observe(&mut self, v: f64) {
+    pub(crate) fn observe(&mut self, v: f64) {
         self.sum += v;
         self.count += 1;
         if self.cap == 0 {
@@ -65,24 +65,25 @@ impl Window {
     }
 
     /// Sum of every observation since creation (not only those still in the window).
-    pub fn sum(&self) -> f64 {
+    pub(crate) fn sum(&self) -> f64 {
         self.sum
     }
 
     /// Number of observations since creation (not only those still in the window).
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count
     }
 
     /// The observations currently in the window, in storage (not time) order.
-    pub fn values(&self) -> &[f64] {
+    pub(crate) fn values(&self) -> &[f64] {
         &self.ring
     }
 
     /// Nearest-rank quantiles over the window, one per entry of `qs`; empty when the window
     /// holds no observations. Sorts a copy; for the hot path, copy [`Window::values`] out under
     /// the lock and sort outside it instead.
-    pub fn quantiles(&self, qs: &[f64]) -> Vec<f64> {
+    #[cfg(test)]
+    pub(crate) fn quantiles(&self, qs: &[f64]) -> Vec<f64> {
         if self.ring.is_empty() {
             return Vec::new();
         }

@@ -133,106 +133,133 @@ impl JsonScan {
                 return;
             }
             let b = bytes[i];
-            match self.state {
-                State::Top => {
+            i = match self.state {
+                State::Top => match memchr::memchr(b'{', &bytes[i..]) {
                     // Fast skip to the next object.
-                    match memchr::memchr(b'{', &bytes[i..]) {
-                        Some(off) => {
-                            i += off;
-                            self.open(true);
-                            v.start_object();
-                        }
-                        None => return,
+                    Some(off) => {
+                        self.open(true);
+                        v.start_object();
+                        i + off + 1
                     }
+                    None => return,
+                },
+                State::InStr | State::InKey => match self.string(bytes, i, v) {
+                    Some(next) => next,
+                    None => return,
+                },
+                State::InRaw => self.raw(b, i, v),
+                _ if is_ws(b) => i + 1,
+                _ => {
+                    self.structural(b, v);
+                    i + 1
                 }
-                State::InStr | State::InKey => {
-                    if self.escaped {
-                        self.escaped = false;
-                        self.keep(b);
-                        i += 1;
-                        continue;
-                    }
-                    // Jump over plain string content.
-                    let rest = &bytes[i..];
-                    let off = memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
-                    let plain = &rest[..off];
-                    if memchr::memchr(b'\n', plain).is_some() {
-                        self.reset(v);
-                        // Re-scan from the newline's position at top level.
-                        i += memchr::memchr(b'\n', plain).unwrap_or(0);
-                        continue;
-                    }
-                    if self.capture {
-                        self.keep_slice(plain);
-                    }
-                    i += off;
-                    if i >= bytes.len() {
-                        return;
-                    }
-                    if bytes[i] == b'\\' {
-                        self.escaped = true;
-                        self.keep(b'\\');
-                    } else {
-                        self.end_string(v);
-                    }
-                }
-                State::InRaw => {
-                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
-                        if self.capture {
-                            v.value(self.value_path(), Value::Raw(&self.buf[..self.len]));
-                        }
-                        self.state = State::After;
-                        continue; // the delimiter is handled by `After`
-                    }
-                    self.keep(b);
-                }
-                _ if is_ws(b) => {}
-                State::Key => match b {
-                    b'"' => self.begin(State::InKey, true),
-                    b'}' => self.close(v),
-                    _ => self.invalid_byte(v),
-                },
-                State::Colon => match b {
-                    b':' => self.state = State::Value,
-                    _ => self.invalid_byte(v),
-                },
-                State::Value => match b {
-                    b'"' => {
-                        let c = self.wanted();
-                        self.begin(State::InStr, c);
-                    }
-                    b'{' | b'[' => {
-                        if self.wanted() {
-                            v.value(self.value_path(), Value::Container);
-                        }
-                        if self.depth >= MAX_DEPTH {
-                            self.invalid_byte(v);
-                        } else {
-                            self.open(b == b'{');
-                        }
-                    }
-                    b']' if !self.in_object() => self.close(v),
-                    b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
-                        let c = self.wanted();
-                        self.begin(State::InRaw, c);
-                        self.keep(b);
-                    }
-                    _ => self.invalid_byte(v),
-                },
-                State::After => match b {
-                    b',' => {
-                        self.state = if self.in_object() {
-                            State::Key
-                        } else {
-                            State::Value
-                        };
-                    }
-                    b'}' if self.in_object() => self.close(v),
-                    b']' if !self.in_object() => self.close(v),
-                    _ => self.invalid_byte(v),
-                },
+            };
+        }
+    }
+
+    /// Reads string content from `bytes[i..]` (a key or a string value): where the scan goes
+    /// on, `None` when the chunk ends inside the string.
+    #[inline(always)]
+    fn string<V: Visitor>(&mut self, bytes: &[u8], i: usize, v: &mut V) -> Option<usize> {
+        if self.escaped {
+            self.escaped = false;
+            self.keep(bytes[i]);
+            return Some(i + 1);
+        }
+        // Jump over plain string content.
+        let rest = &bytes[i..];
+        let off = memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+        let plain = &rest[..off];
+        if let Some(newline) = memchr::memchr(b'\n', plain) {
+            self.reset(v);
+            // Re-scan from the newline's position at top level.
+            return Some(i + newline);
+        }
+        if self.capture {
+            self.keep_slice(plain);
+        }
+        let end = i + off;
+        match bytes.get(end)? {
+            b'\\' => {
+                self.escaped = true;
+                self.keep(b'\\');
             }
-            i += 1;
+            _ => self.end_string(v),
+        }
+        Some(end + 1)
+    }
+
+    /// One byte `b` (at `i`) of a number or literal: where the scan goes on. A delimiter ends
+    /// the value and is read again, by `After`.
+    #[inline(always)]
+    fn raw<V: Visitor>(&mut self, b: u8, i: usize, v: &mut V) -> usize {
+        if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
+            if self.capture {
+                v.value(self.value_path(), Value::Raw(&self.buf[..self.len]));
+            }
+            self.state = State::After;
+            return i;
+        }
+        self.keep(b);
+        i + 1
+    }
+
+    /// One structural byte (not white space) between strings and raw values.
+    #[inline(always)]
+    fn structural<V: Visitor>(&mut self, b: u8, v: &mut V) {
+        match self.state {
+            State::Key => match b {
+                b'"' => self.begin(State::InKey, true),
+                b'}' => self.close(v),
+                _ => self.invalid_byte(v),
+            },
+            State::Colon => match b {
+                b':' => self.state = State::Value,
+                _ => self.invalid_byte(v),
+            },
+            State::Value => self.value_start(b, v),
+            State::After => match b {
+                b',' => {
+                    self.state = if self.in_object() {
+                        State::Key
+                    } else {
+                        State::Value
+                    };
+                }
+                b'}' if self.in_object() => self.close(v),
+                b']' if !self.in_object() => self.close(v),
+                _ => self.invalid_byte(v),
+            },
+            // `feed` reads these itself.
+            State::Top | State::InKey | State::InStr | State::InRaw => {}
+        }
+    }
+
+    /// The first byte `b` of a value.
+    #[inline(always)]
+    fn value_start<V: Visitor>(&mut self, b: u8, v: &mut V) {
+        match b {
+            b'"' => {
+                let c = self.wanted();
+                self.begin(State::InStr, c);
+            }
+            b'{' | b'[' => {
+                if self.wanted() {
+                    v.value(self.value_path(), Value::Container);
+                }
+                if self.depth >= MAX_DEPTH {
+                    self.invalid_byte(v);
+                } else {
+                    self.open(b == b'{');
+                }
+            }
+            b']' if !self.in_object() => self.close(v),
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                let c = self.wanted();
+                self.begin(State::InRaw, c);
+                self.keep(b);
+            }
+            _ => self.invalid_byte(v),
         }
     }
 

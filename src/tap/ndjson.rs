@@ -6,7 +6,7 @@
 //! are a sequence of top-level objects to [`JsonScan`].
 
 use super::json_scan::{JsonScan, Value, Visitor};
-use super::progress::{could_be_progress, is_progress_line};
+use super::progress_line::{could_be_progress, is_progress_line};
 use super::reading::{parse_u64, Reading};
 use crate::vocab::{FinishReason, Usage};
 

@@ -29,7 +29,7 @@ impl Reading {
     }
 
     /// The answer only loaded or unloaded the model (no generation happened).
-    pub fn load_only(&self) -> bool {
+    pub(crate) fn load_only(&self) -> bool {
         matches!(
             self.finish_reason,
             Some(FinishReason::Load | FinishReason::Unload)
@@ -38,7 +38,7 @@ impl Reading {
 }
 
 /// A non-negative integer as JSON writes it; anything else (floats, negatives, overflow) is None.
-pub fn parse_u64(raw: &[u8]) -> Option<u64> {
+pub(crate) fn parse_u64(raw: &[u8]) -> Option<u64> {
     if raw.is_empty() || raw.len() > 20 {
         return None;
     }

@@ -65,13 +65,15 @@ impl ModelSniffer {
     }
 
     /// The model, once found.
-    pub fn model(&self) -> Option<&str> {
+    #[cfg(test)]
+    pub(crate) fn model(&self) -> Option<&str> {
         self.found.model.as_deref()
     }
 
     /// The user, once found (only by a sniffer [`ModelSniffer::with_user`]), escapes decoded,
     /// at most [`super::json_scan::CAP`] bytes of the body.
-    pub fn user(&self) -> Option<&str> {
+    #[cfg(test)]
+    pub(crate) fn user(&self) -> Option<&str> {
         self.found.user.as_deref()
     }
 
@@ -92,7 +94,7 @@ pub fn model_from_zstd(compressed: &[u8]) -> Option<String> {
 }
 
 /// Feeds the decompressed start of a zstd body (at most 1 MiB of it) to `sniffer`.
-pub fn sniff_zstd(compressed: &[u8], mut sniffer: ModelSniffer) -> ModelSniffer {
+pub(crate) fn sniff_zstd(compressed: &[u8], mut sniffer: ModelSniffer) -> ModelSniffer {
     use std::io::Read;
     let Ok(mut decoder) =
         ruzstd::decoding::StreamingDecoder::new_with_max_window_size(compressed, ZSTD_WINDOW)

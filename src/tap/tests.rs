@@ -157,9 +157,9 @@ async fn usage_chunk_is_read_then_stripped_when_the_agent_asked_for_it() {
         b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n",
         b"data: [DONE]\n\n",
     ]);
-    let mut m = meter(&store, Endpoint::OpenAiChat, Some("m"));
-    m.strip_usage = true;
-    let out = TapBody::new(body, m, StatusCode::OK, &headers("text/event-stream"))
+    let m = meter(&store, Endpoint::OpenAiChat, Some("m"));
+    let tapped = TapBody::new(body, m, StatusCode::OK, &headers("text/event-stream"));
+    let out = UsageStripped::new(tapped)
         .collect()
         .await
         .unwrap()

@@ -17,19 +17,19 @@ const LOCK: &str = "lock";
 
 /// What opening found that could not be sent: the rest was kept.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Recovery {
+pub(crate) struct Recovery {
     /// Samples waiting from before the start.
-    pub samples: u64,
+    pub(crate) samples: u64,
     /// Bytes that belong to no readable record, and the samples of records that did not
     /// check out (what a crash tore or a damaged disk flipped).
-    pub lost_bytes: u64,
-    pub lost_samples: u64,
+    pub(crate) lost_bytes: u64,
+    pub(crate) lost_samples: u64,
 }
 
 /// The directory of a writer's queue under `base`: its URL made a file name (letters,
 /// digits, `.` and `-` kept, the rest `_`, at most 64 of them) and a hash of the whole URL, so
 /// that two URLs never share one and the operator can tell which is which.
-pub fn dir_for(base: &Path, url: &str) -> PathBuf {
+pub(crate) fn dir_for(base: &Path, url: &str) -> PathBuf {
     let readable: String = url
         .split_once("://")
         .map_or(url, |(_, rest)| rest)
@@ -57,7 +57,7 @@ impl DiskQueue {
     /// Opens (or creates) the queue in `dir`: every segment is scanned, what checks out and
     /// was not sent yet is queued again, oldest first. Fails only when the directory cannot
     /// be created, written or locked; a damaged queue is never a reason not to start.
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         max_bytes: u64,
         max_age: Duration,

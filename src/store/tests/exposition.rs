@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::exposition::render;
-use crate::store::{LoadedModel, Store};
+use crate::store::{InFlight, LoadedModel, Store};
 use crate::vocab::{Endpoint, FinishReason, Outcome, Record, Usage};
 
 /// The lines of family `name` in the rendered exposition, without HELP and TYPE.
@@ -131,14 +131,15 @@ fn parse(line: &str) -> (String, Vec<(String, String)>, f64) {
     (name.to_owned(), labels, value)
 }
 
-#[test]
-fn rendered_exposition_passes_self_check() {
+/// A store with every endpoint recorded, a success and a failure each, on two models, and
+/// every other family set (a request in flight as long as the guard lives).
+fn self_check_store() -> (Store, InFlight) {
     let store = Store::new(10);
     store.set_up(true);
     store.set_backend_version(Some("0.12.3"));
     store.set_loaded_models(vec![loaded("qwen3:8b", 6, 4, Some(8192))]);
     store.observe_overhead(Duration::from_micros(40));
-    let _guard = store.begin("qwen3:8b");
+    let guard = store.begin("qwen3:8b");
     for (i, e) in Endpoint::ALL.into_iter().enumerate() {
         let ms = 7 * i as u64 + 3;
         store.record(&Record {
@@ -172,18 +173,30 @@ fn rendered_exposition_passes_self_check() {
             client: None,
         });
     }
-    let mut text = String::new();
-    render(&store.snapshot(), &mut text);
+    (store, guard)
+}
 
-    let mut kinds: HashMap<String, String> = HashMap::new();
-    let mut seen = HashSet::new();
-    // (family, labels without le) → (last bucket, +Inf bucket, _count)
-    let mut hists: HashMap<String, (f64, Option<f64>, Option<f64>)> = HashMap::new();
-    for line in text.lines() {
+/// What the self check gathers while reading the exposition line by line.
+#[derive(Default)]
+struct Seen {
+    kinds: HashMap<String, String>,
+    series: HashSet<(String, Vec<(String, String)>)>,
+    /// (family, labels without le) → (last bucket, +Inf bucket, _count)
+    hists: HashMap<String, (f64, Option<f64>, Option<f64>)>,
+}
+
+impl Seen {
+    /// Checks one line of the exposition against what came before it.
+    fn line(&mut self, line: &str) {
+        let Seen {
+            kinds,
+            series: seen,
+            hists,
+        } = self;
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, help) = rest.split_once(' ').unwrap();
             assert!(valid_name(name, true) && !help.is_empty(), "{line}");
-            continue;
+            return;
         }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
@@ -191,7 +204,7 @@ fn rendered_exposition_passes_self_check() {
                 kinds.insert(name.to_owned(), kind.to_owned()).is_none(),
                 "{line}"
             );
-            continue;
+            return;
         }
         let (name, labels, value) = parse(line);
         assert!(valid_name(&name, true), "{line}");
@@ -216,11 +229,11 @@ fn rendered_exposition_passes_self_check() {
                     (suffix, quantile),
                     ("", true) | ("_sum" | "_count", false)
                 ));
-                continue;
+                return;
             }
             _ => {
                 assert_eq!(name, family, "{line}");
-                continue;
+                return;
             }
         }
         let le = labels
@@ -241,6 +254,19 @@ fn rendered_exposition_passes_self_check() {
             _ => panic!("unexpected histogram series: {line}"),
         }
     }
+}
+
+#[test]
+fn rendered_exposition_passes_self_check() {
+    let (store, _guard) = self_check_store();
+    let mut text = String::new();
+    render(&store.snapshot(), &mut text);
+
+    let mut seen = Seen::default();
+    for line in text.lines() {
+        seen.line(line);
+    }
+    let Seen { kinds, hists, .. } = seen;
     assert_eq!(kinds.len(), crate::store::families::COUNT);
     // 13 (model, endpoint) pairs: qwen3:8b on all 9 endpoints, llama3:8b on the 4 odd ones.
     // A histogram has series once observed: request duration on all 13 pairs (the failures

@@ -41,16 +41,16 @@ pub(super) const FINISH_REASONS: [FinishReason; 7] = [
 pub(super) struct ModelStats {
     /// The `model` label these stats are the map's entry for (a copy of its key), so that a
     /// request's in-flight guard can tell whether a record belongs here without a lookup.
-    pub name: Box<str>,
-    pub requests: AtomicU64,
-    pub success: AtomicU64,
-    pub failed: AtomicU64,
-    pub tokens_generated: AtomicU64,
-    pub prompt_tokens: AtomicU64,
+    pub(crate) name: Box<str>,
+    pub(crate) requests: AtomicU64,
+    pub(crate) success: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) tokens_generated: AtomicU64,
+    pub(crate) prompt_tokens: AtomicU64,
     /// Signed so that a stray extra decrement shows as −1 instead of wrapping.
-    pub in_flight: AtomicI64,
-    pub response: Mutex<Window>,
-    pub load: Mutex<Window>,
+    pub(crate) in_flight: AtomicI64,
+    pub(crate) response: Mutex<Window>,
+    pub(crate) load: Mutex<Window>,
     endpoints: [OnceLock<Box<EndpointStats>>; Endpoint::ALL.len()],
 }
 
@@ -59,25 +59,25 @@ pub(super) struct ModelStats {
 pub(super) struct EndpointStats {
     /// Request duration of the successful requests; [`Self::request_duration`] adds the
     /// failures' to it.
-    pub ok_duration: Histogram<17>,
+    pub(crate) ok_duration: Histogram<17>,
     /// Request duration of the failed requests, by how they failed (OpenTelemetry's
     /// `error.type`); allocated at a pair's first failure of that kind, found under a lock
     /// taken only by failures.
-    pub failed_duration: Mutex<Vec<(Outcome, Box<Histogram<17>>)>>,
-    pub ttft: Histogram<19>,
-    pub tpot: Histogram<14>,
-    pub prompt_eval: Histogram<17>,
-    pub load: Histogram<17>,
-    pub tokens_per_second: Histogram<16>,
-    pub queue_wait: Histogram<15>,
+    pub(crate) failed_duration: Mutex<Vec<(Outcome, Box<Histogram<17>>)>>,
+    pub(crate) ttft: Histogram<19>,
+    pub(crate) tpot: Histogram<14>,
+    pub(crate) prompt_eval: Histogram<17>,
+    pub(crate) load: Histogram<17>,
+    pub(crate) tokens_per_second: Histogram<16>,
+    pub(crate) queue_wait: Histogram<15>,
     /// Prompt and output tokens per successful request, for `gen_ai_client_token_usage`;
     /// observed only on a store with the OpenTelemetry names on.
-    pub input_tokens: Histogram<14>,
-    pub output_tokens: Histogram<14>,
-    pub outcomes: OutcomeCounts,
+    pub(crate) input_tokens: Histogram<14>,
+    pub(crate) output_tokens: Histogram<14>,
+    pub(crate) outcomes: OutcomeCounts,
     /// Indexed like [`FINISH_REASONS`].
-    pub finish_reasons: [AtomicU64; FINISH_REASONS.len()],
-    pub cached_prompt_tokens: AtomicU64,
+    pub(crate) finish_reasons: [AtomicU64; FINISH_REASONS.len()],
+    pub(crate) cached_prompt_tokens: AtomicU64,
 }
 
 /// Requests by [`Outcome`]: a lock-free table of `(key, count)` slots claimed in order by CAS
@@ -92,7 +92,7 @@ pub(super) struct OutcomeCounts {
 // === impl ModelStats ===
 
 impl ModelStats {
-    pub fn new(name: &str, window: usize) -> Self {
+    pub(crate) fn new(name: &str, window: usize) -> Self {
         ModelStats {
             name: Box::from(name),
             requests: AtomicU64::new(0),
@@ -109,7 +109,7 @@ impl ModelStats {
 
     /// Accounts one finished request (see the crate's `Store::record` for what counts where);
     /// `otel`: the store exports the OpenTelemetry names, which need the token histograms.
-    pub fn record(&self, r: &Record<'_>, otel: bool) {
+    pub(crate) fn record(&self, r: &Record<'_>, otel: bool) {
         let success = r.outcome.is_success();
         let measured = success && !r.load_only;
         let u = &r.usage;
@@ -188,12 +188,12 @@ impl ModelStats {
     }
 
     /// The stats of `endpoint`, allocated on first use.
-    pub fn endpoint(&self, endpoint: Endpoint) -> &EndpointStats {
+    pub(crate) fn endpoint(&self, endpoint: Endpoint) -> &EndpointStats {
         self.endpoints[endpoint.index()].get_or_init(|| Box::new(EndpointStats::new()))
     }
 
     /// The endpoints this model was recorded on, in [`Endpoint::ALL`] order.
-    pub fn recorded_endpoints(&self) -> impl Iterator<Item = (Endpoint, &EndpointStats)> {
+    pub(crate) fn recorded_endpoints(&self) -> impl Iterator<Item = (Endpoint, &EndpointStats)> {
         Endpoint::ALL
             .into_iter()
             .filter_map(|e| Some((e, &**self.endpoints[e.index()].get()?)))
@@ -235,7 +235,7 @@ impl EndpointStats {
     }
 
     /// Every request's duration, successes and failures alike (`ollama_request_duration_seconds`).
-    pub fn request_duration(&self) -> HistogramSnapshot {
+    pub(crate) fn request_duration(&self) -> HistogramSnapshot {
         let mut all = self.ok_duration.snapshot();
         for (_, h) in self.failed_duration.lock().iter() {
             all.add(&h.snapshot());
@@ -244,7 +244,7 @@ impl EndpointStats {
     }
 
     /// The failed requests' durations by outcome, in outcome order.
-    pub fn failed_durations(&self) -> Vec<(Outcome, HistogramSnapshot)> {
+    pub(crate) fn failed_durations(&self) -> Vec<(Outcome, HistogramSnapshot)> {
         let mut out: Vec<_> = self
             .failed_duration
             .lock()
@@ -279,7 +279,7 @@ impl OutcomeCounts {
     }
 
     /// Counts one request ending with `outcome`.
-    pub fn add(&self, outcome: Outcome) {
+    pub(crate) fn add(&self, outcome: Outcome) {
         let key = outcome.key();
         for (k, count) in &self.slots {
             let mut cur = k.load(Relaxed);
@@ -303,7 +303,7 @@ impl OutcomeCounts {
 
     /// Every outcome counted at least once, with its count, in outcome order (HTTP codes
     /// ascending, then stream_error, client_aborted, backend_unreachable, timeout).
-    pub fn snapshot(&self) -> Vec<(Outcome, u64)> {
+    pub(crate) fn snapshot(&self) -> Vec<(Outcome, u64)> {
         let mut out: Vec<(u32, u64)> = self
             .slots
             .iter()

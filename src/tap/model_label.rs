@@ -8,7 +8,7 @@
 /// it is: an owned `String` comes back unchanged, without allocating (the request's model,
 /// on every metered request); a borrowed name is copied once. `""` stays `""`. An untagged
 /// name costs one allocation, for the name followed by `:latest`.
-pub fn normalize<S: AsRef<str> + Into<String>>(name: S) -> String {
+pub(crate) fn normalize<S: AsRef<str> + Into<String>>(name: S) -> String {
     if has_tag(name.as_ref()) {
         name.into()
     } else {
