@@ -14,6 +14,7 @@ pub mod receiver;
 #[allow(unused_imports)]
 pub use binary::Binary;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,16 +30,38 @@ use tokio::sync::oneshot;
 /// (a test waits for the event, not for the clock).
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// Polls `pred` every 10 ms until it holds; panics naming `what` after [`WAIT`].
-pub async fn wait_until(what: &str, mut pred: impl FnMut() -> bool) {
+/// Waits for the event `what`: runs `probe` until it answers `Ok`, and returns that value.
+/// `Err` carries what the probe saw instead; if the event has not come within [`WAIT`], the
+/// test fails naming `what` and the last thing seen. Tries come 10 ms apart at first, then
+/// further apart (up to 100 ms): the one polling loop of the tests, never a timing claim.
+pub async fn eventually<T, E: std::fmt::Display, Fut>(
+    what: &str,
+    mut probe: impl FnMut() -> Fut,
+) -> T
+where
+    Fut: Future<Output = Result<T, E>>,
+{
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !pred() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {WAIT:?}; last seen:\n{seen}"
+            ),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
+}
+
+/// [`eventually`] for a predicate over what this process already holds (counters, logs).
+pub async fn wait_until(what: &str, mut pred: impl FnMut() -> bool) {
+    eventually(what, || {
+        std::future::ready(if pred() { Ok(()) } else { Err("false") })
+    })
+    .await
 }
 
 /// Raises this process's soft limit of open files to its hard limit and returns the new
@@ -247,30 +270,25 @@ pub async fn metrics_at(url: &str) -> Metrics {
 /// first. The in-flight gauge drops in the same step as the counters, after them, so the
 /// scrape after one that shows nothing in flight is whole.
 pub async fn settled_metrics(url: &str) -> Metrics {
-    wait_metrics(url, WAIT, |m| {
-        m.sum("ollama_requests_in_flight", &[]) == 0.0
-    })
-    .await;
+    wait_metrics(url, |m| m.sum("ollama_requests_in_flight", &[]) == 0.0).await;
     metrics_at(url).await
 }
 
-/// Polls `{url}/metrics` until `pred` holds; panics with the last text after `timeout`.
-pub async fn wait_metrics(
-    url: &str,
-    timeout: Duration,
-    pred: impl Fn(&Metrics) -> bool,
-) -> Metrics {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let m = metrics_at(url).await;
-        if pred(&m) {
-            return m;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("metrics condition not met within {timeout:?}:\n{}", m.0);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until `{url}/metrics` satisfies `pred`; returns that text.
+pub async fn wait_metrics(url: &str, pred: impl Fn(&Metrics) -> bool) -> Metrics {
+    let pred = &pred;
+    eventually(
+        &format!("{url}/metrics to hold the condition"),
+        move || async move {
+            let m = metrics_at(url).await;
+            if pred(&m) {
+                Ok(m)
+            } else {
+                Err(m.0)
+            }
+        },
+    )
+    .await
 }
 
 /// What `/proc` says about a process (the real binary, in memory and leak tests).

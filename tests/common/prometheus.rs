@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use super::Running;
+use super::{eventually, Running};
 
 /// A Prometheus server with the remote-write receiver on a free port; killed on drop.
 pub struct Prometheus {
@@ -51,15 +50,14 @@ impl Prometheus {
             dir,
         };
         let ready = format!("http://127.0.0.1:{port}/-/ready");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::get(&ready)
-            .await
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually("prometheus is ready", || async {
+            match reqwest::get(&ready).await {
+                Ok(r) if r.status() == 200 => Ok(()),
+                Ok(r) => Err(r.status().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
         prom
     }
 
@@ -94,20 +92,17 @@ impl Prometheus {
         Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
     }
 
-    /// Waits until `query` returns a series whose value is `want`.
-    pub async fn wait_for_value(&self, query: &str, want: &str) {
-        let deadline = Instant::now() + super::WAIT;
-        loop {
+    /// Waits until `query` returns a series whose value is `want`; returns that result.
+    pub async fn wait_for_value(&self, query: &str, want: &str) -> Vec<serde_json::Value> {
+        eventually(&format!("prometheus: {query} to be {want}"), || async {
             let r = self.query(query).await;
             if r.iter().any(|s| s["value"][1].as_str() == Some(want)) {
-                return;
+                Ok(r)
+            } else {
+                Err(format!("{r:?}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus: {query} never was {want}: {r:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::docs::{readme_families, tables, ticked, README};
 use common::fake_ollama::FakeOllama;
 use common::receiver::{Receiver, Script};
-use common::{wait_metrics, ConfDir, InProcess, WAIT};
+use common::{wait_metrics, ConfDir, InProcess};
 
 /// `# TYPE` lines of an exposition: family → type.
 fn exported_families(text: &str) -> BTreeMap<String, String> {
@@ -100,7 +100,7 @@ async fn metrics_after_a_traffic_mix() -> String {
         post(&format!("{url}{path}"), &body).await;
     }
     // The backend check (`ollama_up`, `/api/ps`) and a push (the writer's own families).
-    let text = wait_metrics(&url, WAIT, |m| {
+    let text = wait_metrics(&url, |m| {
         m.get("ollama_loaded_model_vram_bytes", &[]).is_some()
             && m.sum("ollama_tap_remote_write_samples_sent_total", &[]) > 0.0
             && m.sum("ollama_endpoint_requests_total", &[]) >= 10.0

@@ -15,7 +15,7 @@ use serde_json::Value;
 use common::docs::README;
 use common::fake_ollama::{self, FakeOllama};
 use common::receiver::{Receiver, Script};
-use common::{Binary, ConfDir, WAIT};
+use common::{Binary, ConfDir};
 
 /// A model name made to break a page that pastes names into its markup.
 const HOSTILE: &str = "test-<script>alert(1)</script><b onmouseover=\"x\">'&";
@@ -68,20 +68,18 @@ async fn get(url: &str, token: Option<&str>) -> (u16, String) {
 
 /// Polls `{base}/status.json` until `pred` holds; returns that answer.
 async fn status_until(base: &str, token: Option<&str>, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let pred = &pred;
+    common::eventually("status.json to hold the condition", move || async move {
         let (code, body) = get(&format!("{base}/status.json"), token).await;
         assert_eq!(code, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         if pred(&v) {
-            return v;
+            Ok(v)
+        } else {
+            Err(format!("{v:#}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "status.json: not within {WAIT:?}:\n{v:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// The ring holds at least `n` samples.

@@ -12,21 +12,17 @@ async fn until_ok(
     url: &str,
     auth: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
 ) -> String {
-    let c = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    loop {
+    let c = &reqwest::Client::new();
+    let auth = &auth;
+    common::eventually(&format!("{url} answers 200"), move || async move {
         let res = auth(c.get(url)).send().await.unwrap();
         if res.status() == 200 {
-            return res.text().await.unwrap();
+            Ok(res.text().await.unwrap())
+        } else {
+            Err(res.status())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{url}: still {} after {:?}",
-            res.status(),
-            common::WAIT
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 /// A `/health` body once the backend check found the fake up.

@@ -314,7 +314,7 @@ async fn the_backend_check_exports_version_and_loaded_models() {
     let fake = FakeOllama::start().await;
     let agent = InProcess::single(&fake.url()).await;
     // The check runs at start; wait for its result, not for the clock.
-    let m = common::wait_metrics(&agent.url(), common::WAIT, |m| {
+    let m = common::wait_metrics(&agent.url(), |m| {
         m.get(
             "ollama_loaded_model_vram_bytes",
             &[("model", "llama3.2:latest")],

@@ -201,7 +201,7 @@ async fn an_added_instance_serves_and_a_removed_one_refuses_new_connections_whil
         .text()
         .await
         .unwrap();
-    let z = common::wait_metrics(&format!("http://{addr}"), common::WAIT, |m| {
+    let z = common::wait_metrics(&format!("http://{addr}"), |m| {
         m.get(REQUESTS, &[("name", "z"), ("model", MODEL)]) == Some(1.0)
     })
     .await;

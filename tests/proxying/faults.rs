@@ -79,7 +79,7 @@ async fn an_agent_started_with_the_backend_down_answers_502_and_serves_again_onc
 
     assert_error_answer(post(&url, "/api/chat", CHAT).await, 502).await;
     assert_error_answer(reqwest::get(format!("{url}/api/tags")).await.unwrap(), 502).await;
-    let m = wait_metrics(&url, T, |m| up(m) == 0.0).await;
+    let m = wait_metrics(&url, |m| up(m) == 0.0).await;
     assert_outcome(&m, "llama3.2:latest", "backend_unreachable", 1.0);
     let health = reqwest::get(format!("{url}/health")).await.unwrap();
     assert_eq!(health.status(), 503);
@@ -90,7 +90,7 @@ async fn an_agent_started_with_the_backend_down_answers_502_and_serves_again_onc
     assert_eq!(res.status(), 200);
     let body = read_body(res).await.expect("a whole stream");
     assert!(String::from_utf8_lossy(&body).contains("\"done\":true"));
-    let m = wait_metrics(&url, T, |m| up(m) == 1.0).await;
+    let m = wait_metrics(&url, |m| up(m) == 1.0).await;
     assert_eq!(
         m.get("ollama_requests_success", &[("model", "llama3.2:latest")]),
         Some(1.0)
@@ -111,7 +111,7 @@ async fn a_backend_dying_mid_stream_cuts_the_client_stream_and_ollama_up_drops_u
     let addr = fake.addr;
     let agent = InProcess::single(&fake.url()).await;
     let url = agent.url();
-    wait_metrics(&url, T, |m| up(m) == 1.0).await;
+    wait_metrics(&url, |m| up(m) == 1.0).await;
 
     let mut res = post(
         &url,
@@ -133,7 +133,7 @@ async fn a_backend_dying_mid_stream_cuts_the_client_stream_and_ollama_up_drops_u
     let seen = [&first[..], &rest[..]].concat();
     assert!(!String::from_utf8_lossy(&seen).contains("\"done\":true"));
 
-    let m = wait_metrics(&url, T, |m| up(m) == 0.0).await;
+    let m = wait_metrics(&url, |m| up(m) == 0.0).await;
     assert_outcome(&m, "llama3.2:latest", "stream_error", 1.0);
     assert_error_answer(post(&url, "/api/chat", CHAT).await, 502).await;
 
@@ -141,7 +141,7 @@ async fn a_backend_dying_mid_stream_cuts_the_client_stream_and_ollama_up_drops_u
     let res = post(&url, "/api/chat", CHAT).await;
     assert_eq!(res.status(), 200);
     read_body(res).await.expect("a whole stream");
-    let m = wait_metrics(&url, T, |m| up(m) == 1.0).await;
+    let m = wait_metrics(&url, |m| up(m) == 1.0).await;
     assert_eq!(
         m.get("ollama_requests_success", &[("model", "llama3.2:latest")]),
         Some(1.0)
@@ -181,7 +181,7 @@ async fn a_stream_cut_by_the_backend_reaches_the_client_cut_and_is_one_stream_er
     assert_eq!(res.status(), 200);
     let got = read_body(res).await.expect_err("a cut stream");
     assert_eq!(String::from_utf8(got).unwrap(), lines.concat());
-    let m = wait_metrics(&agent.url(), T, |m| {
+    let m = wait_metrics(&agent.url(), |m| {
         m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
@@ -213,7 +213,7 @@ async fn a_stream_reset_by_the_backend_is_one_stream_error_and_never_a_clean_end
         assert_eq!(v["done"], false, "{text}");
     }
     assert!(text.lines().count() <= 3, "{text}");
-    let m = wait_metrics(&agent.url(), T, |m| {
+    let m = wait_metrics(&agent.url(), |m| {
         m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
@@ -321,7 +321,7 @@ async fn misbehaving(
         want_body,
         "{path} {request}: the client did not get what the backend sent"
     );
-    let m = wait_metrics(&agent.url(), T, |m| {
+    let m = wait_metrics(&agent.url(), |m| {
         m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
@@ -572,7 +572,7 @@ async fn a_100_mb_single_line_reaches_the_client_whole_without_the_agent_bufferi
         "the agent's peak memory grew by 32 MB or more: {figures}"
     );
     // A line without `done` is not a success.
-    let m = wait_metrics(&url, T, |m| {
+    let m = wait_metrics(&url, |m| {
         m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;

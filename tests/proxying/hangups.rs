@@ -52,7 +52,7 @@ async fn a_client_gone_mid_request_body_before_the_model_is_known_is_one_client_
     .await
     .unwrap();
     drop(sock);
-    let m = wait_metrics(&agent.url(), T, |m| {
+    let m = wait_metrics(&agent.url(), |m| {
         m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
@@ -83,7 +83,7 @@ async fn a_client_gone_mid_request_body_after_the_model_is_known_cancels_the_ups
     // The agent learnt the model and started the upstream request.
     fake.wait_until(T, |s| s.requests == 2).await;
     drop(sock);
-    let m = wait_metrics(&agent.url(), T, |m| {
+    let m = wait_metrics(&agent.url(), |m| {
         m.sum(
             "ollama_endpoint_requests_total",
             &[("model", "llama3.2:latest")],
@@ -117,7 +117,7 @@ async fn a_client_gone_while_waiting_for_the_first_token_cancels_the_upstream_re
     client.abort();
     let _ = client.await;
     fake.wait_until(T, |s| s.disconnects >= 1).await;
-    let m = wait_metrics(&agent.url(), T, |m| {
+    let m = wait_metrics(&agent.url(), |m| {
         m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
@@ -148,7 +148,7 @@ async fn a_client_gone_mid_stream_cancels_the_upstream_request() {
     );
     drop(res);
     fake.wait_until(T, |s| s.disconnects >= 1).await;
-    let m = wait_metrics(&agent.url(), T, |m| {
+    let m = wait_metrics(&agent.url(), |m| {
         m.sum("ollama_endpoint_requests_total", &[]) >= 1.0
     })
     .await;
@@ -309,7 +309,7 @@ async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_e
     // Warm-up: the runtime, the allocator and the metric series reach their steady size.
     const WARM: u64 = 60;
     storm(addr, &backend, 0, WARM).await;
-    wait_metrics(&url, T, |m| {
+    wait_metrics(&url, |m| {
         aborted(m) == WARM as f64 && m.sum("ollama_requests_total", &[]) == WARM as f64
     })
     .await;
@@ -323,7 +323,7 @@ async fn a_thousand_hang_ups_leave_no_socket_thread_or_memory_behind_and_count_e
     storm(addr, &backend, WARM, N).await;
     // One scrape is not atomic across families: wait until each has seen every record.
     let all = (WARM + N) as f64;
-    wait_metrics(&url, T, |m| {
+    wait_metrics(&url, |m| {
         aborted(m) >= all
             && m.sum("ollama_requests_total", &[]) >= all
             && m.sum("ollama_requests_failed", &[]) >= all

@@ -260,7 +260,7 @@ async fn a_client_hanging_up_mid_stream_cancels_the_upstream_request() {
     drop(res);
     // The backend sees its client (the agent) go away.
     fake.wait_until(WAIT, |s| s.disconnects == 1).await;
-    let m = wait_metrics(&agent.url(), WAIT, |m| {
+    let m = wait_metrics(&agent.url(), |m| {
         m.sum("ollama_endpoint_requests_total", &[]) == 1.0
     })
     .await;
@@ -303,7 +303,7 @@ async fn a_stream_that_stalls_longer_than_timeout_is_cut_and_failed() {
     assert_eq!(res.status(), 200);
     // The body ends in an error at the client: a cut stream, not a clean end.
     assert!(res.bytes().await.is_err());
-    let m = wait_metrics(&agent.url(), WAIT, |m| {
+    let m = wait_metrics(&agent.url(), |m| {
         m.sum("ollama_endpoint_requests_total", &[]) == 1.0
     })
     .await;
@@ -340,7 +340,7 @@ async fn a_long_wait_for_the_first_token_is_not_cut_by_timeout() {
     assert_eq!(res.status(), 200);
     let v: serde_json::Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
     assert_eq!(v["done"], true, "{v}");
-    let m = wait_metrics(&agent.url(), WAIT, |m| {
+    let m = wait_metrics(&agent.url(), |m| {
         m.sum("ollama_endpoint_requests_total", &[]) == 1.0
     })
     .await;

@@ -282,9 +282,7 @@ async fn sigkill_during_an_outage_loses_no_snapshot_that_was_queued() {
         .status();
     assert!(kill.unwrap().success());
     let killed = now_ms();
-    while o.agent.running() {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    common::wait_until("the killed agent exits", || !o.agent.running()).await;
 
     o.receiver.restart().await;
     let again = o.start_again().await;
@@ -375,8 +373,7 @@ async fn a_real_prometheus_behind_the_outage_and_the_restart_returns_every_value
         "{REQUESTS}{{model=\"{MODEL}\"}}[1h] @ {}",
         stopped as f64 / 1000.0
     );
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    let got = loop {
+    let got = common::eventually("prometheus holds every value", || async {
         let r = prometheus.query(&query).await;
         let got: Vec<(i64, f64)> = r
             .first()
@@ -389,14 +386,12 @@ async fn a_real_prometheus_behind_the_outage_and_the_restart_returns_every_value
             })
             .collect();
         if got.len() >= requests.len() {
-            break got;
+            Ok(got)
+        } else {
+            Err(format!("prometheus has {got:?}, want {requests:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "prometheus has {got:?}, want {requests:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert_eq!(got, requests);
 }
 

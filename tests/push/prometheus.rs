@@ -3,8 +3,6 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
-
 use common::fake_ollama::FakeOllama;
 use common::prometheus::Prometheus;
 use common::{Binary, ConfDir, Metrics};
@@ -53,20 +51,12 @@ async fn promql_returns_the_pushed_values() {
         .unwrap();
     assert_eq!(want_tokens, 15.0);
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let series = loop {
-        let r = prom
-            .query(r#"ollama_tokens_generated_total{model="llama3.2:latest"}"#)
-            .await;
-        if r.first().and_then(|s| s["value"][1].as_str()) == Some("15") {
-            break r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus never saw 15 tokens: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let series = prom
+        .wait_for_value(
+            r#"ollama_tokens_generated_total{model="llama3.2:latest"}"#,
+            "15",
+        )
+        .await;
     let labels = &series[0]["metric"];
     assert_eq!(labels["agent_hostname"], "gpu-box");
     assert_eq!(labels["region"], "eu");
