@@ -204,6 +204,14 @@ impl Drop for InProcess {
     }
 }
 
+/// A fake Ollama and a passive agent in this process in front of it (no backend checks, so
+/// the fake sees only what clients send).
+pub async fn agent_and_fake() -> (InProcess, fake_ollama::FakeOllama) {
+    let fake = fake_ollama::FakeOllama::start().await;
+    let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
+    (agent, fake)
+}
+
 /// The text of a `/metrics` answer, with a lookup by name and labels.
 #[derive(Debug, Clone)]
 pub struct Metrics(pub String);
@@ -289,6 +297,23 @@ pub async fn wait_metrics(url: &str, pred: impl Fn(&Metrics) -> bool) -> Metrics
         },
     )
     .await
+}
+
+/// `POST {url}` of `body` (JSON text, usually); the answer, its body unread.
+pub async fn post(url: &str, body: impl ToString) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: no answer: {e}"))
+}
+
+/// `POST {base}/api/generate` of `prompt` to `model`, streamed or not; the answer, its body
+/// unread.
+pub async fn generate(base: &str, model: &str, prompt: &str, stream: bool) -> reqwest::Response {
+    let body = serde_json::json!({"model": model, "prompt": prompt, "stream": stream});
+    post(&format!("{base}/api/generate"), body).await
 }
 
 /// What `/proc` says about a process (the real binary, in memory and leak tests).

@@ -22,12 +22,7 @@ fn exported_families(text: &str) -> BTreeMap<String, String> {
 }
 
 async fn post(url: &str, body: &str) {
-    let res = reqwest::Client::new()
-        .post(url)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let res = common::post(url, body).await;
     let status = res.status();
     res.bytes().await.unwrap();
     assert!(

@@ -101,13 +101,7 @@ fn settled(requests: u64) -> impl Fn(&Value) -> bool {
 }
 
 async fn generate(base: &str, model: &str, prompt: &str, stream: bool) -> u16 {
-    let body = serde_json::json!({"model": model, "prompt": prompt, "stream": stream});
-    let res = reqwest::Client::new()
-        .post(format!("{base}/api/generate"))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let res = common::generate(base, model, prompt, stream).await;
     let status = res.status().as_u16();
     res.bytes().await.unwrap();
     status

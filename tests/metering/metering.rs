@@ -9,12 +9,7 @@ use serde_json::{json, Value};
 
 /// POSTs `body` to the agent and reads the whole answer.
 async fn post(agent: &InProcess, path: &str, body: Value) -> (u16, String) {
-    let res = reqwest::Client::new()
-        .post(format!("{}{path}", agent.url()))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let res = common::post(&format!("{}{path}", agent.url()), body).await;
     let status = res.status().as_u16();
     (status, res.text().await.unwrap_or_default())
 }

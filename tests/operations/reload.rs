@@ -76,14 +76,7 @@ async fn pushed(receiver: &Receiver, name: &str, value: f64, what: &str) {
 }
 
 async fn generate(url: &str, prompt: &str, stream: bool) -> reqwest::Response {
-    let res = reqwest::Client::new()
-        .post(format!("{url}/api/generate"))
-        .body(format!(
-            r#"{{"model":"llama3.2","prompt":"{prompt}","stream":{stream}}}"#
-        ))
-        .send()
-        .await
-        .unwrap();
+    let res = common::generate(url, "llama3.2", prompt, stream).await;
     assert_eq!(res.status(), 200);
     res
 }

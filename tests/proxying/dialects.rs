@@ -6,16 +6,7 @@ use crate::common;
 use std::time::Instant;
 
 use common::fake_ollama::FakeOllama;
-use common::{ConfDir, InProcess};
-
-async fn post(url: &str, body: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(url)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-}
+use common::{post, ConfDir, InProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn include_usage_counts_streamed_chat_tokens_and_the_client_sees_no_usage_chunk() {

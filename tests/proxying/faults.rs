@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use common::fake_ollama::FakeOllama;
 use common::raw::{chunk, chunked, chunked_head, sized, Conn, RawBackend, LAST_CHUNK};
-use common::{wait_metrics, Binary, ConfDir, InProcess, Metrics, WAIT as T};
+use common::{post, wait_metrics, Binary, ConfDir, InProcess, Metrics, WAIT as T};
 use tokio::net::{TcpSocket, TcpStream};
 
 const CHAT: &str =
@@ -31,15 +31,6 @@ fn assert_outcome(m: &Metrics, model: &str, outcome: &str, n: f64) {
     assert_eq!(m.value("ollama_requests_failed", &[("model", model)]), n);
     assert_eq!(m.value("ollama_requests_success", &[("model", model)]), 0.0);
     assert_eq!(m.sum("ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
-}
-
-async fn post(url: &str, path: &str, body: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{url}{path}"))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("the agent answers")
 }
 
 /// Reads an answer's body chunk by chunk; `Err` carries what arrived before the body broke off.
@@ -77,7 +68,7 @@ async fn an_agent_started_with_the_backend_down_answers_502_and_serves_again_onc
     let agent = InProcess::single(&format!("http://{addr}")).await;
     let url = agent.url();
 
-    assert_error_answer(post(&url, "/api/chat", CHAT).await, 502).await;
+    assert_error_answer(post(&format!("{url}/api/chat"), CHAT).await, 502).await;
     assert_error_answer(reqwest::get(format!("{url}/api/tags")).await.unwrap(), 502).await;
     let m = wait_metrics(&url, |m| up(m) == 0.0).await;
     assert_outcome(&m, "llama3.2:latest", "backend_unreachable", 1.0);
@@ -86,7 +77,7 @@ async fn an_agent_started_with_the_backend_down_answers_502_and_serves_again_onc
 
     // The backend comes up: traffic flows through the same agent, no restart.
     let fake = FakeOllama::start_on(addr).await.unwrap();
-    let res = post(&url, "/api/chat", CHAT).await;
+    let res = post(&format!("{url}/api/chat"), CHAT).await;
     assert_eq!(res.status(), 200);
     let body = read_body(res).await.expect("a whole stream");
     assert!(String::from_utf8_lossy(&body).contains("\"done\":true"));
@@ -113,10 +104,7 @@ async fn a_backend_dying_mid_stream_cuts_the_client_stream_and_ollama_up_drops_u
     let url = agent.url();
     wait_metrics(&url, |m| up(m) == 1.0).await;
 
-    let mut res = post(
-        &url,
-        "/api/chat",
-        r#"{"model":"llama3.2","messages":[{"role":"user","content":"long [[tokens:500]] [[delay:20]]"}]}"#,
+    let mut res = post(&format!("{url}/api/chat"), r#"{"model":"llama3.2","messages":[{"role":"user","content":"long [[tokens:500]] [[delay:20]]"}]}"#,
     )
     .await;
     assert_eq!(res.status(), 200);
@@ -135,10 +123,10 @@ async fn a_backend_dying_mid_stream_cuts_the_client_stream_and_ollama_up_drops_u
 
     let m = wait_metrics(&url, |m| up(m) == 0.0).await;
     assert_outcome(&m, "llama3.2:latest", "stream_error", 1.0);
-    assert_error_answer(post(&url, "/api/chat", CHAT).await, 502).await;
+    assert_error_answer(post(&format!("{url}/api/chat"), CHAT).await, 502).await;
 
     let fake = FakeOllama::start_on(addr).await.unwrap();
-    let res = post(&url, "/api/chat", CHAT).await;
+    let res = post(&format!("{url}/api/chat"), CHAT).await;
     assert_eq!(res.status(), 200);
     read_body(res).await.expect("a whole stream");
     let m = wait_metrics(&url, |m| up(m) == 1.0).await;
@@ -173,8 +161,7 @@ async fn a_stream_cut_by_the_backend_reaches_the_client_cut_and_is_one_stream_er
     .await;
     let agent = agent_for(&backend.url(), "5s").await;
     let res = post(
-        &agent.url(),
-        "/api/generate",
+        &format!("{}/api/generate", agent.url()),
         r#"{"model":"llama3.2","prompt":"x"}"#,
     )
     .await;
@@ -196,8 +183,7 @@ async fn a_stream_reset_by_the_backend_is_one_stream_error_and_never_a_clean_end
     let fake = FakeOllama::start().await;
     let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
     let res = post(
-        &agent.url(),
-        "/api/generate",
+        &format!("{}/api/generate", agent.url()),
         r#"{"model":"llama3.2","prompt":"x [[tokens:10]] [[cut_after:3]]"}"#,
     )
     .await;
@@ -241,7 +227,7 @@ async fn a_backend_that_cannot_be_connected_to_in_time_is_a_504_and_one_timeout(
         ),
     ))
     .await;
-    assert_error_answer(post(&agent.url(), "/api/chat", CHAT).await, 504).await;
+    assert_error_answer(post(&format!("{}/api/chat", agent.url()), CHAT).await, 504).await;
     let m = agent.metrics().await;
     assert_outcome(&m, "llama3.2:latest", "timeout", 1.0);
     drop(listener);
@@ -311,7 +297,7 @@ async fn misbehaving(
     };
     let backend = script.backend().await;
     let agent = agent_for(&backend.url(), timeout).await;
-    let res = post(&agent.url(), path, request).await;
+    let res = post(&format!("{}{path}", agent.url()), request).await;
     assert_eq!(res.status(), 200, "{path} {request}");
     let body = read_body(res).await;
     assert_eq!(body.is_ok(), clean_end, "{path} {request}: {body:?}");
@@ -413,7 +399,7 @@ async fn an_answer_that_is_not_http_is_a_502_and_one_failure() {
         .backend()
         .await;
     let agent = agent_for(&backend.url(), "5s").await;
-    assert_error_answer(post(&agent.url(), "/api/chat", CHAT).await, 502).await;
+    assert_error_answer(post(&format!("{}/api/chat", agent.url()), CHAT).await, 502).await;
     let m = agent.metrics().await;
     assert_outcome(&m, "llama3.2:latest", "backend_unreachable", 1.0);
 }
@@ -532,8 +518,7 @@ async fn a_100_mb_single_line_reaches_the_client_whole_without_the_agent_bufferi
     } = common::proc_stats(pid);
 
     let res = post(
-        &url,
-        "/api/generate",
+        &format!("{url}/api/generate"),
         r#"{"model":"m","prompt":"one huge line"}"#,
     )
     .await;

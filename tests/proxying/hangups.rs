@@ -7,11 +7,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::fake_ollama::FakeOllama;
 use common::raw::{chunk, chunked_head, Conn, RawBackend};
 use common::{
-    metrics_at, proc_stats, wait_metrics, wait_until, Binary, ConfDir, InProcess, Metrics,
-    WAIT as T,
+    agent_and_fake, metrics_at, proc_stats, wait_metrics, wait_until, Binary, Metrics, WAIT as T,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -33,13 +31,6 @@ fn assert_one_client_abort(m: &Metrics, model: &str) {
     assert_eq!(m.get("ollama_requests_failed", &mine), Some(1.0));
     assert_eq!(m.value("ollama_requests_success", &mine), 0.0);
     assert_eq!(m.sum("ollama_requests_in_flight", &[]), 0.0, "{}", m.0);
-}
-
-/// A passive agent (no backend check of its own) in front of a fresh fake.
-async fn agent_and_fake() -> (InProcess, FakeOllama) {
-    let fake = FakeOllama::start().await;
-    let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
-    (agent, fake)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,19 +2,10 @@
 
 use crate::common;
 
-use common::fake_ollama::FakeOllama;
 use common::raw::{exchange as raw, read_answer, RawBackend};
-use common::{ConfDir, InProcess, WAIT as T};
+use common::{agent_and_fake, WAIT as T};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A passive agent (it makes no backend check of its own, so every request the fake counts came
-/// from a client) in front of a fresh fake.
-async fn agent_and_fake() -> (InProcess, FakeOllama) {
-    let fake = FakeOllama::start().await;
-    let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
-    (agent, fake)
-}
 
 /// A listener on another loopback address standing for "another host": counts what it accepts.
 async fn other_host() -> RawBackend {

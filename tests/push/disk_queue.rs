@@ -84,12 +84,7 @@ fn conf(urls: &[String], backend: &str, queue: &QueueDir) -> ConfDir {
 }
 
 async fn generate(url: &str) {
-    let res = reqwest::Client::new()
-        .post(format!("{url}/api/generate"))
-        .body(r#"{"model":"llama3.2","prompt":"three little words","stream":false}"#)
-        .send()
-        .await
-        .unwrap();
+    let res = common::generate(url, "llama3.2", "three little words", false).await;
     assert_eq!(res.status(), 200);
     res.text().await.unwrap();
 }

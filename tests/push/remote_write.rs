@@ -67,16 +67,8 @@ async fn until_pushed(receiver: &Receiver, name: &str) -> Vec<TimeSeries> {
 }
 
 async fn generate(url: &str, model: &str, n: usize) {
-    let client = reqwest::Client::new();
     for _ in 0..n {
-        let res = client
-            .post(format!("{url}/api/generate"))
-            .body(format!(
-                r#"{{"model":"{model}","prompt":"three little words","stream":false}}"#
-            ))
-            .send()
-            .await
-            .unwrap();
+        let res = common::generate(url, model, "three little words", false).await;
         assert_eq!(res.status(), 200);
         res.text().await.unwrap();
     }
