@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{eventually, Running};
+use super::{eventually, ClosedPort, Running};
 
-/// A Prometheus server with the remote-write receiver on a free port; killed on drop.
+/// A Prometheus server with the remote-write receiver on; killed on drop.
 pub struct Prometheus {
     pub port: u16,
     _proc: Running,
@@ -14,14 +15,28 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
+    /// A Prometheus on a port it picks itself (`127.0.0.1:0`), read from its "Listening on"
+    /// log line.
     pub async fn start() -> Prometheus {
-        Prometheus::start_on(super::free_port()).await
+        Prometheus::spawn("127.0.0.1:0").await
     }
 
-    /// A Prometheus on `port` of 127.0.0.1 (one that agents were already told to push to).
-    pub async fn start_on(port: u16) -> Prometheus {
-        let dir =
-            std::env::temp_dir().join(format!("ollama-tap-prom-{}-{port}", std::process::id()));
+    /// A Prometheus on `port` (one that agents were already told to push to, refused until
+    /// now): the port is let go only as Prometheus starts.
+    pub async fn start_on(port: ClosedPort) -> Prometheus {
+        let addr = port.addr().to_string();
+        drop(port);
+        Prometheus::spawn(&addr).await
+    }
+
+    async fn spawn(listen: &str) -> Prometheus {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ollama-tap-prom-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("prometheus.yml");
         std::fs::write(
@@ -29,24 +44,43 @@ impl Prometheus {
             "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
         )
         .unwrap();
+        let log = dir.join("prometheus.log");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--web.listen-address={listen}"))
             .arg("--web.enable-remote-write-receiver")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect(
                 "prometheus is installed (scripts/test.sh installs Debian's prometheus package)",
             );
+        let mut proc = Running(child);
+        // `msg="Listening on" address=127.0.0.1:PORT`, the port actually bound.
+        let port = eventually("prometheus says where it listens", || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(status) = proc.0.try_wait().unwrap() {
+                panic!("prometheus exited ({status}) before listening:\n{text}");
+            }
+            let port = text
+                .lines()
+                .filter(|l| l.contains("msg=\"Listening on\""))
+                .find_map(|l| {
+                    l.split_whitespace()
+                        .find_map(|kv| kv.strip_prefix("address="))
+                })
+                .and_then(|a| a.rsplit_once(':')?.1.parse::<u16>().ok());
+            std::future::ready(port.ok_or(text))
+        })
+        .await;
         let prom = Prometheus {
             port,
-            _proc: Running(child),
+            _proc: proc,
             dir,
         };
         let ready = format!("http://127.0.0.1:{port}/-/ready");

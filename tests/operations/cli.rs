@@ -152,7 +152,7 @@ fn unknown_keys_are_warned_about_by_name() {
 
 #[test]
 fn log_file_name_appends_the_logs_to_that_file() {
-    let backend_port = common::free_port();
+    let backend = common::ClosedPort::new();
     let conf = ConfDir::new("", "");
     let log = conf.path.join("agent.log");
     std::fs::write(&log, "an earlier line\n").unwrap();
@@ -166,7 +166,7 @@ fn log_file_name_appends_the_logs_to_that_file() {
     .unwrap();
     std::fs::write(
         conf.path.join("input.ollama/ollama.toml"),
-        instance(&format!("http://127.0.0.1:{backend_port}"), "127.0.0.1:0"),
+        instance(&backend.url(), "127.0.0.1:0"),
     )
     .unwrap();
     let (code, _, err) = run(&conf, &["--test"]);

@@ -158,10 +158,12 @@ async fn an_added_instance_serves_and_a_removed_one_refuses_new_connections_whil
 {
     let receiver = Receiver::start(Script::Always(204)).await;
     let fake = FakeOllama::start().await;
-    let port = common::free_port();
-    let removed = format!("127.0.0.1:{port}");
-    let before = instance(&fake.url(), "127.0.0.1:0", "x") + &instance(&fake.url(), &removed, "y");
+    // y listens on an address of its own (a reload pairs instances by listen address), on a
+    // port it picks itself; its log line says which (instances are logged in config order).
+    let before =
+        instance(&fake.url(), "127.0.0.1:0", "x") + &instance(&fake.url(), "127.0.0.2:0", "y");
     let agent = Binary::start(ConfDir::new(&main_toml(&receiver), &before)).await;
+    let removed = agent.addrs[1].to_string();
     let held = held_stream(&format!("http://{removed}")).await;
     let after =
         instance(&fake.url(), "127.0.0.1:0", "x") + &instance(&fake.url(), "127.0.0.1:0", "z");

@@ -2,8 +2,6 @@
 
 use crate::common;
 
-use std::net::SocketAddr;
-
 use common::fake_ollama::FakeOllama;
 use common::raw::{chunk, chunked, chunked_head, sized, Conn, RawBackend, LAST_CHUNK};
 use common::{post, wait_metrics, Binary, ConfDir, InProcess, Metrics, WAIT as T};
@@ -61,9 +59,8 @@ async fn assert_error_answer(res: reqwest::Response, status: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_started_with_the_backend_down_answers_502_and_serves_again_once_it_is_back() {
-    let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .unwrap();
+    let down = common::ClosedPort::new();
+    let addr = down.addr();
     // Checks every second ([global] interval = 1).
     let agent = InProcess::single(&format!("http://{addr}")).await;
     let url = agent.url();
@@ -76,7 +73,7 @@ async fn an_agent_started_with_the_backend_down_answers_502_and_serves_again_onc
     assert_eq!(health.status(), 503);
 
     // The backend comes up: traffic flows through the same agent, no restart.
-    let fake = FakeOllama::start_on(addr).await.unwrap();
+    let fake = FakeOllama::serve(down.listen()).unwrap();
     let res = post(&format!("{url}/api/chat"), CHAT).await;
     assert_eq!(res.status(), 200);
     let body = read_body(res).await.expect("a whole stream");

@@ -199,8 +199,9 @@ async fn absolute_uri_requests_never_leave_for_another_host() {
 
 #[tokio::test]
 async fn unreachable_backend_is_a_502_in_ollama_error_shape_and_a_failure() {
-    let port = common::free_port();
-    let agent = InProcess::single(&format!("http://127.0.0.1:{port}")).await;
+    let down = common::ClosedPort::new();
+    let port = down.port();
+    let agent = InProcess::single(&down.url()).await;
     let res = reqwest::Client::new()
         .post(format!("{}/api/chat", agent.url()))
         .body(r#"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}]}"#)

@@ -349,8 +349,8 @@ async fn a_torn_or_damaged_queue_file_is_counted_logged_and_the_rest_is_sent() {
 /// that a test o.receiver beside it got from the same o.queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_behind_the_outage_and_the_restart_returns_every_value() {
-    let port = common::free_port();
-    let mut o = Outage::start(&[format!("http://127.0.0.1:{port}/api/v1/write")]).await;
+    let port = common::ClosedPort::new();
+    let mut o = Outage::start(&[format!("{}/api/v1/write", port.url())]).await;
     assert!(tokio::task::block_in_place(|| o.agent.terminate()).success());
     let stopped = now_ms();
 
