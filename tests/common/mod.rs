@@ -80,6 +80,20 @@ pub fn raise_fd_limit() -> u64 {
     lim.rlim_cur
 }
 
+/// A new empty directory `ollama-tap-<what>-<pid>-<n>` in the system temp dir, unique in
+/// this process (the caller removes it).
+pub fn fresh_dir(what: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ollama-tap-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A conf dir in the system temp dir, removed on drop.
 pub struct ConfDir {
     pub path: PathBuf,
@@ -88,13 +102,7 @@ pub struct ConfDir {
 impl ConfDir {
     /// Writes `config.toml` and `input.ollama/ollama.toml`.
     pub fn new(config_toml: &str, ollama_toml: &str) -> ConfDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ollama-tap-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
+        let path = fresh_dir("test");
         std::fs::create_dir_all(path.join("input.ollama")).unwrap();
         std::fs::write(path.join("config.toml"), config_toml).unwrap();
         std::fs::write(path.join("input.ollama/ollama.toml"), ollama_toml).unwrap();

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{eventually, ClosedPort, Running};
 
@@ -30,14 +29,7 @@ impl Prometheus {
     }
 
     async fn spawn(listen: &str) -> Prometheus {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ollama-tap-prom-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = super::fresh_dir("prom");
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
