@@ -1,5 +1,10 @@
 //! Test harness: a fake Ollama, raw-TCP peers, temporary conf dirs, the agent in process or
-//! as the real binary ([`Binary`]), one "wait until" and small helpers to read `/metrics`.
+//! as the real binary ([`Binary`]), one wait for an event ([`eventually`]), ports nobody
+//! listens on ([`ClosedPort`]) and small helpers to send requests and read `/metrics`.
+
+// Every test binary (tests/<group>/main.rs, tests/soak.rs) compiles this module and uses a
+// part of it, so each would warn about the rest. No item is unused by all of them (checked by
+// building without this line: every warning names an item some other binary uses).
 #![allow(dead_code)]
 
 pub mod binary;
