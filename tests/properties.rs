@@ -12,13 +12,15 @@
 //! `INJECTED` after the first `{`; the usage stripper removes nothing but whole usage events;
 //! and `TapBody` forwards exactly the bytes it received, for every endpoint and content type.
 //!
-//! The generator is a fixed-seed xorshift, so a run is reproducible (about 2 s in debug).
-//! More cases: `OLLAMA_TAP_PROPTEST_CASES=100000 cargo test --test properties` (a minute or
-//! two); another seed: `OLLAMA_TAP_PROPTEST_SEED=<n>`. A failure prints the property, case,
-//! seed and input.
+//! The inputs are proptest strategies run from a fixed seed per property, so a run is
+//! reproducible (about 2 s in debug), and a failing input is shrunk (fewer mutations, events
+//! and cuts) before it is printed. More cases:
+//! `OLLAMA_TAP_PROPTEST_CASES=100000 cargo test --test properties` (a minute or two); another
+//! seed: `OLLAMA_TAP_PROPTEST_SEED=<n>`. A failure prints the property, the seed and the
+//! smallest failing input found.
 
+use std::cell::Cell;
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -38,8 +40,13 @@ use ollama_tap::tap::sniff::{model_from_zstd, ModelSniffer};
 use ollama_tap::tap::sse::SseReader;
 use ollama_tap::tap::{Meter, TapBody, UsageStripped};
 use ollama_tap::vocab::Endpoint;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::{select, Index};
+use proptest::test_runner::{Config, RngSeed, TestRunner};
+use proptest::{bool, option};
 
-// === the generator ===
+// === the generator: proptest strategies ===
 
 /// Cases per property (`OLLAMA_TAP_PROPTEST_CASES`, default 2000).
 fn cases() -> usize {
@@ -61,39 +68,8 @@ fn seed_for(property: &str) -> u64 {
     })
 }
 
-/// xorshift64*: tiny, fast, and good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// True with probability `percent`%.
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
 /// One generated case: a body and the points where it is cut into chunks.
+#[derive(Clone)]
 struct Input {
     body: Vec<u8>,
     /// Sorted positions in `0..=body.len()`; repeats give empty chunks.
@@ -124,47 +100,54 @@ impl fmt::Debug for Input {
     }
 }
 
-/// Runs `check` on `cases()` generated inputs; a failure (any panic) names the input.
-fn property(
-    name: &str,
-    mut generate: impl FnMut(&mut Rng) -> Input,
-    mut check: impl FnMut(&Input),
-) {
+/// Runs `check` on `cases()` values of `strategy` (a fixed seed per property, so a run is
+/// reproducible); a failure is shrunk to a small input, which the panic names with the seed.
+fn property<S: Strategy>(name: &str, strategy: S, check: impl Fn(&S::Value))
+where
+    S::Value: fmt::Debug,
+{
     let seed = seed_for(name);
-    let mut rng = Rng::new(seed);
-    for case in 0..cases() {
-        let input = generate(&mut rng);
-        if let Err(e) = panic::catch_unwind(AssertUnwindSafe(|| check(&input))) {
-            eprintln!("property `{name}` failed at case {case} (seed {seed:#x}): {input:?}");
-            panic::resume_unwind(e);
-        }
+    let config = Config {
+        cases: cases() as u32,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed),
+        ..Config::default()
+    };
+    let result = TestRunner::new(config).run(&strategy, |value| {
+        check(&value);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("property `{name}` failed (seed {seed:#x}): {e}");
     }
 }
 
-/// Random cut points: none, byte by byte (short bodies), right after bytes whose state must
-/// carry over to the next chunk (`\r`, `\\`, `"`, ...), or a few anywhere.
-fn cuts(rng: &mut Rng, body: &[u8]) -> Vec<usize> {
+/// Cut points for `body`: none, byte by byte (short bodies), right after bytes whose state
+/// must carry over to the next chunk (`\r`, `\\`, `"`, ...), or a few anywhere.
+fn cuts(body: &[u8]) -> BoxedStrategy<Vec<usize>> {
     let len = body.len();
-    let mut cuts: Vec<usize> = match rng.below(10) {
-        0 => vec![],
-        1 if len <= 600 => (1..len).collect(),
-        2..=4 => {
-            let after: Vec<usize> = (0..len)
-                .filter(|&i| b"\r\\\":{[".contains(&body[i]))
-                .map(|i| i + 1)
-                .collect();
-            if after.is_empty() {
-                vec![]
-            } else if rng.chance(30) {
-                after
-            } else {
-                (0..1 + rng.below(8)).map(|_| *rng.pick(&after)).collect()
-            }
-        }
-        _ => (0..1 + rng.below(8)).map(|_| rng.below(len + 1)).collect(),
+    let after: Vec<usize> = (0..len)
+        .filter(|&i| b"\r\\\":{[".contains(&body[i]))
+        .map(|i| i + 1)
+        .collect();
+    let anywhere = vec(0..=len, 1..=8).boxed();
+    let every = if len <= 600 {
+        Just((1..len).collect()).boxed()
+    } else {
+        anywhere.clone()
     };
-    cuts.sort_unstable();
-    cuts
+    let special = if after.is_empty() {
+        Just(Vec::new()).boxed()
+    } else {
+        prop_oneof![3 => Just(after.clone()), 7 => vec(select(after), 1..=8)].boxed()
+    };
+    // In this order, a failure shrinks toward no cuts, then a few anywhere.
+    prop_oneof![1 => Just(Vec::new()), 5 => anywhere, 3 => special, 1 => every]
+        .prop_map(|mut cuts| {
+            cuts.sort_unstable();
+            cuts
+        })
+        .boxed()
 }
 
 /// Bytes that matter to the readers, inserted as garbage.
@@ -208,36 +191,67 @@ const TOKENS: &[&[u8]] = &[
     b"\0",
 ];
 
-/// `body` mutated 0 to 4 times (a third of the cases stay intact).
-fn mutate(rng: &mut Rng, mut body: Vec<u8>) -> Vec<u8> {
-    let rounds = if rng.chance(33) { 0 } else { 1 + rng.below(4) };
-    for _ in 0..rounds {
+/// One change to a body, at a position relative to its length then.
+#[derive(Clone, Debug)]
+enum Mutation {
+    Truncate(Index),
+    Token(Index, &'static [u8]),
+    Garbage(Index, Vec<u8>),
+    Delete(Index, usize),
+    Duplicate(Index, usize),
+    Flip(Index, u8),
+    LineEnds(&'static [u8]),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        1 => any::<Index>().prop_map(Mutation::Truncate),
+        2 => (any::<Index>(), select(TOKENS)).prop_map(|(at, t)| Mutation::Token(at, t)),
+        1 => (any::<Index>(), vec(any::<u8>(), 1..=8)).prop_map(|(at, g)| Mutation::Garbage(at, g)),
+        1 => (any::<Index>(), 0..40usize).prop_map(|(at, n)| Mutation::Delete(at, n)),
+        1 => (any::<Index>(), 0..200usize).prop_map(|(at, n)| Mutation::Duplicate(at, n)),
+        1 => (any::<Index>(), 0..8u8).prop_map(|(at, bit)| Mutation::Flip(at, bit)),
+        1 => select(vec![&b"\r\n"[..], b"\r", b"\n\n"]).prop_map(Mutation::LineEnds),
+    ]
+}
+
+/// None (a third of the cases stay intact), or 1 to 4 mutations.
+fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+    prop_oneof![1 => Just(Vec::new()), 2 => vec(mutation(), 1..=4)]
+}
+
+/// `body` with `mutations` applied in turn.
+fn mutate(mut body: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for m in mutations {
         let len = body.len();
-        let at = rng.below(len + 1);
-        match rng.below(8) {
-            0 => body.truncate(at),
-            1 | 2 => {
-                let token = *rng.pick(TOKENS);
+        let at = |i: &Index| i.index(len + 1);
+        match m {
+            Mutation::Truncate(i) => body.truncate(at(i)),
+            Mutation::Token(i, token) => {
+                let at = at(i);
                 body.splice(at..at, token.iter().copied());
             }
-            3 => {
-                let garbage: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.next() as u8).collect();
-                body.splice(at..at, garbage);
+            Mutation::Garbage(i, garbage) => {
+                let at = at(i);
+                body.splice(at..at, garbage.iter().copied());
             }
-            4 => {
-                let end = (at + rng.below(40)).min(len);
-                body.drain(at..end);
+            Mutation::Delete(i, n) => {
+                let at = at(i);
+                body.drain(at..(at + n).min(len));
             }
-            5 => {
-                let end = (at + rng.below(200)).min(len);
+            Mutation::Duplicate(i, n) => {
+                let at = at(i);
+                let end = (at + n).min(len);
                 let copy = body[at..end].to_vec();
                 body.splice(end..end, copy);
             }
-            6 if at < len => body[at] ^= 1 << rng.below(8),
-            _ => {
-                let eol = *rng.pick::<&[u8]>(&[b"\r\n", b"\r", b"\n\n"]);
-                body = line_ends(&body, eol);
+            Mutation::Flip(i, bit) => {
+                let at = at(i);
+                if at < len {
+                    body[at] ^= 1 << bit;
+                }
             }
+            Mutation::LineEnds(eol) => body = line_ends(&body, eol),
         }
     }
     body
@@ -257,26 +271,22 @@ fn line_ends(body: &[u8], eol: &[u8]) -> Vec<u8> {
 }
 
 /// Random bytes, drawn either from everything or from JSON/SSE syntax.
-fn random_bytes(rng: &mut Rng) -> Vec<u8> {
-    let len = rng.below(300);
-    if rng.chance(50) {
-        (0..len).map(|_| rng.next() as u8).collect()
-    } else {
-        let alphabet = b"{}[]\":,\\ \n\rdat:[DONE]0123456789-truefalsnl";
-        (0..len).map(|_| *rng.pick(alphabet)).collect()
-    }
+fn random_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let alphabet = b"{}[]\":,\\ \n\rdat:[DONE]0123456789-truefalsnl".to_vec();
+    prop_oneof![vec(any::<u8>(), 0..300), vec(select(alphabet), 0..300)]
 }
 
-/// A case from `fixture` (mutated), or from random bytes one time in ten.
-fn input(rng: &mut Rng, fixture: impl FnOnce(&mut Rng) -> Vec<u8>) -> Input {
-    let body = if rng.chance(10) {
-        random_bytes(rng)
-    } else {
-        let f = fixture(rng);
-        mutate(rng, f)
-    };
-    let cuts = cuts(rng, &body);
-    Input { body, cuts }
+/// A case from `fixture` (mutated), or from random bytes one time in ten; then its cuts.
+fn input(fixture: impl Strategy<Value = Vec<u8>> + 'static) -> impl Strategy<Value = Input> {
+    let body = prop_oneof![
+        1 => random_bytes().boxed(),
+        9 => (fixture, mutations()).prop_map(|(f, m)| mutate(f, &m)).boxed(),
+    ];
+    body.prop_flat_map(|body| {
+        let cuts = cuts(&body);
+        (Just(body), cuts)
+    })
+    .prop_map(|(body, cuts)| Input { body, cuts })
 }
 
 // === real-shaped answers and requests ===
@@ -298,17 +308,22 @@ const NATIVE_ENDS: &[&str] = &[
 ];
 
 /// A native answer: content lines, then (usually) a final, error or load line.
-fn native(rng: &mut Rng) -> Vec<u8> {
-    let mut lines: Vec<&str> = (0..rng.below(5)).map(|_| *rng.pick(NATIVE_LINES)).collect();
-    if rng.chance(85) {
-        lines.push(*rng.pick(NATIVE_ENDS));
-    }
-    let eol = if rng.chance(20) { "\r\n" } else { "\n" };
-    let mut body = lines.join(eol);
-    if rng.chance(80) {
-        body.push_str(eol);
-    }
-    body.into_bytes()
+fn native() -> impl Strategy<Value = Vec<u8>> {
+    (
+        vec(select(NATIVE_LINES), 0..5),
+        option::weighted(0.85, select(NATIVE_ENDS)),
+        bool::weighted(0.2),
+        bool::weighted(0.8),
+    )
+        .prop_map(|(mut lines, end, crlf, trailing)| {
+            lines.extend(end);
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut body = lines.join(eol);
+            if trailing {
+                body.push_str(eol);
+            }
+            body.into_bytes()
+        })
 }
 
 const CHUNK_HEAD: &str = r#"data: {"id":"chatcmpl-417","object":"chat.completion.chunk","created":1761499524,"model":"llama3.2","system_fingerprint":"fp_ollama","#;
@@ -321,25 +336,26 @@ fn chat_chunk(delta: &str, finish: &str) -> String {
     format!(r#"{CHUNK_HEAD}"choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#)
 }
 
+const CHAT_DELTAS: &[&str] = &[
+    r#"{"content":"Hello"}"#,
+    r#"{"content":"lo \"usage\": []"}"#,
+    r#"{"reasoning":"thinking"}"#,
+    r#"{"tool_calls":[{"id":"c","function":{"name":"f","arguments":"{}"}}]}"#,
+];
+
 /// The events of a streamed `/v1/chat/completions` answer, with or without the usage chunk.
-fn chat_events(rng: &mut Rng, usage: bool) -> Vec<String> {
-    let mut events = vec![chat_chunk(r#"{"role":"assistant","content":""}"#, "null")];
-    for _ in 0..rng.below(4) {
-        let content = *rng.pick::<&str>(&[
-            r#"{"content":"Hello"}"#,
-            r#"{"content":"lo \"usage\": []"}"#,
-            r#"{"reasoning":"thinking"}"#,
-            r#"{"tool_calls":[{"id":"c","function":{"name":"f","arguments":"{}"}}]}"#,
-        ]);
-        events.push(chat_chunk(content, "null"));
-    }
-    let finish = *rng.pick::<&str>(&[r#""stop""#, r#""length""#, r#""tool_calls""#]);
-    events.push(chat_chunk("{}", finish));
-    if usage {
-        events.push(format!("{CHUNK_HEAD}{USAGE_CHUNK}"));
-    }
-    events.push("data: [DONE]".into());
-    events
+fn chat_events(usage: bool) -> impl Strategy<Value = Vec<String>> {
+    let finishes = vec![r#""stop""#, r#""length""#, r#""tool_calls""#];
+    (vec(select(CHAT_DELTAS), 0..4), select(finishes)).prop_map(move |(deltas, finish)| {
+        let mut events = vec![chat_chunk(r#"{"role":"assistant","content":""}"#, "null")];
+        events.extend(deltas.iter().map(|delta| chat_chunk(delta, "null")));
+        events.push(chat_chunk("{}", finish));
+        if usage {
+            events.push(format!("{CHUNK_HEAD}{USAGE_CHUNK}"));
+        }
+        events.push("data: [DONE]".into());
+        events
+    })
 }
 
 const COMPLETIONS_EVENTS: &[&str] = &[
@@ -384,41 +400,45 @@ const SSE_NOISE: &[&str] = &[": keep-alive", "retry: 3000", "id: 7", "event: mes
 
 /// An SSE answer of one dialect: its events in order (some repeated or dropped), with the
 /// odd comment, error event or pretty-printed payload line.
-fn sse(rng: &mut Rng) -> Vec<u8> {
-    let mut events: Vec<String> = match rng.below(4) {
-        0 => {
-            let usage = rng.chance(70);
-            chat_events(rng, usage)
-        }
-        1 => COMPLETIONS_EVENTS.iter().map(|e| e.to_string()).collect(),
-        2 => RESPONSES_EVENTS.iter().map(|e| e.to_string()).collect(),
-        _ => ANTHROPIC_EVENTS.iter().map(|e| e.to_string()).collect(),
-    };
-    if rng.chance(20) {
-        let at = rng.below(events.len() + 1);
-        events.insert(at, rng.pick(SSE_ERRORS).to_string());
-    }
-    if rng.chance(20) {
-        let at = rng.below(events.len());
-        events.remove(at);
-    }
-    if rng.chance(20) {
-        let at = rng.below(events.len() + 1);
-        events.insert(at, rng.pick(SSE_NOISE).to_string());
-    }
-    for _ in 0..rng.below(3) {
-        // A payload over several `data:` lines, as the spec joins them.
-        let at = rng.below(events.len());
-        events[at] = events[at].replacen(",\"", ",\ndata: \"", 1 + rng.below(3));
-    }
-    let eol = *rng.pick(&["\n", "\n", "\n", "\r\n", "\r"]);
-    let mut body = String::new();
-    for e in &events {
-        body.push_str(&e.replace('\n', eol));
-        body.push_str(eol);
-        body.push_str(eol);
-    }
-    body.into_bytes()
+fn sse() -> impl Strategy<Value = Vec<u8>> {
+    let owned = |events: &[&str]| events.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    let dialect = prop_oneof![
+        bool::weighted(0.7).prop_flat_map(chat_events),
+        Just(owned(COMPLETIONS_EVENTS)),
+        Just(owned(RESPONSES_EVENTS)),
+        Just(owned(ANTHROPIC_EVENTS)),
+    ];
+    (
+        dialect,
+        option::weighted(0.2, (any::<Index>(), select(SSE_ERRORS))),
+        option::weighted(0.2, any::<Index>()),
+        option::weighted(0.2, (any::<Index>(), select(SSE_NOISE))),
+        vec((any::<Index>(), 1..=3usize), 0..3),
+        select(&["\n", "\n", "\n", "\r\n", "\r"][..]),
+    )
+        .prop_map(|(mut events, error, removed, noise, multiline, eol)| {
+            if let Some((at, error)) = error {
+                events.insert(at.index(events.len() + 1), error.to_string());
+            }
+            if let Some(at) = removed {
+                events.remove(at.index(events.len()));
+            }
+            if let Some((at, noise)) = noise {
+                events.insert(at.index(events.len() + 1), noise.to_string());
+            }
+            for (at, n) in multiline {
+                // A payload over several `data:` lines, as the spec joins them.
+                let at = at.index(events.len());
+                events[at] = events[at].replacen(",\"", ",\ndata: \"", n);
+            }
+            let mut body = String::new();
+            for e in &events {
+                body.push_str(&e.replace('\n', eol));
+                body.push_str(eol);
+                body.push_str(eol);
+            }
+            body.into_bytes()
+        })
 }
 
 const JSON_ANSWERS: &[&str] = &[
@@ -432,8 +452,8 @@ const JSON_ANSWERS: &[&str] = &[
 ];
 
 /// A non-streamed JSON answer, as Go's encoder writes it (one trailing newline).
-fn json_answer(rng: &mut Rng) -> Vec<u8> {
-    format!("{}\n", rng.pick(JSON_ANSWERS)).into_bytes()
+fn json_answer() -> impl Strategy<Value = Vec<u8>> {
+    select(JSON_ANSWERS).prop_map(|a| format!("{a}\n").into_bytes())
 }
 
 const REQUESTS: &[&str] = &[
@@ -451,18 +471,18 @@ const REQUESTS: &[&str] = &[
     r#"{"input":["a"],"user":"d\u00e9d\u00e9 \"q\" \\ x","model":"nomic-embed-text"}"#,
 ];
 
-fn request(rng: &mut Rng) -> Vec<u8> {
-    rng.pick(REQUESTS).as_bytes().to_vec()
+fn request() -> impl Strategy<Value = Vec<u8>> {
+    select(REQUESTS).prop_map(|r| r.as_bytes().to_vec())
 }
 
 /// Any of the shapes above.
-fn any_shape(rng: &mut Rng) -> Vec<u8> {
-    match rng.below(4) {
-        0 => native(rng),
-        1 => sse(rng),
-        2 => json_answer(rng),
-        _ => request(rng),
-    }
+fn any_shape() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        native().boxed(),
+        sse().boxed(),
+        json_answer().boxed(),
+        request().boxed()
+    ]
 }
 
 // === the properties ===
@@ -529,16 +549,12 @@ fn scan(chunks: &[&[u8]], stop_after_first: bool) -> (Vec<String>, bool, bool) {
 
 #[test]
 fn json_scan_reports_the_same_events_however_the_input_is_split() {
-    property(
-        "json_scan",
-        |rng| input(rng, any_shape),
-        |i| {
-            for stop in [false, true] {
-                let whole = scan(&[&i.body], stop);
-                assert_eq!(whole, scan(&i.chunks(), stop), "stop after first: {stop}");
-            }
-        },
-    );
+    property("json_scan", input(any_shape()), |i| {
+        for stop in [false, true] {
+            let whole = scan(&[&i.body], stop);
+            assert_eq!(whole, scan(&i.chunks(), stop), "stop after first: {stop}");
+        }
+    });
 }
 
 fn read_native(new: fn() -> NdjsonReader, chunks: &[&[u8]]) -> Reading {
@@ -549,19 +565,16 @@ fn read_native(new: fn() -> NdjsonReader, chunks: &[&[u8]]) -> Reading {
 
 #[test]
 fn ndjson_reading_is_the_same_however_the_answer_is_split() {
-    let mut succeeded = 0;
-    property(
-        "ndjson",
-        |rng| input(rng, native),
-        |i| {
-            for new in [NdjsonReader::new, NdjsonReader::single_object] {
-                let whole = read_native(new, &[&i.body]);
-                assert_eq!(whole, read_native(new, &i.chunks()));
-                succeeded +=
-                    usize::from(whole.succeeded() && whole.usage.total_duration_ns.is_some());
-            }
-        },
-    );
+    let succeeded = Cell::new(0);
+    property("ndjson", input(native()), |i| {
+        for new in [NdjsonReader::new, NdjsonReader::single_object] {
+            let whole = read_native(new, &[&i.body]);
+            assert_eq!(whole, read_native(new, &i.chunks()));
+            let whole_answer = whole.succeeded() && whole.usage.total_duration_ns.is_some();
+            succeeded.set(succeeded.get() + usize::from(whole_answer));
+        }
+    });
+    let succeeded = succeeded.get();
     assert!(
         succeeded > cases() / 10,
         "the generator rarely makes a whole answer: {succeeded}"
@@ -582,18 +595,16 @@ fn read_openai(new: fn() -> OpenAiReader, chunks: &[&[u8]]) -> Reading {
 
 #[test]
 fn sse_framing_and_stream_reading_are_the_same_however_the_answer_is_split() {
-    let (mut with_usage, mut errors) = (0, 0);
-    property(
-        "sse",
-        |rng| input(rng, sse),
-        |i| {
-            assert_eq!(frame(&[&i.body]), frame(&i.chunks()), "SSE framing");
-            let whole = read_openai(OpenAiReader::stream, &[&i.body]);
-            assert_eq!(whole, read_openai(OpenAiReader::stream, &i.chunks()));
-            with_usage += usize::from(whole.succeeded() && whole.usage.prompt_tokens.is_some());
-            errors += usize::from(whole.error);
-        },
-    );
+    let (with_usage, errors) = (Cell::new(0), Cell::new(0));
+    property("sse", input(sse()), |i| {
+        assert_eq!(frame(&[&i.body]), frame(&i.chunks()), "SSE framing");
+        let whole = read_openai(OpenAiReader::stream, &[&i.body]);
+        assert_eq!(whole, read_openai(OpenAiReader::stream, &i.chunks()));
+        let usage = whole.succeeded() && whole.usage.prompt_tokens.is_some();
+        with_usage.set(with_usage.get() + usize::from(usage));
+        errors.set(errors.get() + usize::from(whole.error));
+    });
+    let (with_usage, errors) = (with_usage.get(), errors.get());
     assert!(
         with_usage > cases() / 10,
         "few whole answers with usage: {with_usage}"
@@ -603,24 +614,17 @@ fn sse_framing_and_stream_reading_are_the_same_however_the_answer_is_split() {
 
 #[test]
 fn json_answer_reading_is_the_same_however_the_answer_is_split() {
-    let mut succeeded = 0;
+    let succeeded = Cell::new(0);
     property(
         "openai_json",
-        |rng| {
-            input(rng, |rng| {
-                if rng.chance(80) {
-                    json_answer(rng)
-                } else {
-                    sse(rng)
-                }
-            })
-        },
+        input(prop_oneof![8 => json_answer().boxed(), 2 => sse().boxed()]),
         |i| {
             let whole = read_openai(OpenAiReader::json, &[&i.body]);
             assert_eq!(whole, read_openai(OpenAiReader::json, &i.chunks()));
-            succeeded += usize::from(whole.succeeded());
+            succeeded.set(succeeded.get() + usize::from(whole.succeeded()));
         },
     );
+    let succeeded = succeeded.get();
     assert!(succeeded > cases() / 10, "few whole answers: {succeeded}");
 }
 
@@ -654,21 +658,15 @@ fn serde_top(body: &[u8], key: &str) -> Option<Option<String>> {
 
 #[test]
 fn the_sniffed_model_and_user_are_the_same_however_the_request_is_split() {
-    let mut found = 0;
-    let mut users = 0;
-    let mut zstd_case = 0;
+    let (found, users) = (Cell::new(0), Cell::new(0));
     property(
         "sniff",
-        |rng| {
-            input(rng, |rng| {
-                if rng.chance(85) {
-                    request(rng)
-                } else {
-                    any_shape(rng)
-                }
-            })
-        },
-        |i| {
+        (
+            input(prop_oneof![85 => request().boxed(), 15 => any_shape().boxed()]),
+            // one case in eight also goes through zstd
+            bool::weighted(0.125),
+        ),
+        |(i, zstd)| {
             let whole = sniff(ModelSniffer::new(), &[&i.body]);
             assert_eq!(whole, sniff(ModelSniffer::new(), &i.chunks()));
             let cut_at_cap = whole.0.as_ref().is_some_and(|m| m.len() >= 200);
@@ -676,7 +674,7 @@ fn the_sniffed_model_and_user_are_the_same_however_the_request_is_split() {
                 // the sniffer decodes escapes itself (`hf.co\/org` is `hf.co/org`)
                 assert_eq!(whole.0, want, "serde_json reads another model");
             }
-            found += usize::from(whole.0.is_some());
+            found.set(found.get() + usize::from(whole.0.is_some()));
             // looking for the user too (client_from_body) changes nothing about the model
             let with_user = sniff(ModelSniffer::with_user(), &[&i.body]);
             assert_eq!(with_user, sniff(ModelSniffer::with_user(), &i.chunks()));
@@ -685,10 +683,9 @@ fn the_sniffed_model_and_user_are_the_same_however_the_request_is_split() {
             if let (Some(want), false) = (serde_top(&i.body, "user"), cut_at_cap) {
                 assert_eq!(with_user.1, want, "serde_json reads another user");
             }
-            users += usize::from(with_user.1.is_some());
+            users.set(users.get() + usize::from(with_user.1.is_some()));
             let _ = model_from_zstd(&i.body);
-            zstd_case += 1;
-            if zstd_case % 8 == 0 {
+            if *zstd {
                 let z = ruzstd::encoding::compress_to_vec(
                     &i.body[..],
                     ruzstd::encoding::CompressionLevel::Fastest,
@@ -700,6 +697,7 @@ fn the_sniffed_model_and_user_are_the_same_however_the_request_is_split() {
             }
         },
     );
+    let (found, users) = (found.get(), users.get());
     assert!(found > cases() / 4, "few models found: {found}");
     assert!(users > cases() / 20, "few users found: {users}");
 }
@@ -730,27 +728,24 @@ fn serde_streams_without_options(body: &[u8]) -> Option<bool> {
 
 #[test]
 fn inject_only_adds_include_usage_right_after_the_first_brace() {
-    let (mut injected, mut decided) = (0, 0);
-    property(
-        "inject",
-        |rng| input(rng, request),
-        |i| {
-            let got = inject(&i.body);
-            if let Some(want) = serde_streams_without_options(&i.body) {
-                decided += 1;
-                assert_eq!(got.is_some(), want, "inject disagrees with serde_json");
-            }
-            let Some(out) = got else { return };
-            injected += 1;
-            let open = i.body.iter().position(|&b| b == b'{').unwrap() + 1;
-            assert_eq!(out, [&i.body[..open], INJECTED, &i.body[open..]].concat());
-            assert_eq!(inject(&out), None, "injected twice");
-            if let Ok(serde_json::Value::Object(_)) = serde_json::from_slice(&i.body) {
-                let v: serde_json::Value = serde_json::from_slice(&out).expect("still JSON");
-                assert_eq!(v["stream_options"]["include_usage"], true);
-            }
-        },
-    );
+    let (injected, decided) = (Cell::new(0), Cell::new(0));
+    property("inject", input(request()), |i| {
+        let got = inject(&i.body);
+        if let Some(want) = serde_streams_without_options(&i.body) {
+            decided.set(decided.get() + 1);
+            assert_eq!(got.is_some(), want, "inject disagrees with serde_json");
+        }
+        let Some(out) = got else { return };
+        injected.set(injected.get() + 1);
+        let open = i.body.iter().position(|&b| b == b'{').unwrap() + 1;
+        assert_eq!(out, [&i.body[..open], INJECTED, &i.body[open..]].concat());
+        assert_eq!(inject(&out), None, "injected twice");
+        if let Ok(serde_json::Value::Object(_)) = serde_json::from_slice(&i.body) {
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("still JSON");
+            assert_eq!(v["stream_options"]["include_usage"], true);
+        }
+    });
+    let (injected, decided) = (injected.get(), decided.get());
     assert!(injected > cases() / 20, "few bodies injected: {injected}");
     assert!(
         decided > cases() / 4,
@@ -818,33 +813,32 @@ fn sse_events(events: &[String], eol: &str) -> Vec<u8> {
 
 #[test]
 fn the_usage_stripper_removes_only_whole_usage_events_however_the_stream_is_split() {
-    property(
-        "strip",
-        |rng| input(rng, sse),
-        |i| {
-            let whole = strip(&[&i.body]);
-            assert_eq!(whole, strip(&i.chunks()), "output differs when split");
-            if !i.body.windows(7).any(|w| w == b"\"usage\"") {
-                assert_eq!(whole, i.body, "a stream without usage was changed");
-            }
-            assert!(
-                is_input_less_usage_events(&i.body, &whole),
-                "removed more than usage events"
-            );
-        },
-    );
+    property("strip", input(sse()), |i| {
+        let whole = strip(&[&i.body]);
+        assert_eq!(whole, strip(&i.chunks()), "output differs when split");
+        if !i.body.windows(7).any(|w| w == b"\"usage\"") {
+            assert_eq!(whole, i.body, "a stream without usage was changed");
+        }
+        assert!(
+            is_input_less_usage_events(&i.body, &whole),
+            "removed more than usage events"
+        );
+    });
     // Intact chat streams lose exactly their usage chunk.
-    let mut rng = Rng::new(seed_for("strip-intact"));
-    for _ in 0..cases() / 10 {
-        let events = chat_events(&mut rng, true);
-        let eol = *rng.pick(&["\n", "\r\n"]);
+    let intact = (chat_events(true), select(&["\n", "\r\n"][..])).prop_flat_map(|(events, eol)| {
         let body = sse_events(&events, eol);
+        let cuts = cuts(&body);
+        (Just(events), Just(eol), Just(body), cuts)
+    });
+    property("strip-intact", intact, |(events, eol, body, cuts)| {
         let mut want = events.clone();
         want.retain(|e| !e.ends_with(USAGE_CHUNK));
-        let cuts = cuts(&mut rng, &body);
-        let i = Input { body, cuts };
+        let i = Input {
+            body: body.clone(),
+            cuts: cuts.clone(),
+        };
         assert_eq!(strip(&i.chunks()), sse_events(&want, eol), "{i:?}");
-    }
+    });
 }
 
 /// A body yielding the given chunks, one frame each.
@@ -911,23 +905,27 @@ fn tap_body_forwards_exactly_the_bytes_it_received() {
         .iter()
         .flat_map(|&e| CONTENT_TYPES.iter().map(move |&ct| (e, ct)))
         .collect();
-    let mut case = 0;
+    let status = prop_oneof![
+        3 => Just(StatusCode::OK),
+        2 => Just(StatusCode::NOT_FOUND),
+        2 => Just(StatusCode::INTERNAL_SERVER_ERROR),
+    ];
     property(
         "tap_body",
-        |rng| input(rng, any_shape),
-        |i| {
-            let (endpoint, content_type) = combos[case % combos.len()];
-            case += 1;
-            let status = [
-                StatusCode::OK,
-                StatusCode::NOT_FOUND,
-                StatusCode::INTERNAL_SERVER_ERROR,
-            ][case % 7 % 3];
+        (
+            input(any_shape()),
+            select(combos),
+            status,
+            // one case in four also runs with the usage stripper on
+            bool::weighted(0.25),
+        ),
+        |(i, (endpoint, content_type), status, stripped)| {
+            let (endpoint, content_type, status) = (*endpoint, *content_type, *status);
             let (out, recorded) =
                 rt.block_on(tap(i.chunks(), endpoint, status, content_type, false));
             assert_eq!(out, i.body, "{endpoint:?} {content_type:?} {status}");
             assert_eq!(recorded, 1.0, "recorded once");
-            if case % 4 == 0 && status.is_success() && content_type == Some("text/event-stream") {
+            if *stripped && status.is_success() && content_type == Some("text/event-stream") {
                 // With the usage stripper on, it forwards what the stripper lets through.
                 let (out, _) = rt.block_on(tap(i.chunks(), endpoint, status, content_type, true));
                 assert_eq!(out, strip(&i.chunks()), "stripped");

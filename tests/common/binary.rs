@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use super::{proc_stats, wait_metrics, ConfDir, Metrics, ProcStats, WAIT};
+use super::{eventually, proc_stats, wait_metrics, ConfDir, Metrics, ProcStats};
 
 /// The real binary, running.
 pub struct Binary {
@@ -46,35 +46,29 @@ impl Binary {
             addrs: Vec::new(),
             metrics_addrs: Vec::new(),
         };
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        let lines = eventually("every instance of the agent listens", || {
             // Whole lines only: the log may be read while a line is being written.
-            let lines: Vec<String> = bin
-                .logs()
+            let logs = bin.logs();
+            let lines: Vec<String> = logs
                 .split_inclusive('\n')
                 .filter(|l| l.ends_with('\n') && l.contains(" proxying "))
                 .map(str::to_string)
                 .collect();
-            if lines.len() >= instances {
-                for line in &lines {
-                    bin.addrs.push(field(line, "listen"));
-                    bin.metrics_addrs.push(field(line, "metrics"));
-                }
-                return bin;
-            }
             if let Some(status) = bin.child.try_wait().unwrap() {
-                panic!(
-                    "the agent exited ({status}) before listening:\n{}",
-                    bin.logs()
-                );
+                panic!("the agent exited ({status}) before listening:\n{logs}");
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent did not listen within {WAIT:?}:\n{}",
-                bin.logs()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            std::future::ready(if lines.len() >= instances {
+                Ok(lines)
+            } else {
+                Err(logs)
+            })
+        })
+        .await;
+        for line in &lines {
+            bin.addrs.push(field(line, "listen"));
+            bin.metrics_addrs.push(field(line, "metrics"));
         }
+        bin
     }
 
     /// One passive-or-not instance in front of `backend` (see [`ConfDir::single`]).
@@ -117,7 +111,7 @@ impl Binary {
 
     /// Polls `/metrics` of the first instance until `pred` holds.
     pub async fn wait_metrics(&self, pred: impl Fn(&Metrics) -> bool) -> Metrics {
-        wait_metrics(&format!("http://{}", self.metrics_addrs[0]), WAIT, pred).await
+        wait_metrics(&format!("http://{}", self.metrics_addrs[0]), pred).await
     }
 
     /// True while the process runs.

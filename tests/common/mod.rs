@@ -1,5 +1,10 @@
 //! Test harness: a fake Ollama, raw-TCP peers, temporary conf dirs, the agent in process or
-//! as the real binary ([`Binary`]), one "wait until" and small helpers to read `/metrics`.
+//! as the real binary ([`Binary`]), one wait for an event ([`eventually`]), ports nobody
+//! listens on ([`ClosedPort`]) and small helpers to send requests and read `/metrics`.
+
+// Every test binary (tests/<group>/main.rs, tests/soak.rs) compiles this module and uses a
+// part of it, so each would warn about the rest. No item is unused by all of them (checked by
+// building without this line: every warning names an item some other binary uses).
 #![allow(dead_code)]
 
 pub mod binary;
@@ -14,6 +19,7 @@ pub mod receiver;
 #[allow(unused_imports)]
 pub use binary::Binary;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,16 +35,38 @@ use tokio::sync::oneshot;
 /// (a test waits for the event, not for the clock).
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// Polls `pred` every 10 ms until it holds; panics naming `what` after [`WAIT`].
-pub async fn wait_until(what: &str, mut pred: impl FnMut() -> bool) {
+/// Waits for the event `what`: runs `probe` until it answers `Ok`, and returns that value.
+/// `Err` carries what the probe saw instead; if the event has not come within [`WAIT`], the
+/// test fails naming `what` and the last thing seen. Tries come 10 ms apart at first, then
+/// further apart (up to 100 ms): the one polling loop of the tests, never a timing claim.
+pub async fn eventually<T, E: std::fmt::Display, Fut>(
+    what: &str,
+    mut probe: impl FnMut() -> Fut,
+) -> T
+where
+    Fut: Future<Output = Result<T, E>>,
+{
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !pred() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {WAIT:?}; last seen:\n{seen}"
+            ),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
+}
+
+/// [`eventually`] for a predicate over what this process already holds (counters, logs).
+pub async fn wait_until(what: &str, mut pred: impl FnMut() -> bool) {
+    eventually(what, || {
+        std::future::ready(if pred() { Ok(()) } else { Err("false") })
+    })
+    .await
 }
 
 /// Raises this process's soft limit of open files to its hard limit and returns the new
@@ -57,6 +85,20 @@ pub fn raise_fd_limit() -> u64 {
     lim.rlim_cur
 }
 
+/// A new empty directory `ollama-tap-<what>-<pid>-<n>` in the system temp dir, unique in
+/// this process (the caller removes it).
+pub fn fresh_dir(what: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ollama-tap-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A conf dir in the system temp dir, removed on drop.
 pub struct ConfDir {
     pub path: PathBuf,
@@ -65,13 +107,7 @@ pub struct ConfDir {
 impl ConfDir {
     /// Writes `config.toml` and `input.ollama/ollama.toml`.
     pub fn new(config_toml: &str, ollama_toml: &str) -> ConfDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ollama-tap-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
+        let path = fresh_dir("test");
         std::fs::create_dir_all(path.join("input.ollama")).unwrap();
         std::fs::write(path.join("config.toml"), config_toml).unwrap();
         std::fs::write(path.join("input.ollama/ollama.toml"), ollama_toml).unwrap();
@@ -181,6 +217,14 @@ impl Drop for InProcess {
     }
 }
 
+/// A fake Ollama and a passive agent in this process in front of it (no backend checks, so
+/// the fake sees only what clients send).
+pub async fn agent_and_fake() -> (InProcess, fake_ollama::FakeOllama) {
+    let fake = fake_ollama::FakeOllama::start().await;
+    let agent = InProcess::start(ConfDir::single(&fake.url(), "passive = true")).await;
+    (agent, fake)
+}
+
 /// The text of a `/metrics` answer, with a lookup by name and labels.
 #[derive(Debug, Clone)]
 pub struct Metrics(pub String);
@@ -247,30 +291,42 @@ pub async fn metrics_at(url: &str) -> Metrics {
 /// first. The in-flight gauge drops in the same step as the counters, after them, so the
 /// scrape after one that shows nothing in flight is whole.
 pub async fn settled_metrics(url: &str) -> Metrics {
-    wait_metrics(url, WAIT, |m| {
-        m.sum("ollama_requests_in_flight", &[]) == 0.0
-    })
-    .await;
+    wait_metrics(url, |m| m.sum("ollama_requests_in_flight", &[]) == 0.0).await;
     metrics_at(url).await
 }
 
-/// Polls `{url}/metrics` until `pred` holds; panics with the last text after `timeout`.
-pub async fn wait_metrics(
-    url: &str,
-    timeout: Duration,
-    pred: impl Fn(&Metrics) -> bool,
-) -> Metrics {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let m = metrics_at(url).await;
-        if pred(&m) {
-            return m;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("metrics condition not met within {timeout:?}:\n{}", m.0);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until `{url}/metrics` satisfies `pred`; returns that text.
+pub async fn wait_metrics(url: &str, pred: impl Fn(&Metrics) -> bool) -> Metrics {
+    let pred = &pred;
+    eventually(
+        &format!("{url}/metrics to hold the condition"),
+        move || async move {
+            let m = metrics_at(url).await;
+            if pred(&m) {
+                Ok(m)
+            } else {
+                Err(m.0)
+            }
+        },
+    )
+    .await
+}
+
+/// `POST {url}` of `body` (JSON text, usually); the answer, its body unread.
+pub async fn post(url: &str, body: impl ToString) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: no answer: {e}"))
+}
+
+/// `POST {base}/api/generate` of `prompt` to `model`, streamed or not; the answer, its body
+/// unread.
+pub async fn generate(base: &str, model: &str, prompt: &str, stream: bool) -> reqwest::Response {
+    let body = serde_json::json!({"model": model, "prompt": prompt, "stream": stream});
+    post(&format!("{base}/api/generate"), body).await
 }
 
 /// What `/proc` says about a process (the real binary, in memory and leak tests).
@@ -330,11 +386,38 @@ impl Drop for Running {
     }
 }
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port of 127.0.0.1 that nobody listens on, for as long as this lives: its socket is
+/// bound but not listening, so a connection to it is refused, and no other socket (nor an
+/// outgoing connection's ephemeral port) can take the number meanwhile. [`Self::listen`]
+/// starts listening on it: a backend that was down comes up on that very address.
+pub struct ClosedPort {
+    socket: tokio::net::TcpSocket,
+    addr: SocketAddr,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        ClosedPort { socket, addr }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Listens on the port (within a tokio runtime).
+    pub fn listen(self) -> tokio::net::TcpListener {
+        self.socket.listen(1024).unwrap()
+    }
 }

@@ -264,7 +264,11 @@ impl FakeOllama {
 
     /// Binds `addr` (e.g. the address of a stopped fake, to bring it back) and serves.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<FakeOllama> {
-        let listener = TcpListener::bind(addr).await?;
+        Self::serve(TcpListener::bind(addr).await?)
+    }
+
+    /// Serves on `listener` (one bound beforehand, so nothing can take its port meanwhile).
+    pub fn serve(listener: TcpListener) -> std::io::Result<FakeOllama> {
         let addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(false);
         let inner = Arc::new(Inner {
