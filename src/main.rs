@@ -2,9 +2,9 @@
 #![warn(clippy::too_many_lines)]
 
 fn main() {
-    let cli = ollama_tap::cli::Cli::parse_args();
-    if let Err(e) = ollama_tap::run::run(cli) {
+    let cli = ollama_tap::Cli::parse_args();
+    if let Err(e) = ollama_tap::run(cli) {
         eprintln!("ollama-tap: {e:#}");
-        std::process::exit(ollama_tap::run::exit_code(&e));
+        std::process::exit(ollama_tap::exit_code(&e));
     }
 }

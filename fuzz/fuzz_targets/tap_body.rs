@@ -15,11 +15,11 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body::{Body, Frame};
 use libfuzzer_sys::fuzz_target;
-use ollama_tap::proxy::BoxError;
-use ollama_tap::store::Store;
+use ollama_tap::BoxError;
+use ollama_tap::Store;
 use ollama_tap::tap::include_usage::UsageStripper;
 use ollama_tap::tap::{Meter, TapBody, UsageStripped};
-use ollama_tap::vocab::Endpoint;
+use ollama_tap::Endpoint;
 
 /// A body yielding the given chunks, one frame each.
 struct Chunks(std::vec::IntoIter<Bytes>);

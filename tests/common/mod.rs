@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ollama_tap::agent::Agent;
-use ollama_tap::app::InstanceState;
+use ollama_tap::Agent;
+use ollama_tap::InstanceState;
 use tokio::sync::oneshot;
 
 /// The bound on every wait for an event: generous, because it only ever fails a broken case

@@ -7,7 +7,7 @@ use crate::common;
 
 use common::fake_ollama::{FakeOllama, TOTAL_EXTRA_NS};
 use common::Binary;
-use ollama_tap::store::histogram::QUEUE_WAIT_BUCKETS;
+use ollama_tap::QUEUE_WAIT_BUCKETS;
 
 const MODEL: &str = "llama3.2:latest";
 const HOLD_MS: u64 = 200;
@@ -70,7 +70,7 @@ async fn four_requests_on_one_slot_report_the_waits_ollama_put_in_total_duration
         / 1e9;
     assert!((sum - want_sum).abs() < 1e-9, "sum {sum}, want {want_sum}");
     for bound in QUEUE_WAIT_BUCKETS {
-        let le = ollama_tap::store::histogram::le_label(bound);
+        let le = ollama_tap::le_label(bound);
         let mut with_le = labels.to_vec();
         with_le.push(("le", &le));
         let got = m.value("ollama_queue_wait_seconds_bucket", &with_le);

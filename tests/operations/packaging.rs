@@ -219,7 +219,7 @@ fn the_unit_waits_for_the_agents_drain_and_final_push_before_killing_it() {
         .parse::<humantime::Duration>()
         .expect("TimeoutStopSec is a duration")
         .into();
-    let needed = ollama_tap::agent::GRACE + ollama_tap::agent::FLUSH;
+    let needed = ollama_tap::GRACE + ollama_tap::FLUSH;
     assert!(
         stop > needed,
         "TimeoutStopSec {stop:?} is not above the agent's {needed:?} drain and final push"

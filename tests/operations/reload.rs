@@ -355,7 +355,7 @@ async fn a_moved_log_file_is_opened_again_at_the_new_level() {
 async fn a_kept_writer_keeps_its_queue_and_a_removed_one_is_handed_back_with_its_own() {
     use ollama_tap::config::{Writer, WriterOpt};
     use ollama_tap::push::{RetryPolicy, Writers};
-    use ollama_tap::snapshot::{Family, Kind};
+    use ollama_tap::{Family, Kind};
     let (kept, removed) = (
         Receiver::start(Script::Always(204)).await,
         Receiver::start(Script::Always(204)).await,

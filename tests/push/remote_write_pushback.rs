@@ -12,7 +12,7 @@ use common::{wait_until, WAIT};
 use ollama_tap::config::{Writer, WriterOpt};
 use ollama_tap::push::proto::{Label, Sample, TimeSeries};
 use ollama_tap::push::{encode_families, RetryPolicy, Writers};
-use ollama_tap::snapshot::{Family, Kind};
+use ollama_tap::{Family, Kind};
 
 const SENT: &str = "ollama_tap_remote_write_samples_sent_total";
 const FAILED: &str = "ollama_tap_remote_write_samples_failed_total";

@@ -11,7 +11,7 @@ use common::{wait_until, WAIT};
 use ollama_tap::config::{Writer, WriterOpt};
 use ollama_tap::push::proto::{Label, TimeSeries, WriteRequest};
 use ollama_tap::push::{compress, encode_families, RetryPolicy, Writers};
-use ollama_tap::snapshot::{Family, Kind};
+use ollama_tap::{Family, Kind};
 
 const SENT: &str = "ollama_tap_remote_write_samples_sent_total";
 const FAILED: &str = "ollama_tap_remote_write_samples_failed_total";

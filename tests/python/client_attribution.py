@@ -1,5 +1,5 @@
 """Drives the real `ollama` and `openai` Python clients through ollama-tap, each call naming
-its client a different way, for tests/clients.rs.
+its client a different way, for tests/metering/clients.rs.
 
     python3 tests/python/client_attribution.py http://127.0.0.1:8000
 
