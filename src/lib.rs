@@ -28,10 +28,33 @@
 // The crate's outside: what the binary, the tests, the benchmark and the fuzz targets name.
 // Three modules whose parts are tested and fuzzed one by one (the configuration, the stream
 // readers, the remote-write formats), and a few items re-exported here. Every other item is
-// `pub(crate)` (so rustc reports what nothing uses).
+// `pub(crate)` (so rustc reports what nothing uses). The modules by role, as in the picture.
+//
+// The runtime: flags, the agent and its instances, the listeners, the backend check.
+mod agent;
+mod app;
+mod cli;
+mod probe;
+mod run;
+mod server;
+mod shutdown;
+
+// The metering path, from the config to the exposition, the push and the status page.
+mod categraf_lines;
 pub mod config;
+mod exposition;
+mod labels;
+mod proxy;
 pub mod push;
+mod snapshot;
+mod status;
+mod store;
 pub mod tap;
+
+// The leaves.
+mod error;
+mod vocab;
+mod worker;
 
 pub use agent::{Agent, FLUSH, GRACE};
 pub use app::InstanceState;
@@ -42,25 +65,6 @@ pub use snapshot::{Family, Kind};
 pub use store::histogram::{le_label, QUEUE_WAIT_BUCKETS};
 pub use store::Store;
 pub use vocab::Endpoint;
-
-mod agent;
-mod app;
-mod cli;
-mod proxy;
-mod run;
-mod snapshot;
-mod store;
-mod vocab;
-
-mod categraf_lines;
-mod error;
-mod exposition;
-mod labels;
-mod probe;
-mod server;
-mod shutdown;
-mod status;
-mod worker;
 
 /// The agent's version, as `--version`, `/health` and the User-Agent say it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
