@@ -80,6 +80,22 @@ pub fn ticked(cell: &str) -> Vec<&str> {
     cell.split('`').skip(1).step_by(2).collect()
 }
 
+/// Every `ticked` name in the first column of the tables of `text` whose first header is
+/// `header` (e.g. the `metric` table of the README, the `unit line` table of the service doc).
+pub fn ticked_in_column(text: &str, header: &str) -> Vec<String> {
+    tables(text)
+        .into_iter()
+        .filter(|(_, head, _)| head.first().map(String::as_str) == Some(header))
+        .flat_map(|(_, _, rows)| rows)
+        .flat_map(|row| {
+            ticked(&row[0])
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Metric families the metric tables of docs/metrics.md name, with the type a table states (if
 /// any).
 pub fn documented_families() -> BTreeMap<String, Option<String>> {

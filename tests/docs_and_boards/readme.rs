@@ -10,7 +10,9 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::docs::{documented_families, tables, ticked, CONFIGURATION, CONTRIBUTING, README};
+use common::docs::{
+    documented_families, tables, ticked, ticked_in_column, CONFIGURATION, CONTRIBUTING, README,
+};
 use common::fake_ollama::FakeOllama;
 use common::receiver::{Receiver, Script};
 use common::{wait_metrics, ConfDir, InProcess};
@@ -473,17 +475,7 @@ fn no_document_names_a_path_outside_the_repository_the_seed_or_an_issue_number()
 #[test]
 fn the_readme_key_metrics_are_documented_families() {
     let documented = documented_families();
-    let key: Vec<String> = tables(README)
-        .into_iter()
-        .filter(|(_, header, _)| header.first().map(String::as_str) == Some("metric"))
-        .flat_map(|(_, _, rows)| rows)
-        .flat_map(|row| {
-            ticked(&row[0])
-                .into_iter()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let key = ticked_in_column(README, "metric");
     assert!(key.len() >= 5, "README's key metrics table: {key:?}");
     let unknown: Vec<_> = key
         .iter()

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::docs::{tables, ticked, SERVICE};
+use common::docs::{ticked_in_column, SERVICE};
 
 const UNIT_FILE: &str = "ollama-tap.service";
 const UNIT: &str = include_str!("../../packaging/ollama-tap.service");
@@ -149,17 +149,7 @@ fn the_unit_runs_the_agent_on_etc_ollama_tap_unprivileged_with_every_capability_
 /// Every `Key=value` the table of unit lines in docs/service.md quotes is a line of the unit.
 #[test]
 fn every_unit_line_the_docs_quote_is_in_the_unit() {
-    let quoted: Vec<String> = tables(SERVICE)
-        .into_iter()
-        .filter(|(_, header, _)| header.first().map(String::as_str) == Some("unit line"))
-        .flat_map(|(_, _, rows)| rows)
-        .flat_map(|row| {
-            ticked(&row[0])
-                .into_iter()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let quoted = ticked_in_column(SERVICE, "unit line");
     assert!(
         quoted.len() >= 20,
         "docs/service.md's \"unit line\" table was not found or is short: {quoted:?}"

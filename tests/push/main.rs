@@ -10,3 +10,4 @@ mod prometheus;
 mod remote_write;
 mod remote_write_pushback;
 mod remote_write_queue;
+mod writers;

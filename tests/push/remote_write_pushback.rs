@@ -4,80 +4,18 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use common::receiver::{ReceivedRequest, Receiver, Script};
 use common::{wait_until, WAIT};
-use ollama_tap::config::{Writer, WriterOpt};
 use ollama_tap::push::proto::{Label, Sample, TimeSeries};
-use ollama_tap::push::{encode_families, RetryPolicy, Writers};
-use ollama_tap::{Family, Kind};
+use ollama_tap::push::Writers;
 
-const SENT: &str = "ollama_tap_remote_write_samples_sent_total";
-const FAILED: &str = "ollama_tap_remote_write_samples_failed_total";
-const DROPPED: &str = "ollama_tap_remote_write_samples_dropped_total";
-const RETRIES: &str = "ollama_tap_remote_write_retries_total";
-
-type Labels = Vec<(String, String)>;
-
-fn writer(url: &str) -> Writer {
-    Writer {
-        dial_timeout: Duration::from_secs(1),
-        max_idle_conns_per_host: 10,
-        ..Writer::new(url)
-    }
-}
+use crate::writers::{
+    fast, metric, opt, snapshot, stamps_by_series, writer, DROPPED, FAILED, RETRIES, SENT,
+};
 
 /// A writer with `batch` samples a request and room for 1000, retrying after 5 ms to 100 ms.
 fn start(rx: &Receiver, batch: usize) -> Writers {
-    let opt = WriterOpt {
-        batch,
-        chan_size: 1000,
-        ..WriterOpt::default()
-    };
-    let fast = RetryPolicy {
-        min: Duration::from_millis(10),
-        max: Duration::from_millis(100),
-    };
-    Writers::start_with(&[writer(&rx.url())], &opt, fast).unwrap()
-}
-
-/// One snapshot: `n` series `ollama_tap_test{i="0".."n-1"}`, all at `ts`, value `ts`.
-fn snapshot(ts: i64, n: usize) -> Vec<TimeSeries> {
-    let mut f = Family::new("ollama_tap_test", "Test.", Kind::Gauge);
-    for i in 0..n {
-        f.push("", vec![("i".to_owned(), i.to_string())], ts as f64);
-    }
-    encode_families(&[f], ts)
-}
-
-/// Timestamps per label set, in arrival order.
-fn stamps_by_series(series: &[TimeSeries]) -> BTreeMap<Labels, Vec<i64>> {
-    let mut out: BTreeMap<Labels, Vec<i64>> = BTreeMap::new();
-    for ts in series {
-        let key = ts
-            .labels
-            .iter()
-            .map(|l: &Label| (l.name.clone(), l.value.clone()))
-            .collect();
-        out.entry(key)
-            .or_default()
-            .extend(ts.samples.iter().map(|s| s.timestamp));
-    }
-    out
-}
-
-/// The value of the first series of `name` (single-writer tests).
-fn metric(w: &Writers, name: &str) -> f64 {
-    let families = w.families();
-    let family = families.iter().find(|f| f.name == name).expect(name);
-    family
-        .series
-        .iter()
-        .find(|s| s.suffix.is_empty())
-        .unwrap()
-        .value
+    Writers::start_with(&[writer(&rx.url())], &opt(batch, 1000), fast()).unwrap()
 }
 
 fn samples(r: &ReceivedRequest) -> usize {
@@ -100,7 +38,7 @@ async fn an_n9e_receiver_answering_499_for_a_stretch_then_204_loses_nothing() {
     }
 
     let got = rx.wait_for_accepted_series(30, WAIT).await;
-    wait_until("counters", || metric(&w, SENT) == 30.0).await;
+    wait_until("counters", || metric(&w, SENT, "") == 30.0).await;
     // Every (label set, timestamp) enqueued arrived exactly once, in per-series order.
     assert_eq!(stamps_by_series(&got), stamps_by_series(&enqueued));
     assert_eq!(got.len(), enqueued.len(), "no duplicate");
@@ -114,9 +52,9 @@ async fn an_n9e_receiver_answering_499_for_a_stretch_then_204_loses_nothing() {
     for retry in &requests[1..6] {
         assert_eq!(retry.series[0], requests[0].series[0], "oldest first again");
     }
-    assert_eq!(metric(&w, RETRIES), 5.0);
-    assert_eq!(metric(&w, FAILED), 0.0);
-    assert_eq!(metric(&w, DROPPED), 0.0);
+    assert_eq!(metric(&w, RETRIES, ""), 5.0);
+    assert_eq!(metric(&w, FAILED, ""), 0.0);
+    assert_eq!(metric(&w, DROPPED, ""), 0.0);
 }
 
 #[tokio::test]
@@ -131,7 +69,7 @@ async fn a_413_splits_the_batch_until_it_fits_and_every_sample_arrives_once() {
     }
 
     let got = rx.wait_for_accepted_series(50, WAIT).await;
-    wait_until("counters", || metric(&w, SENT) == 50.0).await;
+    wait_until("counters", || metric(&w, SENT, "") == 50.0).await;
     assert_eq!(stamps_by_series(&got), stamps_by_series(&enqueued));
     assert_eq!(got.len(), 50, "no duplicate");
     let requests = rx.received();
@@ -145,12 +83,12 @@ async fn a_413_splits_the_batch_until_it_fits_and_every_sample_arrives_once() {
         }
     }
     assert_eq!(
-        metric(&w, RETRIES),
+        metric(&w, RETRIES, ""),
         too_large as f64,
         "each split is one retry"
     );
-    assert_eq!(metric(&w, FAILED), 0.0);
-    assert_eq!(metric(&w, DROPPED), 0.0);
+    assert_eq!(metric(&w, FAILED, ""), 0.0);
+    assert_eq!(metric(&w, DROPPED, ""), 0.0);
 }
 
 #[tokio::test]
@@ -167,7 +105,7 @@ async fn a_single_series_above_the_limit_is_dropped_and_later_batches_flow() {
             .collect(),
     };
     w.enqueue(vec![big.clone()]);
-    wait_until("the big series failed", || metric(&w, FAILED) == 6.0).await;
+    wait_until("the big series failed", || metric(&w, FAILED, "") == 6.0).await;
     let mut enqueued = Vec::new();
     for ts in 1..=3 {
         let snap = snapshot(ts, 3);
@@ -176,7 +114,7 @@ async fn a_single_series_above_the_limit_is_dropped_and_later_batches_flow() {
     }
 
     let got = rx.wait_for_accepted_series(9, WAIT).await;
-    wait_until("counters", || metric(&w, SENT) == 9.0).await;
+    wait_until("counters", || metric(&w, SENT, "") == 9.0).await;
     assert_eq!(stamps_by_series(&got), stamps_by_series(&enqueued));
     let requests = rx.received();
     let with_big: Vec<&ReceivedRequest> = requests
@@ -192,6 +130,6 @@ async fn a_single_series_above_the_limit_is_dropped_and_later_batches_flow() {
             .all(|r| !r.series.contains(&big)),
         "a dropped series is never sent again"
     );
-    assert_eq!(metric(&w, FAILED), 6.0);
-    assert_eq!(metric(&w, DROPPED), 0.0);
+    assert_eq!(metric(&w, FAILED, ""), 6.0);
+    assert_eq!(metric(&w, DROPPED, ""), 0.0);
 }

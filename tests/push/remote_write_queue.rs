@@ -3,84 +3,21 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::receiver::{Receiver, Script};
 use common::{wait_until, WAIT};
-use ollama_tap::config::{Writer, WriterOpt};
-use ollama_tap::push::proto::{Label, TimeSeries, WriteRequest};
+use ollama_tap::push::proto::{TimeSeries, WriteRequest};
 use ollama_tap::push::{compress, encode_families, RetryPolicy, Writers};
 use ollama_tap::{Family, Kind};
 
-const SENT: &str = "ollama_tap_remote_write_samples_sent_total";
-const FAILED: &str = "ollama_tap_remote_write_samples_failed_total";
-const DROPPED: &str = "ollama_tap_remote_write_samples_dropped_total";
-const RETRIES: &str = "ollama_tap_remote_write_retries_total";
+use crate::writers::{
+    fast, metric, opt, snapshot, stamps_by_series, writer, DROPPED, FAILED, RETRIES, SENT,
+};
+
 const QUEUE: &str = "ollama_tap_remote_write_queue_samples";
 const SINCE: &str = "ollama_tap_remote_write_seconds_since_last_success";
 const DURATION: &str = "ollama_tap_remote_write_request_duration_seconds";
-
-fn writer(url: &str) -> Writer {
-    Writer {
-        dial_timeout: Duration::from_secs(1),
-        max_idle_conns_per_host: 10,
-        ..Writer::new(url)
-    }
-}
-
-fn opt(batch: usize, chan_size: usize) -> WriterOpt {
-    WriterOpt {
-        batch,
-        chan_size,
-        ..WriterOpt::default()
-    }
-}
-
-/// Retries after 5–10 ms, then up to 100 ms: fast tests, same code path as production.
-fn fast() -> RetryPolicy {
-    RetryPolicy {
-        min: Duration::from_millis(10),
-        max: Duration::from_millis(100),
-    }
-}
-
-/// One snapshot: `n` series `ollama_tap_test{i="0".."n-1"}`, all at `ts`, value `ts`.
-fn snapshot(ts: i64, n: usize) -> Vec<TimeSeries> {
-    let mut f = Family::new("ollama_tap_test", "Test.", Kind::Gauge);
-    for i in 0..n {
-        f.push("", vec![("i".to_owned(), i.to_string())], ts as f64);
-    }
-    encode_families(&[f], ts)
-}
-
-/// Timestamps per label set, in arrival order.
-fn stamps_by_series(series: &[TimeSeries]) -> BTreeMap<Vec<(String, String)>, Vec<i64>> {
-    let mut out: BTreeMap<_, Vec<i64>> = BTreeMap::new();
-    for ts in series {
-        let key = ts
-            .labels
-            .iter()
-            .map(|l: &Label| (l.name.clone(), l.value.clone()))
-            .collect();
-        out.entry(key)
-            .or_default()
-            .extend(ts.samples.iter().map(|s| s.timestamp));
-    }
-    out
-}
-
-/// The value of the first series of `name` with `suffix` (single-writer tests).
-fn metric(w: &Writers, name: &str, suffix: &str) -> f64 {
-    let families = w.families();
-    let family = families.iter().find(|f| f.name == name).expect(name);
-    family
-        .series
-        .iter()
-        .find(|s| s.suffix == suffix)
-        .unwrap_or_else(|| panic!("{name}{suffix}"))
-        .value
-}
 
 /// Labels sorted by name (so no name twice), `__name__` present, no empty value, names valid
 /// for Prometheus (`[a-zA-Z_][a-zA-Z0-9_]*`; metric names may also hold `:`).
