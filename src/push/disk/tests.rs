@@ -65,6 +65,15 @@ fn open(dir: &TempDir, max_bytes: u64, max_age: Duration) -> (DiskQueue, Recover
     DiskQueue::open(&dir.0, max_bytes, max_age).unwrap()
 }
 
+/// A queue (1 MB, no age limit) holding three snapshots of four series, at 1, 2 and 3.
+fn three_snapshots(dir: &TempDir) -> DiskQueue {
+    let (mut q, _) = open(dir, MB, Duration::ZERO);
+    for ts in 1..=3 {
+        q.push(&snapshot(ts, 4, 0), ts).unwrap();
+    }
+    q
+}
+
 /// Pins a batch, decodes it, and commits it: (name, timestamp) of every series sent.
 fn send(q: &mut DiskQueue, max: usize) -> Vec<(String, i64)> {
     let mut body = Vec::new();
@@ -110,10 +119,7 @@ fn segments(dir: &TempDir) -> Vec<PathBuf> {
 #[test]
 fn batches_come_out_oldest_first_across_records_and_the_queue_empties() {
     let dir = TempDir::new();
-    let (mut q, _) = open(&dir, MB, Duration::ZERO);
-    for ts in 1..=3 {
-        q.push(&snapshot(ts, 4, 0), ts).unwrap();
-    }
+    let mut q = three_snapshots(&dir);
     assert_eq!(q.samples(), 12);
     assert!(q.bytes() > 0);
     assert_eq!(drain(&mut q, 5), expected(&[1, 2, 3], 4));
@@ -124,10 +130,7 @@ fn batches_come_out_oldest_first_across_records_and_the_queue_empties() {
 #[test]
 fn a_restart_resumes_where_the_last_accepted_batch_ended() {
     let dir = TempDir::new();
-    let (mut q, _) = open(&dir, MB, Duration::ZERO);
-    for ts in 1..=3 {
-        q.push(&snapshot(ts, 4, 0), ts).unwrap();
-    }
+    let mut q = three_snapshots(&dir);
     // Six series accepted: all of the first record, two of the second.
     assert_eq!(
         send(&mut q, 6),
@@ -180,11 +183,7 @@ fn new_snapshots_after_a_restart_come_after_the_old_ones() {
 #[test]
 fn a_torn_tail_is_counted_and_the_records_before_it_are_sent() {
     let dir = TempDir::new();
-    let (mut q, _) = open(&dir, MB, Duration::ZERO);
-    for ts in 1..=3 {
-        q.push(&snapshot(ts, 4, 0), ts).unwrap();
-    }
-    drop(q);
+    drop(three_snapshots(&dir)); // closed: its files are what a restart finds
     let file = &segments(&dir)[0];
     let len = fs::metadata(file).unwrap().len();
     let f = fs::OpenOptions::new().write(true).open(file).unwrap();
@@ -198,11 +197,7 @@ fn a_torn_tail_is_counted_and_the_records_before_it_are_sent() {
 #[test]
 fn a_flipped_byte_loses_only_its_record() {
     let dir = TempDir::new();
-    let (mut q, _) = open(&dir, MB, Duration::ZERO);
-    for ts in 1..=3 {
-        q.push(&snapshot(ts, 4, 0), ts).unwrap();
-    }
-    drop(q);
+    drop(three_snapshots(&dir)); // closed: its files are what a restart finds
     let file = &segments(&dir)[0];
     let mut bytes = fs::read(file).unwrap();
     let record = bytes.len() / 3;
